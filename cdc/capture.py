@@ -1,0 +1,172 @@
+"""What the source captures: the table list, the publication, replica identities, snapshot signals.
+
+cdc owns the publication's table list (Debezium's `filtered` mode is given the same list), so a
+table created after the connector started is captured by the next `cdc connector apply`, and its
+existing rows are sent by an incremental snapshot signal.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import uuid
+from dataclasses import dataclass
+
+import psycopg2
+from psycopg2 import sql
+
+from cdc.errors import ConfigError
+from cdc.resources import sql_file
+from cdc.settings import Settings, split_list
+
+INTERNAL_SCHEMA = "cdc"
+SIGNAL_TABLE = "debezium_signal"
+HEARTBEAT_TABLE = "debezium_heartbeat"
+INTERNAL_TABLES = ((INTERNAL_SCHEMA, SIGNAL_TABLE), (INTERNAL_SCHEMA, HEARTBEAT_TABLE))
+
+_TABLES_SQL = """
+SELECT n.nspname, c.relname, c.relreplident::text,
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_%%'
+ORDER BY 1, 2
+"""
+
+
+@dataclass(frozen=True, order=True)
+class SourceTable:
+    schema: str
+    name: str
+    replica_identity: str = "d"  # pg_class.relreplident: d(efault) n(othing) f(ull) i(ndex)
+    has_primary_key: bool = True
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def ident(self) -> sql.Composed:
+        return sql.SQL(".").join([sql.Identifier(self.schema), sql.Identifier(self.name)])
+
+    @property
+    def internal(self) -> bool:
+        return (self.schema, self.name) in INTERNAL_TABLES
+
+
+def java_regex_literal(text: str) -> str:
+    """A Java regex matching exactly text. Every character but [A-Za-z0-9_] is hex-escaped, so
+    dots, quotes, spaces, unicode and even commas (the include-list separator) are safe."""
+    return "".join(
+        ch if ch.isascii() and (ch.isalnum() or ch == "_") else f"\\x{{{ord(ch):X}}}" for ch in text
+    )
+
+
+def include_list(tables: list[SourceTable]) -> str:
+    return ",".join(f"{java_regex_literal(t.schema)}\\.{java_regex_literal(t.name)}" for t in tables)
+
+
+def connect(url: str) -> psycopg2.extensions.connection:
+    try:
+        conn = psycopg2.connect(url, connect_timeout=10)
+    except psycopg2.OperationalError as exc:
+        raise ConfigError(
+            f"cannot connect to the source database: {str(exc).strip()}",
+            "check CDC_SOURCE_URL (host, port, user, password, database) and that it is running",
+        ) from exc
+    conn.autocommit = True
+    return conn
+
+
+def setup_source(conn: psycopg2.extensions.connection) -> None:
+    with conn.cursor() as cur:
+        cur.execute(sql_file("source_setup.sql"))
+
+
+def discover(conn: psycopg2.extensions.connection, settings: Settings) -> list[SourceTable]:
+    """The tables to capture: every user table, filtered by the include/exclude settings, plus
+    cdc's own signal and heartbeat tables (Debezium must see both in the WAL)."""
+    with conn.cursor() as cur:
+        cur.execute(_TABLES_SQL)
+        rows = cur.fetchall()
+    tables = [SourceTable(s, n, r, pk) for s, n, r, pk in rows]
+    chosen = [t for t in tables if t.internal or (t.schema != INTERNAL_SCHEMA and _wanted(t, settings))]
+    return sorted(chosen)
+
+
+def _wanted(table: SourceTable, settings: Settings) -> bool:
+    def matches(value: str, patterns: list[str]) -> bool:
+        return any(fnmatch.fnmatchcase(value, p) for p in patterns)
+
+    inc_s, exc_s = split_list(settings.include_schemas), split_list(settings.exclude_schemas)
+    inc_t, exc_t = split_list(settings.include_tables), split_list(settings.exclude_tables)
+    if inc_s and not matches(table.schema, inc_s):
+        return False
+    if exc_s and matches(table.schema, exc_s):
+        return False
+    if inc_t and not matches(table.qualified, inc_t):
+        return False
+    return not (exc_t and matches(table.qualified, exc_t))
+
+
+def ensure_replica_identity(
+    conn: psycopg2.extensions.connection, tables: list[SourceTable]
+) -> list[SourceTable]:
+    """REPLICA IDENTITY FULL on captured tables without a primary key (else Postgres rejects their
+    UPDATE/DELETE once they are in a publication, and Debezium could not say which row changed)."""
+    changed = [t for t in tables if not t.has_primary_key and t.replica_identity == "d"]
+    with conn.cursor() as cur:
+        for table in changed:
+            cur.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(table.ident))
+    return changed
+
+
+@dataclass(frozen=True)
+class PublicationChange:
+    existed: bool
+    added: list[SourceTable]
+    removed: list[str]
+
+
+def sync_publication(
+    conn: psycopg2.extensions.connection, name: str, tables: list[SourceTable]
+) -> PublicationChange:
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (name,))
+        existed = cur.fetchone() is not None
+        cur.execute("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s", (name,))
+        before = {f"{s}.{t}" for s, t in cur.fetchall()}
+        listed = sql.SQL(", ").join(t.ident for t in tables)
+        if not existed:
+            cur.execute(
+                sql.SQL(
+                    "CREATE PUBLICATION {} FOR TABLE {} WITH "
+                    "(publish = 'insert, update, delete, truncate', publish_via_partition_root = true)"
+                ).format(sql.Identifier(name), listed)
+            )
+        elif before != {t.qualified for t in tables}:
+            cur.execute(sql.SQL("ALTER PUBLICATION {} SET TABLE {}").format(sql.Identifier(name), listed))
+    added = [t for t in tables if t.qualified not in before]
+    removed = sorted(before - {t.qualified for t in tables})
+    return PublicationChange(existed, added, removed)
+
+
+def request_incremental_snapshot(conn: psycopg2.extensions.connection, tables: list[SourceTable]) -> str:
+    """Ask Debezium (through the signal table) to send the existing rows of tables."""
+    signal_id = str(uuid.uuid4())
+    data = {
+        "data-collections": [
+            f"{java_regex_literal(t.schema)}\\.{java_regex_literal(t.name)}" for t in tables
+        ],
+        "type": "incremental",
+    }
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("INSERT INTO {}.{} (id, type, data) VALUES (%s, 'execute-snapshot', %s)").format(
+                sql.Identifier(INTERNAL_SCHEMA), sql.Identifier(SIGNAL_TABLE)
+            ),
+            (signal_id, json.dumps(data)),
+        )
+    return signal_id

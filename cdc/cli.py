@@ -1,0 +1,163 @@
+"""The `cdc` command line. Each command loads settings once and calls one function of the core."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cdc import __version__
+from cdc.errors import CdcError
+from cdc.settings import load_settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+app = typer.Typer(
+    help="Change-data-capture replication: PostgreSQL -> Debezium -> Kafka -> warehouse.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+stack_app = typer.Typer(
+    help="The native local stack (PostgreSQL, Kafka, Kafka Connect + Debezium).",
+    no_args_is_help=True,
+)
+connector_app = typer.Typer(
+    help="The Debezium source connector, through Kafka Connect's REST API.", no_args_is_help=True
+)
+demo_app = typer.Typer(help="A demo online-shop source database and a live workload.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+app.add_typer(connector_app, name="connector")
+app.add_typer(demo_app, name="demo")
+
+
+def reports_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn cdc's errors into a message naming the problem and the fix, and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except CdcError as exc:
+            err.print(f"[bold red]error:[/] {exc.problem}", markup=True, soft_wrap=True)
+            if exc.fix:
+                err.print(f"[bold]fix:[/] {exc.fix}", markup=True, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def say(line: str) -> None:
+    out.print(line, markup=False, soft_wrap=True)
+
+
+@app.command()
+def version() -> None:
+    """Print cdc's version and the pinned Kafka / Debezium / PostgreSQL versions."""
+    from cdc.stack.tools import versions
+
+    v = versions()
+    say(f"cdc {__version__} (Kafka {v.kafka}, Debezium {v.debezium}, PostgreSQL {v.postgres_major})")
+
+
+@stack_app.command("up")
+@reports_errors
+def stack_up() -> None:
+    """Start the stack (idempotent) and wait until every part is ready and the connector RUNNING."""
+    from cdc.stack import control
+
+    say("cdc stack up")
+    control.up(load_settings(), say)
+    say('ready. Point your shell at it with: eval "$(cdc stack env)"')
+
+
+@stack_app.command("down")
+@reports_errors
+def stack_down(
+    wipe: Annotated[bool, typer.Option("--wipe", help="Also delete all data (jars are kept).")] = False,
+) -> None:
+    """Stop exactly the processes the stack started; keep the data unless --wipe."""
+    from cdc.stack import control
+
+    say("cdc stack down")
+    control.down(load_settings(), say, wipe=wipe)
+
+
+@stack_app.command("status")
+@reports_errors
+def stack_status() -> None:
+    """Show each part of the stack and the source connector's state. Exit 1 if a part is down."""
+    from cdc.stack import control
+
+    rows, connector_state = control.status(load_settings())
+    table = Table("part", "state", "pid", "endpoint", "log")
+    for row in rows:
+        table.add_row(
+            row.name,
+            "[green]running[/]" if row.running else "[red]stopped[/]",
+            str(row.pid or "-") if row.running else "-",
+            row.endpoint,
+            row.log,
+        )
+    out.print(table)
+    say(f"connector {connector_state}")
+    if not all(row.running for row in rows):
+        raise typer.Exit(1)
+
+
+@stack_app.command("env")
+@reports_errors
+def stack_env() -> None:
+    """Print `export` lines for the stack's endpoints: eval "$(cdc stack env)"."""
+    from cdc.stack import control
+
+    for line in control.env_lines(load_settings()):
+        sys.stdout.write(line + "\n")
+
+
+@connector_app.command("apply")
+@reports_errors
+def connector_apply(
+    file: Annotated[
+        Path | None,
+        typer.Argument(help="Connector config (JSON); default connectors/postgres-source.json."),
+    ] = None,
+) -> None:
+    """Create or update the connector, capture every selected table, wait until RUNNING."""
+    from cdc import connector
+
+    report = connector.apply(load_settings(), file, say)
+    say(f"connector {report.name}: {report.state.state}; {len(report.tables)} tables captured")
+
+
+@connector_app.command("status")
+@reports_errors
+def connector_status() -> None:
+    """The connector's state, its tasks, and the tables it captures."""
+    from cdc import connector
+
+    state, config = connector.status(load_settings())
+    say(f"connector {state.name}: {state.state}")
+    for task_id, task_state in state.tasks:
+        say(f"  task {task_id}: {task_state}")
+    if state.trace:
+        say("  " + state.trace.splitlines()[0])
+    if config:
+        say(f"  captures: {config.get('table.include.list', '(all tables)')}")
+        say(f"  topic prefix: {config.get('topic.prefix')}")
+    if not state.running:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,136 @@
+"""`cdc connector apply|status`: render the Debezium source config and drive it through Connect."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from cdc import capture
+from cdc.connect_api import ConnectClient, ConnectorState
+from cdc.errors import ConfigError, ConnectorError
+from cdc.resources import repo_file
+from cdc.settings import Settings
+
+DEFAULT_CONFIG = ("connectors", "postgres-source.json")
+POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    name: str
+    tables: list[capture.SourceTable]
+    replica_identity_full: list[capture.SourceTable]
+    snapshot_requested: list[capture.SourceTable]
+    state: ConnectorState
+
+
+def template_vars(settings: Settings, tables: list[capture.SourceTable]) -> dict[str, str]:
+    secret = settings.connect_source_url or settings.source_url
+    url = make_url(secret.get_secret_value() if secret else settings.require_source_url())
+    return {
+        "connector_name": settings.connector_name,
+        "source_host": url.host or "localhost",
+        "source_port": str(url.port or 5432),
+        "source_user": url.username or "",
+        "source_password": url.password if isinstance(url.password, str) else "",
+        "source_database": url.database or "",
+        "topic_prefix": settings.topic_prefix,
+        "slot_name": settings.slot_name,
+        "publication_name": settings.publication_name,
+        "table_include_list": capture.include_list(tables),
+        "topic_partitions": str(settings.topic_partitions),
+    }
+
+
+def render(path: Path, variables: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """(name, config) from a file in Connect's {"name", "config"} form or a bare config map.
+    `${var}` placeholders are filled value by value, so no value can break the JSON."""
+    try:
+        raw: Any = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read connector config {path}: {exc}") from exc
+    config = raw.get("config", raw) if isinstance(raw, dict) else None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} holds no connector config object.")
+
+    def fill(value: object, where: str) -> str:
+        try:
+            return Template(str(value)).substitute(variables)
+        except KeyError as exc:
+            raise ConfigError(
+                f"{path}: {where} uses the unknown placeholder ${{{exc.args[0]}}}.",
+                f"use one of: {', '.join(sorted(variables))}",
+            ) from None
+
+    name = fill(raw.get("name", config.get("name", variables["connector_name"])), "name")
+    rendered = {str(k): fill(v, str(k)) for k, v in config.items()}
+    rendered["name"] = name  # Connect's validation requires it inside the config too
+    return name, rendered
+
+
+def apply(settings: Settings, path: Path | None, say: Callable[[str], None]) -> ApplyReport:
+    path = path or repo_file(*DEFAULT_CONFIG)
+    client = ConnectClient(settings.require_connect_url())
+    conn = capture.connect(settings.require_source_url())
+    try:
+        capture.setup_source(conn)
+        tables = capture.discover(conn, settings)
+        variables = template_vars(settings, tables)
+        name, config = render(path, variables)
+        secret = variables["source_password"]
+
+        errors = client.validate(config)
+        if errors:
+            shown = "\n".join(f"  - {_redact(e, secret)}" for e in errors)
+            raise ConnectorError(
+                f"Kafka Connect found {len(errors)} problem(s) in connector {name} ({path}):\n{shown}",
+                "correct the config (or the settings it is rendered from) and apply again",
+            )
+        is_source = config.get("connector.class") == POSTGRES_CONNECTOR
+        existed = client.config(name) is not None
+        full: list[capture.SourceTable] = []
+        added: list[capture.SourceTable] = []
+        if is_source:
+            full = capture.ensure_replica_identity(conn, tables)
+            for table in full:
+                say(f"set REPLICA IDENTITY FULL on {table.qualified} (it has no primary key)")
+            change = capture.sync_publication(conn, settings.publication_name, tables)
+            added = [t for t in change.added if not t.internal]
+            for gone in change.removed:
+                say(f"no longer captured: {gone}")
+
+        client.put_config(name, config)
+        client.restart(name)  # an unchanged config does not restart; new tables need a restart
+        state = client.wait_running(name)
+
+        snapshot = [t for t in added if t.has_primary_key] if existed else []
+        if snapshot:
+            capture.request_incremental_snapshot(conn, snapshot)
+            say("incremental snapshot requested for " + ", ".join(t.qualified for t in snapshot))
+        for table in (t for t in added if existed and not t.has_primary_key):
+            say(
+                f"{table.qualified} has no primary key: Debezium cannot snapshot it incrementally; "
+                "its new changes are captured, its existing rows are not"
+            )
+        return ApplyReport(name, tables, full, snapshot, state)
+    finally:
+        conn.close()
+        client.close()
+
+
+def status(settings: Settings) -> tuple[ConnectorState, dict[str, str] | None]:
+    client = ConnectClient(settings.require_connect_url())
+    try:
+        return client.status(settings.connector_name), client.config(settings.connector_name)
+    finally:
+        client.close()
+
+
+def _redact(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text

@@ -1,0 +1,23 @@
+"""Files that ship beside the package in the repository: connector configs and SQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cdc.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def repo_file(*parts: str) -> Path:
+    path = REPO_ROOT.joinpath(*parts)
+    if not path.exists():
+        raise ConfigError(
+            f"{'/'.join(parts)} was not found beside the cdc package (looked in {REPO_ROOT}).",
+            "run cdc from a clone of its repository installed with `pip install -e .`",
+        )
+    return path
+
+
+def sql_file(name: str) -> str:
+    return repo_file("sql", name).read_text()
