@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
+import time
 import uuid
 from dataclasses import dataclass
 
 import psycopg2
 from psycopg2 import sql
 
-from cdc.errors import ConfigError
+from cdc.errors import ConfigError, ConnectorError
 from cdc.resources import sql_file
 from cdc.settings import Settings, split_list
 
@@ -23,6 +25,7 @@ INTERNAL_SCHEMA = "cdc"
 SIGNAL_TABLE = "debezium_signal"
 HEARTBEAT_TABLE = "debezium_heartbeat"
 INTERNAL_TABLES = ((INTERNAL_SCHEMA, SIGNAL_TABLE), (INTERNAL_SCHEMA, HEARTBEAT_TABLE))
+_PLAIN = re.compile(r"[A-Za-z0-9_]+")
 
 _TABLES_SQL = """
 SELECT n.nspname, c.relname, c.relreplident::text,
@@ -153,13 +156,48 @@ def sync_publication(
     return PublicationChange(existed, added, removed)
 
 
+def has_rows(conn: psycopg2.extensions.connection, table: SourceTable) -> bool:
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(table.ident))
+        row = cur.fetchone()
+    return bool(row and row[0])
+
+
+def slot_walsender(conn: psycopg2.extensions.connection, slot: str) -> int | None:
+    """The pid of the walsender streaming from the slot, None when nobody streams from it."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+        row = cur.fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def wait_new_walsender(
+    conn: psycopg2.extensions.connection, slot: str, old: int | None, timeout: float = 90
+) -> None:
+    """Wait until a connector task other than the one streaming before (pid old) streams."""
+    deadline = time.monotonic() + timeout
+    while (pid := slot_walsender(conn, slot)) is None or pid == old:
+        if time.monotonic() > deadline:
+            raise ConnectorError(
+                f"the connector restarted, but after {timeout:.0f}s no new task streams from slot {slot}.",
+                "see `cdc connector status` and the Connect worker's log",
+            )
+        time.sleep(0.3)
+
+
+def snapshot_collection(table: SourceTable) -> str:
+    """How a table is named in an execute-snapshot signal: a plain schema.table when that is
+    unambiguous, else an exact regex."""
+    if _PLAIN.fullmatch(table.schema) and _PLAIN.fullmatch(table.name):
+        return table.qualified
+    return f"{java_regex_literal(table.schema)}\\.{java_regex_literal(table.name)}"
+
+
 def request_incremental_snapshot(conn: psycopg2.extensions.connection, tables: list[SourceTable]) -> str:
     """Ask Debezium (through the signal table) to send the existing rows of tables."""
     signal_id = str(uuid.uuid4())
     data = {
-        "data-collections": [
-            f"{java_regex_literal(t.schema)}\\.{java_regex_literal(t.name)}" for t in tables
-        ],
+        "data-collections": [snapshot_collection(t) for t in tables],
         "type": "incremental",
     }
     with conn.cursor() as cur:

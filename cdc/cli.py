@@ -159,5 +159,56 @@ def connector_status() -> None:
         raise typer.Exit(1)
 
 
+@demo_app.command("seed")
+@reports_errors
+def demo_seed(
+    customers: Annotated[int, typer.Option(help="Customers to create.")] = 1000,
+    products: Annotated[int, typer.Option(help="Products to create.")] = 200,
+    orders: Annotated[int, typer.Option(help="Orders to create.")] = 2000,
+) -> None:
+    """Create the demo shop schema in the source database and fill it (no-op if already filled)."""
+    from cdc.demo.seed import seed
+
+    counts = seed(
+        load_settings().require_source_url(),
+        customers=customers,
+        products=products,
+        orders=orders,
+        say=say,
+    )
+    say("demo shop: " + ", ".join(f"{table} {n:,}" for table, n in counts.items()))
+
+
+@demo_app.command("run")
+@reports_errors
+def demo_run(
+    rate: Annotated[float, typer.Option(help="Source transactions per second.")] = 50.0,
+    duration: Annotated[float | None, typer.Option(help="Seconds to run; omit to run until Ctrl-C.")] = 60.0,
+    seed: Annotated[int | None, typer.Option(help="Random seed, for a repeatable run.")] = None,
+) -> None:
+    """Run a live insert/update/delete workload against the demo shop."""
+    from cdc.demo.workload import run_workload
+
+    run_workload(load_settings().require_source_url(), rate=rate, duration=duration, seed=seed, say=say)
+
+
+@app.command()
+@reports_errors
+def topics(
+    prefix: Annotated[
+        str | None, typer.Option(help="Only topics starting with this (default: the topic prefix + '.').")
+    ] = None,
+) -> None:
+    """List the change topics in Kafka with their message counts."""
+    from cdc import topics as topic_counts
+
+    settings = load_settings()
+    rows = topic_counts.count(settings.require_kafka(), prefix or f"{settings.topic_prefix}.")
+    table = Table("topic", "partitions", "messages")
+    for row in rows:
+        table.add_row(row.topic, str(row.partitions), f"{row.messages:,}")
+    out.print(table)
+
+
 def main() -> None:
     app()

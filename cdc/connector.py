@@ -30,6 +30,13 @@ class ApplyReport:
     state: ConnectorState
 
 
+class _Placeholders(Template):
+    """Only `${name}` is a placeholder (and `$$` a literal `$`): a bare `$`, as in a RegexRouter's
+    `$1` or a regex ending in `$`, stays as it is."""
+
+    pattern = r"\$(?:(?P<escaped>\$)|\{(?P<braced>[_a-z][_a-z0-9]*)\}|(?P<named>(?!))|(?P<invalid>(?!)))"  # type: ignore[assignment]
+
+
 def template_vars(settings: Settings, tables: list[capture.SourceTable]) -> dict[str, str]:
     secret = settings.connect_source_url or settings.source_url
     url = make_url(secret.get_secret_value() if secret else settings.require_source_url())
@@ -60,8 +67,14 @@ def render(path: Path, variables: dict[str, str]) -> tuple[str, dict[str, str]]:
         raise ConfigError(f"{path} holds no connector config object.")
 
     def fill(value: object, where: str) -> str:
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, int | float):
+            value = str(value)
+        elif not isinstance(value, str):
+            raise ConfigError(f"{path}: {where} must be a string, number or boolean, not {value!r}.")
         try:
-            return Template(str(value)).substitute(variables)
+            return _Placeholders(value).substitute(variables)
         except KeyError as exc:
             raise ConfigError(
                 f"{path}: {where} uses the unknown placeholder ${{{exc.args[0]}}}.",
@@ -93,7 +106,10 @@ def apply(settings: Settings, path: Path | None, say: Callable[[str], None]) -> 
                 "correct the config (or the settings it is rendered from) and apply again",
             )
         is_source = config.get("connector.class") == POSTGRES_CONNECTOR
-        existed = client.config(name) is not None
+        previous = client.config(name)
+        existed = previous is not None
+        changed = previous != config
+        walsender = capture.slot_walsender(conn, settings.slot_name)
         full: list[capture.SourceTable] = []
         added: list[capture.SourceTable] = []
         if is_source:
@@ -105,11 +121,17 @@ def apply(settings: Settings, path: Path | None, say: Callable[[str], None]) -> 
             for gone in change.removed:
                 say(f"no longer captured: {gone}")
 
-        client.put_config(name, config)
-        client.restart(name)  # an unchanged config does not restart; new tables need a restart
+        client.put_config(name, config)  # a changed config restarts the connector and its tasks
+        if not changed and client.status(name).failed:
+            client.restart(name)
         state = client.wait_running(name)
+        if is_source and existed and changed:
+            # Until the old task has let go of the slot it may still read new WAL with the old
+            # table list; a snapshot signal it read would be lost.
+            capture.wait_new_walsender(conn, settings.slot_name, walsender)
 
-        snapshot = [t for t in added if t.has_primary_key] if existed else []
+        # Rows already in a table captured from now on: Debezium's initial snapshot ran long ago.
+        snapshot = [t for t in added if existed and t.has_primary_key and capture.has_rows(conn, t)]
         if snapshot:
             capture.request_incremental_snapshot(conn, snapshot)
             say("incremental snapshot requested for " + ", ".join(t.qualified for t in snapshot))

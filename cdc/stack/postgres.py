@@ -207,7 +207,8 @@ def ensure_database(cluster: Cluster, *, db: str, user: str, password: str, repl
             cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,))
             verb = "ALTER" if cur.fetchone() else "CREATE"
             cur.execute(
-                sql.SQL("{} ROLE {} LOGIN {} PASSWORD %s").format(
+                # CREATEDB: tests and demos make scratch databases beside the main one.
+                sql.SQL("{} ROLE {} LOGIN CREATEDB {} PASSWORD %s").format(
                     sql.SQL(verb),
                     sql.Identifier(user),
                     sql.SQL("REPLICATION" if replication else "NOREPLICATION"),

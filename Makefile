@@ -1,0 +1,54 @@
+# The README's two commands: `make demo` (main job) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CDC    := $(BIN)/cdc
+DEMO_SECONDS ?= 60
+DEMO_RATE ?= 50
+
+.PHONY: install system-deps stack-up stack-down demo test unit lint typecheck check fixtures
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+stack-up: install system-deps
+	$(CDC) stack up
+
+stack-down: install
+	$(CDC) stack down
+
+# Start the stack, create and fill the demo shop, capture it, run a live workload, show the
+# change events flowing into Kafka.
+demo: stack-up
+	$(CDC) demo seed
+	$(CDC) connector apply
+	$(CDC) demo run --rate $(DEMO_RATE) --duration $(DEMO_SECONDS)
+	$(CDC) topics --prefix cdc.shop.
+
+# Every test: unit, then integration against the real stack (started here if it is not running).
+test: stack-up
+	$(BIN)/pytest
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+# Re-record tests/fixtures/debezium from the live stack.
+fixtures: stack-up
+	$(BIN)/python -m tests.fixtures.record

@@ -1,0 +1,63 @@
+"""Fixtures shared by all tests. Tests marked `stack` need the real stack and FAIL (never skip)
+when it is not reachable: start it with `cdc stack up` (.ci/run does)."""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+
+from cdc.connect_api import ConnectClient
+from cdc.errors import CdcError
+from cdc.settings import Settings, load_settings
+from cdc.stack.kafka import broker_answers
+
+
+def _probe(settings: Settings) -> list[str]:
+    problems: list[str] = []
+    for name, url in (("source", settings.source_url), ("warehouse", settings.warehouse_url)):
+        if url is None:
+            problems.append(f"CDC_{name.upper()}_URL is not set")
+            continue
+        try:
+            psycopg2.connect(url.get_secret_value(), connect_timeout=5).close()
+        except psycopg2.OperationalError as exc:
+            problems.append(f"{name} PostgreSQL unreachable: {str(exc).strip()}")
+    if not settings.kafka_bootstrap_servers or not broker_answers(settings.kafka_bootstrap_servers):
+        problems.append(f"Kafka unreachable at {settings.kafka_bootstrap_servers}")
+    if settings.connect_url:
+        client = ConnectClient(settings.connect_url, timeout=5)
+        try:
+            state = client.status(settings.connector_name)
+            if not state.running:
+                problems.append(f"connector {settings.connector_name} is {state.state}")
+        except CdcError as exc:
+            problems.append(exc.problem)
+        finally:
+            client.close()
+    else:
+        problems.append("CDC_CONNECT_URL is not set")
+    return problems
+
+
+@pytest.fixture(scope="session")
+def stack() -> Settings:
+    settings = load_settings()
+    problems = _probe(settings)
+    if problems:
+        pytest.fail(
+            "these tests need the real stack, which is not reachable:\n  - "
+            + "\n  - ".join(problems)
+            + "\nstart it with: cdc stack up",
+            pytrace=False,
+        )
+    return settings
+
+
+@pytest.fixture(scope="session")
+def source_url(stack: Settings) -> str:
+    return stack.require_source_url()
+
+
+@pytest.fixture(scope="session")
+def warehouse_url(stack: Settings) -> str:
+    return stack.require_warehouse_url()

@@ -1,0 +1,128 @@
+"""Rows changed in the source arrive in Kafka as the matching Debezium events (real stack)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import psycopg2
+import pytest
+
+from cdc import connector
+from cdc.settings import Settings
+from tests.kafka_reader import RawMessage, read_topic, settled
+
+pytestmark = pytest.mark.stack
+
+
+def execute(url: str, statement: str) -> None:
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+    finally:
+        conn.close()
+
+
+def decimal_of(encoded: str, scale: int) -> Decimal:
+    unscaled = int.from_bytes(base64.b64decode(encoded), "big", signed=True)
+    return Decimal(unscaled).scaleb(-scale)
+
+
+def payload(message: RawMessage) -> dict[str, Any] | None:
+    return None if message.value is None else json.loads(message.value)["payload"]
+
+
+@pytest.fixture
+def schema(stack: Settings) -> Any:
+    name = f"e2e_{uuid.uuid4().hex[:8]}"
+    yield name
+    execute(stack.require_source_url(), f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def test_insert_update_delete_truncate_arrive_as_debezium_events(stack: Settings, schema: str) -> None:
+    url = stack.require_source_url()
+    execute(
+        url,
+        f"""CREATE SCHEMA {schema};
+        CREATE TABLE {schema}.items (id integer PRIMARY KEY, name text NOT NULL, price numeric(10, 2));
+        CREATE TABLE {schema}.preexisting (id integer PRIMARY KEY, note text);
+        INSERT INTO {schema}.preexisting VALUES (1, 'before capture'), (2, 'also before');""",
+    )
+    report = connector.apply(stack, None, lambda _: None)
+    assert report.state.running
+    assert {t.qualified for t in report.snapshot_requested} == {f"{schema}.preexisting"}
+
+    execute(
+        url,
+        f"""INSERT INTO {schema}.items VALUES (1, 'apple', 1.25), (2, 'pear', 2.50), (3, 'fig', NULL);
+        UPDATE {schema}.items SET price = 99999999.99, name = 'Äpfel 🍎' WHERE id = 1;
+        DELETE FROM {schema}.items WHERE id = 2;
+        TRUNCATE {schema}.items;""",
+    )
+    bootstrap = stack.require_kafka()
+    items = read_topic(bootstrap, f"{stack.topic_prefix}.{schema}.items", done=settled(3, minimum=7))
+    ops = [p["op"] if (p := payload(m)) else "tombstone" for m in items]
+    assert ops == ["c", "c", "c", "u", "d", "tombstone", "t"]
+
+    created = [payload(m) for m in items[:3]]
+    assert [p["after"]["id"] for p in created if p] == [1, 2, 3]
+    assert [p["after"]["name"] for p in created if p] == ["apple", "pear", "fig"]
+    assert [decimal_of(p["after"]["price"], 2) for p in created[:2] if p] == [
+        Decimal("1.25"),
+        Decimal("2.50"),
+    ]
+    assert created[2] is not None and created[2]["after"]["price"] is None
+
+    updated = payload(items[3])
+    assert updated is not None
+    assert updated["after"]["name"] == "Äpfel 🍎"
+    assert decimal_of(updated["after"]["price"], 2) == Decimal("99999999.99")
+    assert updated["source"]["schema"] == schema and updated["source"]["table"] == "items"
+    assert updated["source"]["lsn"] > payload(items[0])["source"]["lsn"]  # type: ignore[index]
+
+    deleted = payload(items[4])
+    assert deleted is not None and deleted["before"]["id"] == 2 and deleted["after"] is None
+    assert json.loads(items[4].key or b"null")["payload"] == {"id": 2}
+    assert items[5].key == items[4].key  # the tombstone compacts away key 2
+
+    truncated = payload(items[6])
+    assert truncated is not None and truncated["before"] is None and truncated["after"] is None
+
+    # Rows that existed before the table was captured arrive as incremental-snapshot reads.
+    snap = read_topic(bootstrap, f"{stack.topic_prefix}.{schema}.preexisting", done=settled(2, minimum=2))
+    reads = [p for m in snap if (p := payload(m))]
+    assert [(p["op"], p["after"]["id"], p["after"]["note"]) for p in reads] == [
+        ("r", 1, "before capture"),
+        ("r", 2, "also before"),
+    ]
+    assert all(p["source"]["snapshot"] == "incremental" for p in reads)
+
+
+def test_invalid_connector_config_prints_connects_errors(stack: Settings, tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from cdc.cli import app
+
+    bad = tmp_path / "bad.json"
+    template = json.loads(connector.repo_file(*connector.DEFAULT_CONFIG).read_text())
+    template["config"]["plugin.name"] = "no-such-decoder"
+    template["config"]["name"] = "cdc-bad-config"
+    template["name"] = "cdc-bad-config"
+    bad.write_text(json.dumps(template))
+
+    result = CliRunner().invoke(app, ["connector", "apply", str(bad)])
+    assert result.exit_code == 1
+    assert "Kafka Connect found" in result.output
+    assert "plugin.name" in result.output
+    assert "fix:" in result.output
+    assert stack.source_url is not None
+    password = connector.template_vars(stack, [])["source_password"]
+    assert password not in result.output
+    # Nothing was created for the rejected config.
+    state, config = connector.status(stack.model_copy(update={"connector_name": "cdc-bad-config"}))
+    assert state.state == "MISSING" and config is None
