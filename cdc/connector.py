@@ -45,7 +45,7 @@ def template_vars(settings: Settings, tables: list[capture.SourceTable]) -> dict
         "source_host": url.host or "localhost",
         "source_port": str(url.port or 5432),
         "source_user": url.username or "",
-        "source_password": url.password if isinstance(url.password, str) else "",
+        "source_password": settings.connect_password_ref or _password(url.password),
         "source_database": url.database or "",
         "topic_prefix": settings.topic_prefix,
         "slot_name": settings.slot_name,
@@ -53,6 +53,10 @@ def template_vars(settings: Settings, tables: list[capture.SourceTable]) -> dict
         "table_include_list": capture.include_list(tables),
         "topic_partitions": str(settings.topic_partitions),
     }
+
+
+def _password(value: object) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def render(path: Path, variables: dict[str, str]) -> tuple[str, dict[str, str]]:
@@ -96,7 +100,7 @@ def apply(settings: Settings, path: Path | None, say: Callable[[str], None]) -> 
         tables = capture.discover(conn, settings)
         variables = template_vars(settings, tables)
         name, config = render(path, variables)
-        secret = variables["source_password"]
+        secret = _password(make_url(settings.require_source_url()).password)
 
         errors = client.validate(config)
         if errors:

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     connect_url: str | None = None
     # How Kafka Connect reaches the source, when that differs from how cdc does (docker-compose).
     connect_source_url: SecretStr | None = None
+    # A Kafka Connect config-provider reference the worker resolves to the source password, e.g.
+    # ${env:CDC_SOURCE_PASSWORD} or ${file:/etc/cdc/secrets.properties:source_password}. When set,
+    # the password never travels through Connect's REST API nor lands in its config topic.
+    connect_password_ref: str | None = None
 
     # Capture.
     topic_prefix: str = "cdc"
@@ -114,5 +118,8 @@ def load_settings() -> Settings:
 
     settings = Settings()
     defaults = stack_defaults(settings)
+    if settings.source_url is not None:
+        # The stack's password reference names the stack's password: useless for another source.
+        defaults.pop("connect_password_ref", None)
     missing = {key: value for key, value in defaults.items() if getattr(settings, key) is None}
     return settings.model_copy(update=missing) if missing else settings

@@ -94,6 +94,7 @@ def up(settings: Settings, say: Say) -> None:
     _say_part(say, "kafka", was_running, bootstrap)
 
     url = state.connect_url(settings)
+    state.write_connect_secrets(lay, st)
     kafka.write_worker_config(
         parts.worker, bootstrap=bootstrap, port=settings.stack_connect_port, plugins=lay.plugins
     )

@@ -119,6 +119,10 @@ listeners=http://127.0.0.1:{port}
 rest.advertised.host.name=127.0.0.1
 rest.advertised.port={port}
 plugin.path={plugins}
+# Connector configs may reference secrets (${{file:...}} / ${{env:...}}) that only the worker resolves.
+config.providers=file,env
+config.providers.file.class=org.apache.kafka.common.config.provider.FileConfigProvider
+config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider
 """,
     )
 

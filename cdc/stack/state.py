@@ -77,6 +77,10 @@ class Layout:
     def logs(self) -> Path:
         return self.root / "logs"
 
+    @property
+    def connect_secrets(self) -> Path:
+        return self.connect_dir / "secrets.properties"
+
 
 def layout(settings: Settings) -> Layout:
     return Layout(settings.stack_dir.resolve())
@@ -119,7 +123,8 @@ def connect_url(settings: Settings) -> str:
 
 def stack_defaults(settings: Settings) -> dict[str, Any]:
     """Endpoints of the local stack, if one was ever set up under settings.stack_dir."""
-    state = load_state(layout(settings))
+    lay = layout(settings)
+    state = load_state(lay)
     if state is None:
         return {}
     return {
@@ -127,4 +132,13 @@ def stack_defaults(settings: Settings) -> dict[str, Any]:
         "warehouse_url": SecretStr(warehouse_url(settings, state)),
         "kafka_bootstrap_servers": kafka_bootstrap(settings),
         "connect_url": connect_url(settings),
+        "connect_password_ref": f"${{file:{lay.connect_secrets}:source_password}}",
     }
+
+
+def write_connect_secrets(lay: Layout, state: StackState) -> None:
+    """The file the Connect worker's FileConfigProvider reads the source password from."""
+    lay.connect_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lay.connect_secrets, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"source_password={state.source_password}\n")

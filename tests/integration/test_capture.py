@@ -6,12 +6,13 @@ import base64
 import json
 import uuid
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg2
 import pytest
 
-from cdc import connector
+from cdc import capture, connector
 from cdc.settings import Settings
 from tests.kafka_reader import RawMessage, read_topic, settled
 
@@ -126,3 +127,52 @@ def test_invalid_connector_config_prints_connects_errors(stack: Settings, tmp_pa
     # Nothing was created for the rejected config.
     state, config = connector.status(stack.model_copy(update={"connector_name": "cdc-bad-config"}))
     assert state.state == "MISSING" and config is None
+
+
+def test_include_and_exclude_settings_choose_the_captured_tables(stack: Settings, schema: str) -> None:
+    url = stack.require_source_url()
+    execute(
+        url,
+        f"""CREATE SCHEMA {schema};
+        CREATE TABLE {schema}.keep_me (id integer PRIMARY KEY);
+        CREATE TABLE {schema}.skip_me (id integer PRIMARY KEY);
+        CREATE TABLE {schema}."Odd, name" (id integer PRIMARY KEY);""",
+    )
+    conn = capture.connect(url)
+    try:
+        only_schema = stack.model_copy(
+            update={"include_schemas": schema, "exclude_tables": f"{schema}.skip_*"}
+        )
+        chosen = [t.qualified for t in capture.discover(conn, only_schema)]
+        assert chosen == [
+            "cdc.debezium_heartbeat",  # cdc's own tables are always captured
+            "cdc.debezium_signal",
+            f"{schema}.Odd, name",
+            f"{schema}.keep_me",
+        ]
+        everything = [t.qualified for t in capture.discover(conn, stack)]
+        assert {f"{schema}.keep_me", f"{schema}.skip_me", f"{schema}.Odd, name"} <= set(everything)
+        assert not any(name.startswith(("pg_catalog.", "information_schema.")) for name in everything)
+    finally:
+        conn.close()
+
+
+def test_secrets_stay_out_of_logs_and_status_output(stack: Settings) -> None:
+    from typer.testing import CliRunner
+
+    from cdc.cli import app
+    from cdc.stack import state
+
+    lay = state.layout(stack)
+    st = state.load_state(lay)
+    assert st is not None, "these tests run against the native stack"
+    runner = CliRunner()
+    outputs = [runner.invoke(app, args).output for args in (["stack", "status"], ["connector", "status"])]
+    assert "RUNNING" in outputs[1]
+    logs = [p for p in lay.root.rglob("*.log")] + list(Path(st.postgres_root).rglob("*.log"))
+    assert len(logs) >= 4
+    for secret in (st.source_password, st.warehouse_password):
+        for text in outputs:
+            assert secret not in text
+        for log in logs:
+            assert secret not in log.read_text(errors="replace"), f"password found in {log}"

@@ -202,3 +202,17 @@ def test_include_list_matches_exactly_the_tables() -> None:
         # The schema/table separator is a literal dot, not "any character".
         assert not re.fullmatch(pattern, table.qualified.replace(".", "_", 1))
     assert not re.fullmatch(as_python_regex(entries[0]), "public.orders_archive")
+
+
+def test_password_reference_replaces_the_password() -> None:
+    ref = "${env:CDC_SOURCE_PASSWORD}"
+    _, config = render(default_config(), template_vars(settings(connect_password_ref=ref), TABLES))
+    assert config["database.password"] == ref
+    assert "s3cret" not in json.dumps(config)
+
+
+def test_a_bare_dollar_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "router.json"
+    path.write_text(json.dumps({"connector.class": "x", "transforms.r.replacement": "$1", "regex": "a$"}))
+    _, config = render(path, template_vars(settings(), TABLES))
+    assert config["transforms.r.replacement"] == "$1" and config["regex"] == "a$"

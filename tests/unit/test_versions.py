@@ -141,7 +141,14 @@ def test_no_password_is_committed(compose: dict[str, Any]) -> None:
                 match = REQUIRED_VAR.match(value)
                 assert match, f"{name}.{key} must be a required ${{VAR:?message}} reference, not a literal"
                 seen.append(match.group("var"))
-    assert sorted(seen) == ["CDC_SOURCE_PASSWORD", "CDC_WAREHOUSE_PASSWORD"]
+    # The source password twice: the database's own, and the one Connect's env provider resolves.
+    assert sorted(seen) == ["CDC_SOURCE_PASSWORD", "CDC_SOURCE_PASSWORD", "CDC_WAREHOUSE_PASSWORD"]
     # Nor a credential in a URL outside the comments (which only show `$VAR` references).
     uncommented = yaml.safe_dump(compose)
     assert not re.search(r"://[^/\s:@]+:[^/\s@$]+@", uncommented)
+
+
+def test_connect_resolves_the_source_password_itself(compose: dict[str, Any]) -> None:
+    env = environment(compose["services"]["connect"])
+    assert env["CONNECT_CONFIG_PROVIDERS"] == "env"
+    assert env["CONNECT_CONFIG_PROVIDERS_ENV_CLASS"].endswith("EnvVarConfigProvider")
