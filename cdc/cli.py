@@ -100,16 +100,17 @@ def stack_status() -> None:
     from cdc.stack import control
 
     rows, connector_state = control.status(load_settings())
-    table = Table("part", "state", "pid", "endpoint", "log")
+    table = Table("part", "state", "pid", "endpoint")
     for row in rows:
         table.add_row(
             row.name,
             "[green]running[/]" if row.running else "[red]stopped[/]",
             str(row.pid or "-") if row.running else "-",
             row.endpoint,
-            row.log,
         )
     out.print(table)
+    for row in rows:
+        say(f"log of {row.name}: {row.log}")
     say(f"connector {connector_state}")
     if not all(row.running for row in rows):
         raise typer.Exit(1)

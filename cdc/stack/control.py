@@ -169,35 +169,25 @@ class PartStatus:
     log: str
 
 
-def status(settings: Settings) -> tuple[list[PartStatus], str]:
-    """Each part's state, and the source connector's (or why it is unknown)."""
+def _existing_state(settings: Settings) -> tuple[Layout, StackState]:
     lay = state.layout(settings)
     st = state.load_state(lay)
     if st is None:
         raise StackError(f"no native stack was set up under {lay.root}.", "start one with: cdc stack up")
+    return lay, st
+
+
+def status(settings: Settings) -> tuple[list[PartStatus], str]:
+    """Each part's state, and the source connector's (or why it is unknown)."""
+    lay, st = _existing_state(settings)
     parts = _parts(settings, lay, st)
-    rows = [
-        PartStatus(f"postgres ({c.name})", c.running(), c.pid(), f"127.0.0.1:{c.port}", str(c.log))
-        for c in (parts.source, parts.warehouse)
+    services: list[tuple[str, postgres.Cluster | kafka.JavaService, str]] = [
+        ("postgres (source)", parts.source, f"127.0.0.1:{parts.source.port}"),
+        ("postgres (warehouse)", parts.warehouse, f"127.0.0.1:{parts.warehouse.port}"),
+        ("kafka", parts.broker, state.kafka_bootstrap(settings)),
+        ("kafka connect", parts.worker, state.connect_url(settings)),
     ]
-    rows.append(
-        PartStatus(
-            "kafka",
-            parts.broker.running(),
-            parts.broker.pid(),
-            state.kafka_bootstrap(settings),
-            str(parts.broker.log),
-        )
-    )
-    rows.append(
-        PartStatus(
-            "kafka connect",
-            parts.worker.running(),
-            parts.worker.pid(),
-            state.connect_url(settings),
-            str(parts.worker.log),
-        )
-    )
+    rows = [PartStatus(name, svc.running(), svc.pid(), where, str(svc.log)) for name, svc, where in services]
     if not parts.worker.running():
         return rows, "unknown (Kafka Connect is not running)"
     client = ConnectClient(state.connect_url(settings))
@@ -210,10 +200,7 @@ def status(settings: Settings) -> tuple[list[PartStatus], str]:
 
 
 def env_lines(settings: Settings) -> list[str]:
-    lay = state.layout(settings)
-    st = state.load_state(lay)
-    if st is None:
-        raise StackError(f"no native stack was set up under {lay.root}.", "start one with: cdc stack up")
+    _, st = _existing_state(settings)
     return [
         f"export CDC_SOURCE_URL='{state.source_url(settings, st)}'",
         f"export CDC_WAREHOUSE_URL='{state.warehouse_url(settings, st)}'",

@@ -9,24 +9,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 
 from cdc import capture, connector
 from cdc.settings import Settings
+from tests.db import execute
 from tests.kafka_reader import RawMessage, read_topic, settled
 
 pytestmark = pytest.mark.stack
-
-
-def execute(url: str, statement: str) -> None:
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement)
-    finally:
-        conn.close()
 
 
 def decimal_of(encoded: str, scale: int) -> Decimal:
