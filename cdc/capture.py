@@ -62,9 +62,7 @@ class SourceTable:
 def java_regex_literal(text: str) -> str:
     """A Java regex matching exactly text. Every character but [A-Za-z0-9_] is hex-escaped, so
     dots, quotes, spaces, unicode and even commas (the include-list separator) are safe."""
-    return "".join(
-        ch if ch.isascii() and (ch.isalnum() or ch == "_") else f"\\x{{{ord(ch):X}}}" for ch in text
-    )
+    return "".join(ch if ch.isascii() and (ch.isalnum() or ch == "_") else f"\\x{{{ord(ch):X}}}" for ch in text)
 
 
 def include_list(tables: list[SourceTable]) -> str:
@@ -114,9 +112,7 @@ def _wanted(table: SourceTable, settings: Settings) -> bool:
     return not (exc_t and matches(table.qualified, exc_t))
 
 
-def ensure_replica_identity(
-    conn: psycopg2.extensions.connection, tables: list[SourceTable]
-) -> list[SourceTable]:
+def ensure_replica_identity(conn: psycopg2.extensions.connection, tables: list[SourceTable]) -> list[SourceTable]:
     """REPLICA IDENTITY FULL on captured tables without a primary key (else Postgres rejects their
     UPDATE/DELETE once they are in a publication, and Debezium could not say which row changed)."""
     changed = [t for t in tables if not t.has_primary_key and t.replica_identity == "d"]
@@ -133,9 +129,7 @@ class PublicationChange:
     removed: list[str]
 
 
-def sync_publication(
-    conn: psycopg2.extensions.connection, name: str, tables: list[SourceTable]
-) -> PublicationChange:
+def sync_publication(conn: psycopg2.extensions.connection, name: str, tables: list[SourceTable]) -> PublicationChange:
     with conn.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (name,))
         existed = cur.fetchone() is not None
@@ -171,9 +165,7 @@ def slot_walsender(conn: psycopg2.extensions.connection, slot: str) -> int | Non
     return int(row[0]) if row and row[0] is not None else None
 
 
-def wait_new_walsender(
-    conn: psycopg2.extensions.connection, slot: str, old: int | None, timeout: float = 90
-) -> None:
+def wait_new_walsender(conn: psycopg2.extensions.connection, slot: str, old: int | None, timeout: float = 90) -> None:
     """Wait until a connector task other than the one streaming before (pid old) streams."""
     deadline = time.monotonic() + timeout
     while (pid := slot_walsender(conn, slot)) is None or pid == old:

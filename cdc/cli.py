@@ -195,6 +195,65 @@ def demo_run(
 
 @app.command()
 @reports_errors
+def sync(
+    table: Annotated[
+        list[str] | None, typer.Option("--table", help="Only this source table (schema.table, globs ok); repeatable.")
+    ] = None,
+    group: Annotated[str | None, typer.Option(help="Consumer group (default CDC_CONSUMER_GROUP).")] = None,
+    until_idle: Annotated[
+        float | None,
+        typer.Option(help="Exit 0 once caught up and nothing new arrived for this many seconds."),
+    ] = None,
+    log_format: Annotated[str | None, typer.Option(help="text or json (default CDC_LOG_FORMAT).")] = None,
+    progress_every: Annotated[float, typer.Option(help="Seconds between progress lines.")] = 10.0,
+) -> None:
+    """Apply the change events from Kafka to the warehouse, continuously, exactly once in effect."""
+    from cdc import logs
+    from cdc.consume import KafkaSource, change_topics
+    from cdc.sync import Sync, SyncOptions, stop_on_signals
+    from cdc.warehouse.postgres import PostgresWarehouse
+
+    settings = load_settings()
+    logs.configure(log_format or settings.log_format)
+    group_id = group or settings.consumer_group
+    options = SyncOptions(
+        group=group_id,
+        flush_rows=settings.flush_rows,
+        flush_bytes=settings.flush_bytes,
+        flush_interval=settings.flush_interval_ms / 1000,
+        tables=tuple(table or ()),
+        until_idle=until_idle,
+        progress_every=progress_every,
+        retry_max_seconds=settings.retry_max_seconds,
+    )
+    warehouse = PostgresWarehouse(
+        settings.require_warehouse_url(),
+        schema=settings.warehouse_schema,
+        group=group_id,
+        soft_delete=settings.delete_mode == "soft",
+    )
+    bootstrap = settings.require_kafka()
+    runner = Sync(
+        options,
+        warehouse,
+        lambda revoked, assigned: KafkaSource(
+            bootstrap,
+            group=group_id,
+            topics_pattern=change_topics(settings.topic_prefix),
+            on_revoked=revoked,
+            on_assigned=assigned,
+        ),
+    )
+    try:
+        with stop_on_signals(runner):
+            stats = runner.run()
+    finally:
+        warehouse.close()
+    say(f"sync stopped: {stats.events} events read, {stats.rows} rows written, {stats.dead} dead letters")
+
+
+@app.command()
+@reports_errors
 def topics(
     prefix: Annotated[
         str | None, typer.Option(help="Only topics starting with this (default: the topic prefix + '.').")

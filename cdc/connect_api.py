@@ -20,11 +20,7 @@ class ConnectorState:
 
     @property
     def running(self) -> bool:
-        return (
-            self.state == "RUNNING"
-            and bool(self.tasks)
-            and all(state == "RUNNING" for _, state in self.tasks)
-        )
+        return self.state == "RUNNING" and bool(self.tasks) and all(state == "RUNNING" for _, state in self.tasks)
 
     @property
     def failed(self) -> bool:
@@ -111,8 +107,7 @@ class ConnectClient:
                 )
             if time.monotonic() > deadline:
                 raise ConnectorError(
-                    f"connector {name} is {state.state} (tasks {list(state.tasks)}) after "
-                    f"{timeout:.0f}s, not RUNNING.",
+                    f"connector {name} is {state.state} (tasks {list(state.tasks)}) after {timeout:.0f}s, not RUNNING.",
                     "read the Connect worker's log (cdc stack status shows where it is)",
                 )
             time.sleep(0.5)

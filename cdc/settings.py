@@ -51,6 +51,15 @@ class Settings(BaseSettings):
     exclude_tables: str = ""
     topic_partitions: int = 1
 
+    # Sync.
+    warehouse_schema: str = "replica"
+    consumer_group: str = "cdc-sync"
+    flush_rows: int = Field(default=20_000, description="flush after this many events")
+    flush_bytes: int = Field(default=64 * 1024 * 1024, description="flush after this many message bytes")
+    flush_interval_ms: int = Field(default=500, description="flush buffered events at least this often")
+    delete_mode: Literal["hard", "soft"] = "hard"
+    retry_max_seconds: float = Field(default=0, description="give up a failing flush after this long; 0 = never")
+
     # Native stack.
     stack_dir: Path = Path(".cdc-stack")
     stack_source_port: int = 54321

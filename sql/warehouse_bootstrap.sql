@@ -28,3 +28,16 @@ CREATE TABLE IF NOT EXISTS cdc.dead_letter (
     replayed_at     timestamptz,
     UNIQUE (consumer_group, topic, kafka_partition, kafka_offset)
 );
+
+-- Which warehouse table each source table is replicated into. The first source table with a name
+-- gets it; a same-named table of another source schema gets <schema>__<table>. Kept here so the
+-- choice survives restarts and is shared by every sync process.
+CREATE TABLE IF NOT EXISTS cdc.table_map (
+    source_schema text NOT NULL,
+    source_table  text NOT NULL,
+    target_schema text NOT NULL,
+    target_table  text NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (source_schema, source_table),
+    UNIQUE (target_schema, target_table)
+);

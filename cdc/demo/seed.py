@@ -95,9 +95,7 @@ def _has_rows(cur: psycopg2.extensions.cursor) -> bool:
     return bool(row and row[0])
 
 
-def _generate(
-    rng: random.Random, n_customers: int, n_products: int, n_orders: int
-) -> Iterator[tuple[str, list[Row]]]:
+def _generate(rng: random.Random, n_customers: int, n_products: int, n_orders: int) -> Iterator[tuple[str, list[Row]]]:
     """(table, rows) in foreign-key order; ids are assigned here, 1..n, so rows can refer to them."""
     yield (
         "product_categories",
@@ -166,9 +164,7 @@ def _generate(
                 "email": f"{first}.{last}.{cid}@example.com".lower(),
                 "full_name": f"{first} {last}",
                 "phone": f"+49 30 {rng.randrange(10**7):07d}" if rng.random() < 0.7 else None,
-                "birth_date": date(1950, 1, 1) + timedelta(days=rng.randint(0, 20_000))
-                if rng.random() < 0.6
-                else None,
+                "birth_date": date(1950, 1, 1) + timedelta(days=rng.randint(0, 20_000)) if rng.random() < 0.6 else None,
                 "marketing_opt_in": rng.random() < 0.4,
                 "loyalty_points": rng.randint(0, 5000),
                 "tags": rng.sample(("vip", "newsletter", "b2b"), rng.randint(0, 2)),
@@ -361,11 +357,7 @@ def _restart_identities(cur: psycopg2.extensions.cursor) -> None:
         (SCHEMA,),
     )
     for table, column in cur.fetchall():
-        cur.execute(
-            sql.SQL("SELECT coalesce(max({}), 0) + 1 FROM {}").format(
-                sql.Identifier(column), qualified(table)
-            )
-        )
+        cur.execute(sql.SQL("SELECT coalesce(max({}), 0) + 1 FROM {}").format(sql.Identifier(column), qualified(table)))
         row = cur.fetchone()
         cur.execute(
             sql.SQL("ALTER TABLE {} ALTER COLUMN {} RESTART WITH {}").format(

@@ -112,9 +112,7 @@ class OperationMix:
     furthest below its target share goes next, and the weights choose among that kind's operations.
     """
 
-    def __init__(
-        self, operations: Sequence[Operation] = OPERATIONS, target: Mapping[Kind, float] = TARGET_MIX
-    ) -> None:
+    def __init__(self, operations: Sequence[Operation] = OPERATIONS, target: Mapping[Kind, float] = TARGET_MIX) -> None:
         self.operations = tuple(operations)
         self.target = target
         self.done = Changes()
@@ -294,9 +292,7 @@ def _reconnect(source_url: str, stop: threading.Event) -> psycopg2.extensions.co
     return None
 
 
-def _transaction(
-    conn: psycopg2.extensions.connection, plan: Sequence[Operation], rng: random.Random
-) -> Changes:
+def _transaction(conn: psycopg2.extensions.connection, plan: Sequence[Operation], rng: random.Random) -> Changes:
     """One transaction: the first operation of plan that finds something to change."""
     changes = Changes()
     try:
@@ -355,8 +351,7 @@ def _signup(cur: Cursor, rng: random.Random) -> Changes:
         addresses.append((customer_id, kind, street, city, postal.format(rng.randint(1, 99)), country))
     execute_values(
         cur,
-        "INSERT INTO shop.addresses (customer_id, kind, line1, city, postal_code, country_code, is_default)"
-        " VALUES %s",
+        "INSERT INTO shop.addresses (customer_id, kind, line1, city, postal_code, country_code, is_default) VALUES %s",
         addresses,
         template="(%s, %s, %s, %s, %s, %s, true)",
     )
@@ -399,8 +394,7 @@ def _new_order(cur: Cursor, rng: random.Random) -> Changes:
     (order_id,) = cur.fetchone() or (None,)
     execute_values(
         cur,
-        "INSERT INTO shop.order_items (order_id, line_no, product_id, quantity, unit_price, discount_pct)"
-        " VALUES %s",
+        "INSERT INTO shop.order_items (order_id, line_no, product_id, quantity, unit_price, discount_pct) VALUES %s",
         [(order_id, *line) for line in lines],
     )
     cur.execute(
@@ -416,8 +410,7 @@ def _page_views(cur: Cursor, rng: random.Random) -> Changes:
     session, agent = str(uuid.uuid4()), rng.choice(demo.USER_AGENTS)
     customer = _pick(cur, rng, "customers", "customer_id") if rng.random() < 0.6 else None
     views = [
-        (session, customer, rng.choice(demo.PATHS), agent, rng.randint(200, 120_000))
-        for _ in range(rng.randint(1, 4))
+        (session, customer, rng.choice(demo.PATHS), agent, rng.randint(200, 120_000)) for _ in range(rng.randint(1, 4))
     ]
     execute_values(
         cur,
@@ -456,9 +449,7 @@ def _order_status(cur: Cursor, rng: random.Random) -> Changes:
     if found is None:
         return Changes()
     order_id, customer_id, total = found
-    cur.execute(
-        "UPDATE shop.orders SET status = %s, updated_at = now() WHERE order_id = %s", (after, order_id)
-    )
+    cur.execute("UPDATE shop.orders SET status = %s, updated_at = now() WHERE order_id = %s", (after, order_id))
     changes = Changes(updates=1)
     if after in _PAYMENT_STEP:
         paid_before, paid_after = _PAYMENT_STEP[after]
@@ -482,8 +473,7 @@ def _order_status(cur: Cursor, rng: random.Random) -> Changes:
         )
         changes.updates += cur.rowcount
         cur.execute(
-            "UPDATE shop.customers SET loyalty_points = loyalty_points + %s, updated_at = now()"
-            " WHERE customer_id = %s",
+            "UPDATE shop.customers SET loyalty_points = loyalty_points + %s, updated_at = now() WHERE customer_id = %s",
             (int(total), customer_id),
         )
         changes.updates += cur.rowcount
@@ -530,8 +520,7 @@ def _purge_cancelled(cur: Cursor, rng: random.Random) -> Changes:
     """Delete the oldest cancelled order and the rows that refer to it, children first."""
     found = _one(
         cur,
-        "SELECT order_id FROM shop.orders WHERE status = 'cancelled' ORDER BY order_id LIMIT 1"
-        " FOR UPDATE SKIP LOCKED",
+        "SELECT order_id FROM shop.orders WHERE status = 'cancelled' ORDER BY order_id LIMIT 1 FOR UPDATE SKIP LOCKED",
     )
     if found is None:
         return Changes()

@@ -95,9 +95,7 @@ def up(settings: Settings, say: Say) -> None:
 
     url = state.connect_url(settings)
     state.write_connect_secrets(lay, st)
-    kafka.write_worker_config(
-        parts.worker, bootstrap=bootstrap, port=settings.stack_connect_port, plugins=lay.plugins
-    )
+    kafka.write_worker_config(parts.worker, bootstrap=bootstrap, port=settings.stack_connect_port, plugins=lay.plugins)
     was_running = parts.worker.running()
     kafka.start(parts.worker, lay)
     kafka.wait_worker(parts.worker, url)

@@ -102,10 +102,7 @@ def clusters_root(stack_dir: Path) -> Path:
 
 
 def _world_traversable(path: Path) -> bool:
-    for part in [path, *path.parents]:
-        if part.exists() and not part.stat().st_mode & stat.S_IXOTH:
-            return False
-    return True
+    return all(not part.exists() or part.stat().st_mode & stat.S_IXOTH for part in [path, *path.parents])
 
 
 def init(cluster: Cluster) -> bool:
@@ -217,9 +214,7 @@ def ensure_database(cluster: Cluster, *, db: str, user: str, password: str, repl
             )
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,))
             if cur.fetchone() is None:
-                cur.execute(
-                    sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db), sql.Identifier(user))
-                )
+                cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db), sql.Identifier(user)))
     finally:
         conn.close()
 

@@ -62,8 +62,7 @@ def maven() -> Path:
     path = shutil.which("mvn")
     if path is None:
         raise MissingToolError(
-            "mvn (Apache Maven) was not found on PATH; it fetches the Kafka and Debezium jars "
-            "from Maven Central.",
+            "mvn (Apache Maven) was not found on PATH; it fetches the Kafka and Debezium jars from Maven Central.",
             "install it: apt-get install -y maven",
         )
     return Path(path)

@@ -130,9 +130,7 @@ def test_include_and_exclude_settings_choose_the_captured_tables(stack: Settings
     )
     conn = capture.connect(url)
     try:
-        only_schema = stack.model_copy(
-            update={"include_schemas": schema, "exclude_tables": f"{schema}.skip_*"}
-        )
+        only_schema = stack.model_copy(update={"include_schemas": schema, "exclude_tables": f"{schema}.skip_*"})
         chosen = [t.qualified for t in capture.discover(conn, only_schema)]
         assert chosen == [
             "cdc.debezium_heartbeat",  # cdc's own tables are always captured

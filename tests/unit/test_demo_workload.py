@@ -215,9 +215,7 @@ def test_seed_data_is_deterministic_and_consistent() -> None:
     # order totals add up from their lines
     subtotal: defaultdict[int, Decimal] = defaultdict(Decimal)
     for item in tables["order_items"]:
-        subtotal[item["order_id"]] += (
-            item["quantity"] * item["unit_price"] * (100 - item["discount_pct"]) / 100
-        )
+        subtotal[item["order_id"]] += item["quantity"] * item["unit_price"] * (100 - item["discount_pct"]) / 100
     for order in tables["orders"]:
         assert order["subtotal"] == pytest.approx(subtotal[order["order_id"]], abs=Decimal("0.01"))
         assert order["total"] == order["subtotal"] + order["tax"] + order["shipping_fee"]

@@ -22,9 +22,7 @@ def payloads(name: str) -> list[dict[str, Any] | None]:
 
 def test_every_op_and_tombstones_are_recorded() -> None:
     ops = {
-        p["op"] if p else "tombstone"
-        for name in ("fx.every_type", "fx.no_pk", "fx.pk_change")
-        for p in payloads(name)
+        p["op"] if p else "tombstone" for name in ("fx.every_type", "fx.no_pk", "fx.pk_change") for p in payloads(name)
     }
     assert ops == {"c", "u", "d", "r", "t", "tombstone"}
 

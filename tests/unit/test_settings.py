@@ -161,10 +161,7 @@ def test_load_settings_fills_unset_endpoints_from_the_local_stack(
     assert s.require_warehouse_url().endswith("@127.0.0.1:54322/cdc_warehouse")
     assert s.require_connect_url() == "http://127.0.0.1:18083"
     assert s.require_kafka() == "elsewhere:9092"  # what the environment set is kept
-    assert (
-        s.connect_password_ref
-        == f"${{file:{stack_dir.resolve()}/connect/secrets.properties:source_password}}"
-    )
+    assert s.connect_password_ref == f"${{file:{stack_dir.resolve()}/connect/secrets.properties:source_password}}"
 
     # Another source than the stack's: the stack's password reference would name the wrong password.
     monkeypatch.setenv("CDC_SOURCE_URL", "postgresql://u:p@db.example:5432/app")

@@ -1,0 +1,91 @@
+"""Per-table compaction of change events between two flushes.
+
+For a table with a primary key, only the newest event per key (by source version) is kept: that is
+all the warehouse needs to reach the same state. Unchanged-TOAST placeholders in a newer event are
+filled from the older image being replaced, so the value survives compaction. A table without a
+primary key cannot be compacted (rows have no identity): its events are kept in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cdc.decode.toast import UNAVAILABLE, is_unavailable
+from cdc.events import ChangeEvent, Op, TableId, TableSchema, Version
+
+__all__ = ["UNAVAILABLE", "Buffer", "TableBatch"]
+
+
+@dataclass(slots=True)
+class TableBatch:
+    schema: TableSchema
+    rows: dict[tuple[Any, ...], ChangeEvent] = field(default_factory=dict)  # keyed tables
+    ordered: list[ChangeEvent] = field(default_factory=list)  # tables without a key
+    truncated_at: Version | None = None  # rows older than this are removed before rows are applied
+    truncated_ts_ms: int | None = None
+
+    @property
+    def keyed(self) -> bool:
+        return bool(self.schema.key)
+
+    def events(self) -> list[ChangeEvent]:
+        return list(self.rows.values()) if self.keyed else self.ordered
+
+
+@dataclass(slots=True)
+class Buffer:
+    tables: dict[TableId, TableBatch] = field(default_factory=dict)
+    events: int = 0  # events added (before compaction): the rows limit counts work, not survivors
+    bytes: int = 0
+
+    def add(self, event: ChangeEvent) -> None:
+        self.events += 1
+        self.bytes += event.size
+        batch = self.tables.get(event.table)
+        if batch is None:
+            batch = self.tables[event.table] = TableBatch(event.schema)
+        elif event.schema is not batch.schema and event.op is not Op.TRUNCATE:
+            batch.schema = event.schema  # the newest schema describes the newest rows
+        if event.op is Op.TRUNCATE:
+            _truncate(batch, event)
+        elif batch.keyed and event.key is not None:
+            _upsert(batch, event, event.key)
+        else:
+            batch.ordered.append(event)
+
+    def clear(self) -> None:
+        self.tables.clear()
+        self.events = 0
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return self.events
+
+
+def _truncate(batch: TableBatch, event: ChangeEvent) -> None:
+    version = event.version
+    # A truncate replayed by Debezium can be older than rows already buffered: keep those.
+    batch.rows = {k: e for k, e in batch.rows.items() if e.version > version}
+    batch.ordered = [e for e in batch.ordered if e.version > version]
+    if batch.truncated_at is None or version > batch.truncated_at:
+        batch.truncated_at = version
+        batch.truncated_ts_ms = event.commit_ts_ms
+
+
+def _upsert(batch: TableBatch, event: ChangeEvent, key: tuple[Any, ...]) -> None:
+    older = batch.rows.get(key)
+    if older is not None:
+        if older.version > event.version:
+            return  # a replayed or duplicate event: the buffer already holds newer state
+        if event.after is not None and older.after is not None and older.op is not Op.DELETE:
+            _fill_unchanged(event.after, older.after)
+    batch.rows[key] = event
+
+
+def _fill_unchanged(after: dict[str, Any], older: dict[str, Any]) -> None:
+    for name, value in after.items():
+        if is_unavailable(value):
+            previous = older.get(name)
+            if previous is not None and not is_unavailable(previous):
+                after[name] = previous

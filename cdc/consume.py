@@ -1,0 +1,109 @@
+"""The only module that talks to Kafka for `cdc sync`: a consumer-group member whose positions
+come from the warehouse, never from Kafka's committed offsets."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
+
+from cdc.errors import TransientError
+
+log = logging.getLogger(__name__)
+
+Partition = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def change_topics(prefix: str) -> str:
+    """The topics holding row changes: <prefix>.<schema>.<table>, but not Debezium's transaction
+    metadata topic nor the topics of cdc's own signal and heartbeat tables."""
+    p = re.escape(prefix)
+    return rf"^{p}\.(?!transaction$)(?!cdc\.debezium_(?:signal|heartbeat)$)[^.]+\..+$"
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, revoked: Callable[[list[Partition]], None], assigned: Callable[[list[Partition]], None]):
+        self._revoked = revoked
+        self._assigned = assigned
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._revoked(sorted((tp.topic, tp.partition) for tp in revoked))
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._assigned(sorted((tp.topic, tp.partition) for tp in assigned))
+
+
+class KafkaSource:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        group: str,
+        topics_pattern: str,
+        on_revoked: Callable[[list[Partition]], None],
+        on_assigned: Callable[[list[Partition]], None],
+        max_poll_records: int = 10_000,
+    ) -> None:
+        try:
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=bootstrap,
+                group_id=group,
+                client_id=f"cdc-sync-{group}",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=max_poll_records,
+                fetch_max_bytes=64 * 1024 * 1024,
+                max_partition_fetch_bytes=16 * 1024 * 1024,
+                # New tables get new topics: find them within seconds, not Kafka's default 5 minutes.
+                metadata_max_age_ms=5000,
+                session_timeout_ms=10_000,
+                heartbeat_interval_ms=3000,
+            )
+        except KafkaError as exc:
+            raise TransientError(
+                f"cannot reach Kafka at {bootstrap} ({exc.__class__.__name__}).",
+                "check CDC_KAFKA_BOOTSTRAP_SERVERS and that the broker is up",
+            ) from exc
+        self._consumer.subscribe(pattern=topics_pattern, listener=_Listener(on_revoked, on_assigned))
+
+    def poll(self, timeout_ms: int) -> list[Record]:
+        batches = self._consumer.poll(timeout_ms=timeout_ms)
+        return [Record(r.topic, r.partition, r.offset, r.key, r.value) for records in batches.values() for r in records]
+
+    def seek(self, partition: Partition, offset: int) -> None:
+        self._consumer.seek(TopicPartition(*partition), offset)
+
+    def seek_to_beginning(self, partitions: list[Partition]) -> None:
+        if partitions:
+            self._consumer.seek_to_beginning(*(TopicPartition(*p) for p in partitions))
+
+    def assignment(self) -> list[Partition]:
+        return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())
+
+    def lag(self, positions: dict[Partition, int]) -> int | None:
+        """Messages behind the end of the assigned partitions (None if Kafka did not answer)."""
+        assigned = [TopicPartition(*p) for p in self.assignment()]
+        if not assigned:
+            return 0
+        try:
+            ends = self._consumer.end_offsets(assigned)
+        except KafkaError:
+            return None
+        return sum(max(0, int(end) - positions.get((tp.topic, tp.partition), 0)) for tp, end in ends.items())
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)

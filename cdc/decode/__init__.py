@@ -1,0 +1,1 @@
+"""Debezium change events -> cdc change events and warehouse values."""

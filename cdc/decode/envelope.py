@@ -1,0 +1,212 @@
+"""Kafka message bytes -> ChangeEvent. Pure: no I/O, no Kafka, no SQL.
+
+Debezium's JSON converter writes `{"schema":{...},"payload":{...}}`, and the schema half (often
+three quarters of the bytes) repeats verbatim from message to message of a table. So the schema is
+parsed and interpreted once per distinct schema text; later messages are only compared against
+that prefix (a memcmp) and just their payload is parsed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from cdc.decode.types import field_type
+from cdc.errors import CdcError
+from cdc.events import ZERO, ChangeEvent, Column, Op, Origin, TableId, TableSchema, Version
+
+_SCHEMA_START = b'{"schema":'
+_PAYLOAD_MARK = b',"payload":'
+_OPS = {op.value: op for op in Op}
+
+
+class PoisonMessage(Exception):
+    """A message that can never be applied; it goes to the dead-letter table with this reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class _ValueSchema:
+    """What one distinct value-schema text means; shared by every message carrying it."""
+
+    prefix: bytes  # the message bytes up to and including ',"payload":'
+    envelope: bool  # a change event envelope (vs. heartbeat, transaction metadata...)
+    columns: tuple[Column, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _KeySchema:
+    prefix: bytes
+    fields: tuple[str, ...]
+
+
+class EnvelopeDecoder:
+    """Decodes the messages of one consumer. Keeps the schemas it has seen (a few per table)."""
+
+    def __init__(self) -> None:
+        self._values: dict[bytes, _ValueSchema] = {}
+        self._keys: dict[bytes, _KeySchema] = {}
+        self._last_value: dict[str, _ValueSchema] = {}  # by topic: the usual hit
+        self._last_key: dict[str, _KeySchema] = {}
+        self._tables: dict[tuple[TableId, tuple[Column, ...], tuple[str, ...]], TableSchema] = {}
+        self._keyed: set[TableId] = set()  # tables seen with a primary key
+
+    def decode(self, origin: Origin, key: bytes | None, value: bytes | None) -> ChangeEvent | None:
+        """The change event, or None for a message that carries no row change (a tombstone, a
+        heartbeat, transaction metadata). Raises PoisonMessage for anything undecodable."""
+        if value is None:
+            return None  # tombstone: only for Kafka's log compaction; the delete came before it
+        schema, payload = self._split_value(origin.topic, value)
+        if not schema.envelope:
+            return None
+        if not isinstance(payload, dict):
+            raise PoisonMessage("the value's payload is not a JSON object")
+        op = _OPS.get(payload.get("op"))  # type: ignore[arg-type]
+        if op is None:
+            raise PoisonMessage(f"unknown op {payload.get('op')!r} (expected one of c, u, d, r, t)")
+        source = payload.get("source")
+        if not isinstance(source, dict) or not source.get("table"):
+            raise PoisonMessage("the payload has no source block naming the table")
+        table = TableId(str(source.get("schema") or ""), str(source["table"]))
+        key_fields, key_values = self._split_key(origin.topic, key)
+        if key_values is not None:
+            self._keyed.add(table)
+        elif op is not Op.TRUNCATE and table in self._keyed:
+            raise PoisonMessage(f"missing key: {table} has a primary key, this {op.value} event has none")
+        before, after = payload.get("before"), payload.get("after")
+        if op in (Op.CREATE, Op.READ, Op.UPDATE) and not isinstance(after, dict):
+            raise PoisonMessage(f"op {op.value} without an 'after' row image")
+        if op is Op.DELETE and not isinstance(before, dict):
+            raise PoisonMessage("op d without a 'before' row image")
+        return ChangeEvent(
+            op=op,
+            table=table,
+            schema=self._table_schema(table, schema.columns, key_fields),
+            key=key_values,
+            before=before,
+            after=after,
+            version=version_of(source),
+            commit_ts_ms=source.get("ts_ms"),
+            origin=origin,
+            size=len(value) + (len(key) if key else 0),
+            raw_key=key,
+            raw_value=value,
+        )
+
+    def _split_value(self, topic: str, value: bytes) -> tuple[_ValueSchema, Any]:
+        known = self._last_value.get(topic)
+        if known is None or not value.startswith(known.prefix):
+            known = self._learn_value(value)
+            self._last_value[topic] = known
+        return known, _loads(value[len(known.prefix) : -1], "value payload")
+
+    def _learn_value(self, value: bytes) -> _ValueSchema:
+        whole = _loads(value, "value")
+        if not isinstance(whole, dict) or "schema" not in whole or "payload" not in whole:
+            raise PoisonMessage(
+                "the value is not a Debezium JSON message with schema and payload "
+                "(the converter must be JsonConverter with schemas.enable=true)"
+            )
+        prefix = _prefix_of(value, whole["schema"])
+        if prefix in self._values:
+            return self._values[prefix]
+        schema = whole["schema"] or {}
+        envelope = str(schema.get("name", "")).endswith(".Envelope")
+        columns: tuple[Column, ...] = ()
+        if envelope:
+            columns = _row_columns(schema)
+        learned = _ValueSchema(prefix, envelope, columns)
+        self._values[prefix] = learned
+        return learned
+
+    def _split_key(self, topic: str, key: bytes | None) -> tuple[tuple[str, ...], tuple[Any, ...] | None]:
+        if key is None:
+            return (), None
+        known = self._last_key.get(topic)
+        if known is None or not key.startswith(known.prefix):
+            whole = _loads(key, "key")
+            if not isinstance(whole, dict) or "schema" not in whole:
+                raise PoisonMessage("the key is not a Debezium JSON key with schema and payload")
+            prefix = _prefix_of(key, whole["schema"])
+            known = self._keys.get(prefix) or _KeySchema(
+                prefix, tuple(str(f["field"]) for f in (whole["schema"] or {}).get("fields", ()))
+            )
+            self._keys[prefix] = known
+            self._last_key[topic] = known
+        payload = _loads(key[len(known.prefix) : -1], "key payload")
+        if payload is None:
+            return known.fields, None
+        if not isinstance(payload, dict):
+            raise PoisonMessage("the key's payload is not a JSON object")
+        try:
+            return known.fields, tuple(payload[name] for name in known.fields)
+        except KeyError as exc:
+            raise PoisonMessage(f"the key lacks its field {exc.args[0]!r}") from None
+
+    def _table_schema(self, table: TableId, columns: tuple[Column, ...], key: tuple[str, ...]) -> TableSchema:
+        cache_key = (table, columns, key)
+        found = self._tables.get(cache_key)
+        if found is None:
+            found = TableSchema(table, columns, key)
+            self._tables[cache_key] = found
+        return found
+
+
+def version_of(source: dict[str, Any]) -> Version:
+    sequence = source.get("sequence")
+    if isinstance(sequence, str):
+        try:
+            last_commit, lsn = orjson.loads(sequence)
+            return Version(int(last_commit or 0), int(lsn or 0))
+        except (orjson.JSONDecodeError, ValueError, TypeError):
+            raise PoisonMessage(f"source.sequence {sequence!r} is not [commit LSN, LSN]") from None
+    lsn = source.get("lsn")
+    return Version(int(lsn), int(lsn)) if isinstance(lsn, int) else ZERO
+
+
+def _row_columns(envelope: dict[str, Any]) -> tuple[Column, ...]:
+    fields = {f.get("field"): f for f in envelope.get("fields", ())}
+    row = fields.get("after") or fields.get("before")
+    if row is None:
+        raise PoisonMessage("the envelope schema has neither an 'after' nor a 'before' field")
+    columns = []
+    for field in row.get("fields", ()):
+        try:
+            mapped = field_type(field)
+        except CdcError as exc:
+            raise PoisonMessage(str(exc)) from None
+        columns.append(
+            Column(
+                name=str(field["field"]),
+                pg_type=mapped.pg_type,
+                optional=bool(field.get("optional", True)),
+                varlena=mapped.varlena,
+                encode=mapped.encode,
+            )
+        )
+    return tuple(columns)
+
+
+def _loads(data: bytes, what: str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise PoisonMessage(f"the {what} is not valid JSON: {exc}") from None
+
+
+def _prefix_of(message: bytes, schema: Any) -> bytes:
+    """The bytes before the payload: '{"schema":' + the schema's own text + ',"payload":'.
+    A ',"payload":' may also occur inside the schema (a column named payload), so each candidate
+    is checked by parsing what precedes it."""
+    if not message.startswith(_SCHEMA_START):
+        raise PoisonMessage("the message does not start with its schema")
+    start = message.find(_PAYLOAD_MARK)
+    while start != -1:
+        try:
+            if orjson.loads(message[len(_SCHEMA_START) : start]) == schema:
+                return message[: start + len(_PAYLOAD_MARK)]
+        except orjson.JSONDecodeError:
+            pass
+        start = message.find(_PAYLOAD_MARK, start + 1)
+    raise PoisonMessage("cannot find where the schema ends and the payload begins")

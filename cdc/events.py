@@ -1,0 +1,89 @@
+"""The change event: what every later stage (buffer, drift, flush) works with. Pure data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Op(StrEnum):
+    CREATE = "c"
+    UPDATE = "u"
+    DELETE = "d"
+    READ = "r"  # snapshot read
+    TRUNCATE = "t"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class TableId:
+    schema: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Version:
+    """Where a change stands in the source's commit order.
+
+    pgoutput streams whole transactions in commit order; Debezium's `source.sequence` is
+    [LSN of the last commit streamed before this transaction, LSN of this change]. Compared as a
+    pair it orders events by commit, then by position inside the transaction, whereas `source.lsn`
+    alone orders by where a change was written (a transaction that wrote earlier may commit later).
+    """
+
+    commit_lsn: int
+    lsn: int
+
+
+ZERO = Version(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A column of a captured table, as the event schema describes it."""
+
+    name: str
+    pg_type: str  # the warehouse column type, SQL text (e.g. "numeric(10,2)", "integer[]")
+    optional: bool
+    varlena: bool  # may arrive as Debezium's unchanged-TOAST placeholder
+    # non-null JSON value -> PostgreSQL input text for pg_type (not yet escaped for COPY)
+    encode: Callable[[Any], str] = field(default=str, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TableSchema:
+    table: TableId
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]  # primary-key column names; empty for a table without one
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where the message came from in Kafka (for offsets and the dead-letter table)."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(slots=True)
+class ChangeEvent:
+    op: Op
+    table: TableId
+    schema: TableSchema
+    key: tuple[Any, ...] | None  # primary-key values in schema.key order; None without a key
+    before: dict[str, Any] | None  # raw JSON values, converted only when (if) the row is written
+    after: dict[str, Any] | None
+    version: Version
+    commit_ts_ms: int | None
+    origin: Origin
+    size: int  # bytes of the Kafka message, for the buffer's byte limit
+    raw_key: bytes | None = None  # kept for the dead-letter table, should the warehouse refuse the row
+    raw_value: bytes | None = None

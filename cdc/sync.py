@@ -1,0 +1,286 @@
+"""`cdc sync`: consume -> decode -> buffer -> flush, until stopped (or idle, with --until-idle).
+
+Offsets live in the warehouse, written in the same transaction as the rows they cover. On every
+partition assignment the consumer seeks to them, so a crash, restart or rebalance replays at most
+what was not stored, and the version guard makes the replay harmless.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    stop_never,
+    stop_when_event_set,
+    wait_exponential_jitter,
+)
+
+from cdc.buffer import Buffer
+from cdc.consume import Partition, Record
+from cdc.decode.envelope import EnvelopeDecoder, PoisonMessage
+from cdc.errors import TransientError
+from cdc.events import Origin, TableId
+from cdc.warehouse import DeadLetter, Flush, Warehouse
+
+log = logging.getLogger("cdc.sync")
+
+
+class Source(Protocol):
+    def poll(self, timeout_ms: int) -> list[Record]: ...
+    def seek(self, partition: Partition, offset: int) -> None: ...
+    def seek_to_beginning(self, partitions: list[Partition]) -> None: ...
+    def assignment(self) -> list[Partition]: ...
+    def lag(self, positions: dict[Partition, int]) -> int | None: ...
+    def close(self) -> None: ...
+
+
+SourceFactory = Callable[[Callable[[list[Partition]], None], Callable[[list[Partition]], None]], Source]
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    group: str
+    flush_rows: int = 20_000
+    flush_bytes: int = 64 * 1024 * 1024
+    flush_interval: float = 0.5
+    tables: tuple[str, ...] = ()  # schema.table glob patterns; empty = every captured table
+    until_idle: float | None = None
+    progress_every: float = 10.0
+    retry_max_seconds: float = 0  # 0 = retry transient failures until stopped
+
+
+@dataclass
+class SyncStats:
+    events: int = 0
+    rows: int = 0
+    dead: int = 0
+    flushes: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Sync:
+    def __init__(self, options: SyncOptions, warehouse: Warehouse, source_factory: SourceFactory) -> None:
+        self.options = options
+        self.warehouse = warehouse
+        self.stats = SyncStats()
+        self._decoder = EnvelopeDecoder()
+        self._buffer = Buffer()
+        self._dead: list[DeadLetter] = []
+        self._positions: dict[Partition, int] = {}  # next offset to read, per assigned partition
+        self._stored: dict[Partition, int] = {}  # what the warehouse holds
+        self._unseeded: list[Partition] = []  # assigned, but not yet positioned from the warehouse
+        self._stop = threading.Event()
+        self._first_buffered: float | None = None
+        self._wanted: dict[TableId, bool] = {}
+        self._source = source_factory(self._on_revoked, self._on_assigned)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> SyncStats:
+        last_record = time.monotonic()
+        last_progress = time.monotonic()
+        last_events = 0
+        try:
+            while not self._stop.is_set():
+                self._seed_unseeded()
+                records = self._source.poll(timeout_ms=100)
+                now = time.monotonic()
+                if records:
+                    last_record = now
+                    self._take(records)
+                if self._due(now):
+                    self._flush()
+                if now - last_progress >= self.options.progress_every:
+                    self._progress(now - last_progress, self.stats.events - last_events)
+                    last_progress, last_events = now, self.stats.events
+                if self.options.until_idle is not None and now - last_record >= self.options.until_idle:
+                    self._flush()
+                    if self._caught_up():
+                        log.info("idle for %.1fs and caught up: exiting", self.options.until_idle)
+                        break
+                    last_record = now  # not caught up yet: wait another idle period
+            self._final_flush()
+        finally:
+            self._source.close()
+        return self.stats
+
+    def _final_flush(self) -> None:
+        try:
+            self._flush()
+        except TransientError as exc:
+            if not self._stop.is_set():
+                raise
+            log.warning(
+                "stopped before %d buffered events were stored (%s); they are read again on the next start",
+                len(self._buffer),
+                exc.problem,
+            )
+
+    # -- consuming ---------------------------------------------------------------------------
+    def _take(self, records: list[Record]) -> None:
+        unseeded = set(self._unseeded)
+        for record in records:
+            partition = (record.topic, record.partition)
+            if partition in unseeded or partition not in self._positions:
+                continue  # fetched before the warehouse positioned it: it will be read again
+            self._positions[partition] = record.offset + 1
+            self.stats.events += 1
+            origin = Origin(record.topic, record.partition, record.offset)
+            try:
+                event = self._decoder.decode(origin, record.key, record.value)
+            except PoisonMessage as exc:
+                self._dead.append(DeadLetter(origin, record.key, record.value, str(exc)))
+                self._mark_buffered()
+                continue
+            if event is None or not self._table_wanted(event.table):
+                self._mark_buffered()
+                continue
+            self._buffer.add(event)
+            self._mark_buffered()
+
+    def _mark_buffered(self) -> None:
+        if self._first_buffered is None:
+            self._first_buffered = time.monotonic()
+
+    def _table_wanted(self, table: TableId) -> bool:
+        wanted = self._wanted.get(table)
+        if wanted is None:
+            patterns = self.options.tables
+            wanted = not patterns or any(fnmatch.fnmatchcase(str(table), p) for p in patterns)
+            self._wanted[table] = wanted
+        return wanted
+
+    def _due(self, now: float) -> bool:
+        if self._first_buffered is None:
+            return False
+        return (
+            len(self._buffer) >= self.options.flush_rows
+            or self._buffer.bytes >= self.options.flush_bytes
+            or now - self._first_buffered >= self.options.flush_interval
+        )
+
+    # -- flushing ----------------------------------------------------------------------------
+    def _flush(self, *, give_up_after: float | None = None) -> None:
+        moved = {p: o for p, o in self._positions.items() if self._stored.get(p) != o}
+        if not self._buffer.tables and not self._dead and not moved:
+            self._first_buffered = None
+            return
+        flush = Flush(list(self._buffer.tables.values()), moved, list(self._dead))
+        result = self._retrying(lambda: self.warehouse.apply(flush), "flush", give_up_after)
+        self._stored.update(moved)
+        self.stats.rows += result.rows
+        self.stats.dead += result.dead
+        self.stats.flushes += 1
+        self._buffer.clear()
+        self._dead.clear()
+        self._first_buffered = None
+
+    def _retrying(self, action: Callable[[], Any], what: str, give_up_after: float | None = None) -> Any:
+        limit = give_up_after if give_up_after is not None else self.options.retry_max_seconds
+        stop = stop_after_delay(limit) if limit else stop_never
+        for attempt in Retrying(
+            retry=retry_if_exception_type(TransientError),
+            wait=wait_exponential_jitter(initial=0.5, max=30, jitter=1),
+            stop=stop | stop_when_event_set(self._stop),
+            before_sleep=_log_retry(what),
+            reraise=True,
+        ):
+            with attempt:
+                return action()
+        raise AssertionError("unreachable")  # Retrying either returns, or re-raises the last error
+
+    # -- rebalancing -------------------------------------------------------------------------
+    def _on_revoked(self, partitions: list[Partition]) -> None:
+        """Store what was read from the partitions before another member takes them over."""
+        try:
+            self._flush(give_up_after=30)
+        except Exception as exc:  # the new owner replays from the stored offsets: nothing is lost
+            log.warning("could not flush before a rebalance (%s); discarding the buffer", exc)
+            self._buffer.clear()
+            self._dead.clear()
+            self._first_buffered = None
+        for partition in partitions:
+            self._positions.pop(partition, None)
+            self._stored.pop(partition, None)
+
+    def _on_assigned(self, partitions: list[Partition]) -> None:
+        self._unseeded = sorted(set(self._unseeded) | set(partitions))
+        try:
+            self._seed_unseeded()
+        except Exception as exc:  # kafka-python swallows listener errors: seed again from run()
+            log.warning("could not read stored offsets on assignment (%s); will retry", exc)
+
+    def _seed_unseeded(self) -> None:
+        if not self._unseeded:
+            return
+        partitions = [p for p in self._unseeded if p in set(self._source.assignment())]
+        stored = self._retrying(
+            lambda: self.warehouse.stored_offsets(self.options.group, partitions), "reading stored offsets"
+        )
+        fresh = [p for p in partitions if p not in stored]
+        for partition, offset in stored.items():
+            self._source.seek(partition, offset)
+        self._source.seek_to_beginning(fresh)
+        self._stored.update(stored)
+        for partition in partitions:
+            self._positions[partition] = stored.get(partition, 0)
+        self._unseeded = []
+        if partitions:
+            log.info("assigned %d partitions (%d resume from stored offsets)", len(partitions), len(stored))
+
+    def _caught_up(self) -> bool:
+        return not self._unseeded and self._source.lag(self._positions) == 0
+
+    def _progress(self, seconds: float, events: int) -> None:
+        lag = self._source.lag(self._positions)
+        log.info(
+            "%.0f events/s, lag %s, %d events, %d rows written, %d dead letters, %d flushes",
+            events / seconds if seconds else 0.0,
+            "unknown" if lag is None else lag,
+            self.stats.events,
+            self.stats.rows,
+            self.stats.dead,
+            self.stats.flushes,
+            extra={"events_per_s": events / seconds if seconds else 0.0, "lag": lag},
+        )
+
+
+def _log_retry(what: str) -> Callable[[RetryCallState], None]:
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0
+        log.warning("%s failed (attempt %d): %s; retrying in %.1fs", what, state.attempt_number, error, delay)
+
+    return before_sleep
+
+
+@contextmanager
+def stop_on_signals(sync: Sync) -> Iterator[None]:
+    """SIGINT/SIGTERM ask the loop to stop; the flush under way commits or rolls back whole."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("received %s: finishing the current flush and stopping", signal.Signals(signum).name)
+        sync.stop()
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,43 @@
+"""Warehouse targets. Each target implements the `Warehouse` protocol; PostgreSQL is the first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from cdc.buffer import TableBatch
+from cdc.events import Origin
+
+TopicPartition = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    origin: Origin
+    key: bytes | None
+    value: bytes | None
+    reason: str
+
+
+@dataclass(slots=True)
+class Flush:
+    """Everything one warehouse transaction stores: rows, dead letters, and the offsets after them."""
+
+    tables: list[TableBatch]
+    offsets: dict[TopicPartition, int]  # next offset to read, per partition
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    rows: int  # row images written (after compaction)
+    dead: int  # messages sent to the dead-letter table (given + found during the flush)
+    tables: int
+
+
+class Warehouse(Protocol):
+    def apply(self, flush: Flush) -> FlushResult: ...
+
+    def stored_offsets(self, group: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,390 @@
+"""The PostgreSQL warehouse: one transaction per flush (COPY into staging, one MERGE per table,
+dead letters, Kafka offsets), so rows and offsets are stored together or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+from psycopg2 import sql
+from psycopg2.extras import execute_values
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from cdc.buffer import TableBatch
+from cdc.errors import TerminalError
+from cdc.events import ChangeEvent, Column, Op, TableId, TableSchema
+from cdc.resources import sql_file
+from cdc.warehouse import DeadLetter, Flush, FlushResult, TopicPartition
+from cdc.warehouse import statements as stmt
+from cdc.warehouse.copy import staging_text
+from cdc.warehouse.errors import describe, is_row_level, translate
+
+log = logging.getLogger(__name__)
+
+_TABLE_MAP_LOCK = 7_241_001  # advisory lock serialising target-name choices across sync processes
+_MAX_IDENT = 63  # bytes; PostgreSQL truncates longer identifiers silently
+
+
+class PostgresWarehouse:
+    def __init__(self, url: str, *, schema: str, group: str, soft_delete: bool = False) -> None:
+        # NullPool: cdc holds one connection for its whole life and replaces it after a failure.
+        self._engine = create_engine(make_url(url).set(drivername="postgresql+psycopg2"), poolclass=NullPool)
+        self._schema = schema
+        self._group = group
+        self._soft = soft_delete
+        self._conn: Any = None
+        self._raw: Any = None
+        self._targets: dict[TableId, stmt.Target] = {}
+        self._columns: dict[stmt.Target, set[str]] = {}
+        self._staging: set[str] = set()
+
+    # -- connection --------------------------------------------------------------------------
+    def _connection(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            self._forget()
+            try:
+                # Keep SQLAlchemy's wrapper referenced: when it is collected, it closes the connection.
+                self._raw = self._engine.raw_connection()
+                self._conn = self._raw.dbapi_connection
+                self._bootstrap()
+            except psycopg2.Error as exc:
+                self._forget()
+                raise translate(exc, "connecting") from exc
+        return self._conn
+
+    def _bootstrap(self) -> None:
+        with self._conn.cursor() as cur:
+            cur.execute("SHOW server_version_num")
+            (version,) = cur.fetchone()
+            if int(version) < 150000:
+                raise TerminalError(
+                    f"the warehouse runs PostgreSQL {int(version) // 10000}; cdc needs 15 or newer (MERGE).",
+                    "point CDC_WAREHOUSE_URL at PostgreSQL 15+",
+                )
+            # money's text form follows lc_monetary; the encoders write the C locale's.
+            cur.execute("SET lc_monetary = 'C'")
+            cur.execute(sql_file("warehouse_bootstrap.sql"))
+            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self._schema)))
+        self._conn.commit()
+
+    def _forget(self) -> None:
+        """Drop the connection and everything cached about what it created (after a rollback the
+        cache could describe tables that were never committed)."""
+        # A broken connection may fail to roll back or close; it is gone either way.
+        if self._conn is not None and not self._conn.closed:
+            with contextlib.suppress(psycopg2.Error):
+                self._conn.rollback()
+        if self._raw is not None:
+            with contextlib.suppress(Exception):
+                self._raw.invalidate()
+        self._raw = None
+        self._conn = None
+        self._targets.clear()
+        self._columns.clear()
+        self._staging.clear()
+
+    def close(self) -> None:
+        self._forget()
+        self._engine.dispose()
+
+    # -- offsets -----------------------------------------------------------------------------
+    def stored_offsets(self, group: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT topic, kafka_partition, next_offset FROM cdc.kafka_offsets WHERE consumer_group = %s",
+                    (group,),
+                )
+                stored = {(t, p): o for t, p, o in cur.fetchall()}
+            conn.commit()
+        except psycopg2.Error as exc:
+            self._forget()
+            raise translate(exc, "reading stored offsets") from exc
+        return {tp: stored[tp] for tp in partitions if tp in stored}
+
+    # -- flush -------------------------------------------------------------------------------
+    def apply(self, flush: Flush) -> FlushResult:
+        conn = self._connection()
+        dead = list(flush.dead)
+        rows = 0
+        try:
+            with conn.cursor() as cur:
+                for batch in flush.tables:
+                    rows += self._apply_table(cur, batch, dead)
+                self._write_dead(cur, dead)
+                self._write_offsets(cur, flush.offsets)
+            conn.commit()
+        except psycopg2.Error as exc:
+            self._forget()
+            raise translate(exc, "applying a flush") from exc
+        except BaseException:
+            self._forget()
+            raise
+        return FlushResult(rows=rows, dead=len(dead), tables=len(flush.tables))
+
+    def _apply_table(self, cur: Any, batch: TableBatch, dead: list[DeadLetter]) -> int:
+        target = self._target(cur, batch.schema)
+        if batch.truncated_at is not None:
+            version = batch.truncated_at
+            params: tuple[int, ...] = (version.commit_lsn, version.lsn)
+            if self._soft:
+                params = (batch.truncated_ts_ms or 0, *params)
+            cur.execute(stmt.truncate(target, self._soft), params)
+        events = batch.events()
+        if not events:
+            return 0
+        if batch.keyed:
+            return self._merge(cur, target, batch.schema, events, dead)
+        return self._apply_unkeyed(cur, target, batch.schema, events, dead)
+
+    def _merge(
+        self,
+        cur: Any,
+        target: stmt.Target,
+        schema: TableSchema,
+        events: list[ChangeEvent],
+        dead: list[DeadLetter],
+    ) -> int:
+        staging = self._staging_for(cur, target, schema.columns)
+        cur.execute("SAVEPOINT cdc_rows")
+        try:
+            self._copy(cur, staging, schema.columns, events)
+            cur.execute(stmt.merge(target, staging, schema.columns, schema.key, self._soft))
+        except psycopg2.Error as exc:
+            if not is_row_level(exc):
+                raise
+            cur.execute("ROLLBACK TO SAVEPOINT cdc_rows")
+            return self._split(cur, target, schema, events, dead=dead, exc=exc)
+        cur.execute("RELEASE SAVEPOINT cdc_rows")
+        return len(events)
+
+    def _split(
+        self,
+        cur: Any,
+        target: stmt.Target,
+        schema: TableSchema,
+        events: list[ChangeEvent],
+        *,
+        dead: list[DeadLetter],
+        exc: psycopg2.Error,
+    ) -> int:
+        """A row the warehouse cannot store failed the whole set: find it by halving, dead-letter
+        it, apply the rest."""
+        if len(events) == 1:
+            event = events[0]
+            dead.append(
+                DeadLetter(
+                    event.origin,
+                    event.raw_key,
+                    event.raw_value,
+                    f"the warehouse cannot store this row of {event.table} in {target.schema}.{target.table}: "
+                    f"{describe(exc)}",
+                )
+            )
+            return 0
+        middle = len(events) // 2
+        return self._merge(cur, target, schema, events[:middle], dead) + self._merge(
+            cur, target, schema, events[middle:], dead
+        )
+
+    def _copy(self, cur: Any, staging: str, columns: tuple[Column, ...], events: list[ChangeEvent]) -> None:
+        data = io.BytesIO(staging_text(events, columns).encode())
+        cur.copy_expert(stmt.copy_into(staging, stmt.staging_columns(columns)).as_string(cur), data)
+
+    def _apply_unkeyed(
+        self,
+        cur: Any,
+        target: stmt.Target,
+        schema: TableSchema,
+        events: list[ChangeEvent],
+        dead: list[DeadLetter],
+    ) -> int:
+        """Events of a table without a primary key, in order: inserts in bulk, each update or
+        delete on one row equal to its old image (which REPLICA IDENTITY FULL provides)."""
+        staging = self._staging_for(cur, target, schema.columns)
+        applied = 0
+        inserts: list[ChangeEvent] = []
+
+        def flush_inserts() -> None:
+            nonlocal applied
+            if inserts:
+                self._copy(cur, staging, schema.columns, inserts)
+                cur.execute(stmt.insert_from_staging(target, staging, schema.columns))
+                cur.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(staging)))
+                applied += len(inserts)
+                inserts.clear()
+
+        for event in events:
+            if event.op in (Op.CREATE, Op.READ):
+                inserts.append(event)
+                continue
+            flush_inserts()
+            if event.before is None:
+                dead.append(
+                    DeadLetter(
+                        event.origin,
+                        event.raw_key,
+                        event.raw_value,
+                        f"{event.table} has no primary key and its {event.op.value} event carries no old row "
+                        f"image, so the row to change cannot be found. Fix: ALTER TABLE {event.table} "
+                        "REPLICA IDENTITY FULL in the source (cdc connector apply does this for captured "
+                        "tables without a primary key), then replay the dead letters",
+                    )
+                )
+                continue
+            cur.execute(stmt.delete_one(target, schema.columns), _params(schema.columns, event.before))
+            if event.op is Op.UPDATE:
+                inserts.append(event)
+            else:
+                applied += 1
+        flush_inserts()
+        return applied
+
+    # -- tables ------------------------------------------------------------------------------
+    def _target(self, cur: Any, schema: TableSchema) -> stmt.Target:
+        target = self._targets.get(schema.table)
+        if target is None:
+            target = self._map_table(cur, schema.table)
+            self._targets[schema.table] = target
+        known = self._columns.get(target)
+        if known is None:
+            known = self._ensure_table(cur, target, schema)
+            self._columns[target] = known
+        missing = [c for c in schema.columns if c.name not in known]
+        for column in missing:
+            _check_name(schema.table, column)
+            cur.execute(stmt.add_column(target, column))
+            known.add(column.name)
+        return target
+
+    def _map_table(self, cur: Any, table: TableId) -> stmt.Target:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_TABLE_MAP_LOCK,))
+        cur.execute(
+            "SELECT target_schema, target_table FROM cdc.table_map WHERE source_schema = %s AND source_table = %s",
+            (table.schema, table.name),
+        )
+        row = cur.fetchone()
+        if row is not None:
+            return stmt.Target(row[0], row[1])
+        name = self._free_name(cur, table)
+        cur.execute(
+            "INSERT INTO cdc.table_map (source_schema, source_table, target_schema, target_table) "
+            "VALUES (%s, %s, %s, %s)",
+            (table.schema, table.name, self._schema, name),
+        )
+        log.info("replicating %s into %s.%s", table, self._schema, name)
+        return stmt.Target(self._schema, name)
+
+    def _free_name(self, cur: Any, table: TableId) -> str:
+        """The source table's own name, unless another source schema's table already took it."""
+        cur.execute(
+            "SELECT target_table FROM cdc.table_map WHERE target_schema = %s "
+            "UNION SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s",
+            (self._schema, self._schema),
+        )
+        taken = {r[0] for r in cur.fetchall()}
+        candidates = [table.name, f"{table.schema}__{table.name}"]
+        candidates += [f"{table.schema}__{table.name}__{i}" for i in range(2, 100)]
+        for candidate in map(_fit_identifier, candidates):
+            if candidate not in taken:
+                return candidate
+        raise TerminalError(f"no free warehouse table name for {table} in schema {self._schema}.")
+
+    def _ensure_table(self, cur: Any, target: stmt.Target, schema: TableSchema) -> set[str]:
+        cur.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+            (target.schema, target.table),
+        )
+        existing = {r[0] for r in cur.fetchall()}
+        if existing:
+            return existing
+        for column in schema.columns:
+            _check_name(schema.table, column)
+        cur.execute(stmt.create_table(target, schema.columns, schema.key))
+        return {c.name for c in schema.columns} | {name for name, _ in stmt.META_COLUMNS}
+
+    def _staging_for(self, cur: Any, target: stmt.Target, columns: tuple[Column, ...]) -> str:
+        shape = repr((target, [(c.name, c.pg_type) for c in columns])).encode()
+        name = "_cdc_stage_" + hashlib.sha256(shape).hexdigest()[:16]
+        if name not in self._staging:
+            cur.execute(stmt.create_staging(name, columns))
+            self._staging.add(name)
+        return name
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def _write_dead(self, cur: Any, dead: list[DeadLetter]) -> None:
+        if not dead:
+            return
+        for letter in dead:
+            log.warning(
+                "dead letter %s[%d]@%d: %s",
+                letter.origin.topic,
+                letter.origin.partition,
+                letter.origin.offset,
+                letter.reason,
+            )
+        execute_values(
+            cur,
+            "INSERT INTO cdc.dead_letter (consumer_group, topic, kafka_partition, kafka_offset, "
+            "message_key, message_value, reason) VALUES %s "
+            "ON CONFLICT (consumer_group, topic, kafka_partition, kafka_offset) DO NOTHING",
+            [
+                (
+                    self._group,
+                    d.origin.topic,
+                    d.origin.partition,
+                    d.origin.offset,
+                    None if d.key is None else psycopg2.Binary(d.key),
+                    None if d.value is None else psycopg2.Binary(d.value),
+                    d.reason,
+                )
+                for d in dead
+            ],
+        )
+
+    def _write_offsets(self, cur: Any, offsets: dict[TopicPartition, int]) -> None:
+        if not offsets:
+            return
+        # Offsets only move forward: a process that lost its partitions in a rebalance and flushes
+        # late cannot move them back behind what the new owner stored.
+        execute_values(
+            cur,
+            "INSERT INTO cdc.kafka_offsets (consumer_group, topic, kafka_partition, next_offset) VALUES %s "
+            "ON CONFLICT (consumer_group, topic, kafka_partition) DO UPDATE "
+            "SET next_offset = EXCLUDED.next_offset, updated_at = now() "
+            "WHERE cdc.kafka_offsets.next_offset <= EXCLUDED.next_offset",
+            [(self._group, topic, partition, offset) for (topic, partition), offset in offsets.items()],
+        )
+
+
+def _params(columns: tuple[Column, ...], image: dict[str, Any]) -> list[str | None]:
+    values: list[str | None] = []
+    for column in columns:
+        value = image.get(column.name)
+        values.append(None if value is None else column.encode(value))
+    return values
+
+
+def _check_name(table: TableId, column: Column) -> None:
+    if column.name.startswith(stmt.META_PREFIX):
+        raise TerminalError(
+            f"column {column.name!r} of {table} uses the prefix {stmt.META_PREFIX!r}, which cdc reserves "
+            "for its metadata columns.",
+            "rename the column in the source, or exclude the table (CDC_EXCLUDE_TABLES)",
+        )
+
+
+def _fit_identifier(name: str) -> str:
+    raw = name.encode()
+    if len(raw) <= _MAX_IDENT:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:8]
+    return raw[: _MAX_IDENT - 9].decode(errors="ignore") + "_" + digest

@@ -1,0 +1,181 @@
+"""SQL for the PostgreSQL warehouse. Every identifier comes from event schemas, which are untrusted:
+all of them go through psycopg2.sql.Identifier, every literal through sql.Literal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from psycopg2 import sql
+
+from cdc.events import Column
+
+META_PREFIX = "_cdc_"
+# Metadata columns of every replicated table: the source version of the change that wrote the row
+# (the guard against replays), its op, the source commit time, when cdc applied it, and for soft
+# deletes when the source deleted it.
+META_COLUMNS = (
+    ("_cdc_commit_lsn", "bigint NOT NULL"),
+    ("_cdc_lsn", "bigint NOT NULL"),
+    ("_cdc_op", "char(1) NOT NULL"),
+    ("_cdc_source_ts", "timestamptz"),
+    ("_cdc_applied_at", "timestamptz NOT NULL DEFAULT now()"),
+    ("_cdc_deleted_at", "timestamptz"),
+)
+# Staging carries the version, op and commit time as the raw numbers of the event.
+STAGING_META = (
+    ("_cdc_commit_lsn", "bigint"),
+    ("_cdc_lsn", "bigint"),
+    ("_cdc_op", "char(1)"),
+    ("_cdc_source_ms", "bigint"),
+    ("_cdc_unchanged", "text[]"),
+)
+_SOURCE_TS = sql.SQL("'epoch'::timestamptz + s._cdc_source_ms * interval '1 millisecond'")
+_NEWER = sql.SQL("(t._cdc_commit_lsn, t._cdc_lsn) < (s._cdc_commit_lsn, s._cdc_lsn)")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    schema: str
+    table: str
+
+    @property
+    def ident(self) -> sql.Composed:
+        return sql.SQL(".").join([sql.Identifier(self.schema), sql.Identifier(self.table)])
+
+
+def _typed(name: str, pg_type: str) -> sql.Composed:
+    # pg_type is produced by cdc.decode.types from a fixed vocabulary, never copied from an event.
+    return sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(pg_type))
+
+
+def create_table(target: Target, columns: Sequence[Column], key: Sequence[str]) -> sql.Composed:
+    parts = [_typed(c.name, c.pg_type) for c in columns]
+    parts += [_typed(name, definition) for name, definition in META_COLUMNS]
+    if key:
+        parts.append(sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, key))))
+    return sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(target.ident, sql.SQL(", ").join(parts))
+
+
+def add_column(target: Target, column: Column) -> sql.Composed:
+    return sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {}").format(
+        target.ident, _typed(column.name, column.pg_type)
+    )
+
+
+def create_staging(name: str, columns: Sequence[Column]) -> sql.Composed:
+    parts = [_typed(c.name, c.pg_type) for c in columns]
+    parts += [_typed(n, d) for n, d in STAGING_META]
+    return sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
+        sql.Identifier(name), sql.SQL(", ").join(parts)
+    )
+
+
+def copy_into(name: str | sql.Composable, columns: Sequence[str]) -> sql.Composed:
+    table = sql.Identifier(name) if isinstance(name, str) else name
+    return sql.SQL("COPY {} ({}) FROM STDIN").format(table, sql.SQL(", ").join(map(sql.Identifier, columns)))
+
+
+def staging_columns(columns: Sequence[Column]) -> list[str]:
+    return [c.name for c in columns] + [n for n, _ in STAGING_META]
+
+
+def merge(
+    target: Target, staging: str, columns: Sequence[Column], key: Sequence[str], soft_delete: bool
+) -> sql.Composed:
+    """One set-based statement applying a whole staging table: newer versions win, deletes delete
+    (or mark), unchanged-TOAST columns keep the stored value."""
+    on = sql.SQL(" AND ").join(sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in key)
+    names = [c.name for c in columns]
+
+    def kept_or_new(column: Column) -> sql.Composed:
+        ident = sql.Identifier(column.name)
+        if not column.varlena:
+            return sql.SQL("{c} = s.{c}").format(c=ident)
+        return sql.SQL(
+            "{c} = CASE WHEN s._cdc_unchanged IS NOT NULL AND {lit} = ANY(s._cdc_unchanged) THEN t.{c} ELSE s.{c} END"
+        ).format(c=ident, lit=sql.Literal(column.name))
+
+    meta_set = sql.SQL(
+        "_cdc_commit_lsn = s._cdc_commit_lsn, _cdc_lsn = s._cdc_lsn, _cdc_op = s._cdc_op, "
+        "_cdc_source_ts = {ts}, _cdc_applied_at = now()"
+    ).format(ts=_SOURCE_TS)
+    update_set = sql.SQL(", ").join([*(kept_or_new(c) for c in columns), meta_set, sql.SQL("_cdc_deleted_at = NULL")])
+    insert_cols = sql.SQL(", ").join(
+        [
+            *map(sql.Identifier, names),
+            *map(
+                sql.Identifier,
+                ("_cdc_commit_lsn", "_cdc_lsn", "_cdc_op", "_cdc_source_ts", "_cdc_deleted_at"),
+            ),
+        ]
+    )
+    insert_vals = sql.SQL(", ").join(
+        [
+            *(sql.SQL("s.{}").format(sql.Identifier(n)) for n in names),
+            sql.SQL("s._cdc_commit_lsn, s._cdc_lsn, s._cdc_op, {ts}").format(ts=_SOURCE_TS),
+            sql.SQL("CASE WHEN s._cdc_op = 'd' THEN {ts} END").format(ts=_SOURCE_TS),
+        ]
+    )
+    if soft_delete:
+        on_delete = sql.SQL(
+            "WHEN MATCHED AND s._cdc_op = 'd' AND {newer} THEN UPDATE SET {meta}, "
+            "_cdc_deleted_at = coalesce({ts}, now())"
+        ).format(newer=_NEWER, meta=meta_set, ts=_SOURCE_TS)
+        insert_when = sql.SQL("WHEN NOT MATCHED THEN INSERT ({}) VALUES ({})").format(insert_cols, insert_vals)
+    else:
+        on_delete = sql.SQL("WHEN MATCHED AND s._cdc_op = 'd' AND {newer} THEN DELETE").format(newer=_NEWER)
+        insert_when = sql.SQL("WHEN NOT MATCHED AND s._cdc_op <> 'd' THEN INSERT ({}) VALUES ({})").format(
+            insert_cols, insert_vals
+        )
+    return sql.SQL(
+        "MERGE INTO {target} AS t USING {staging} AS s ON {on} "
+        "{on_delete} "
+        "WHEN MATCHED AND s._cdc_op <> 'd' AND {newer} THEN UPDATE SET {update_set} "
+        "{insert_when}"
+    ).format(
+        target=target.ident,
+        staging=sql.Identifier(staging),
+        on=on,
+        on_delete=on_delete,
+        newer=_NEWER,
+        update_set=update_set,
+        insert_when=insert_when,
+    )
+
+
+def truncate(target: Target, soft_delete: bool) -> sql.Composed:
+    """Remove (or mark) every row older than the truncate; params: (commit_lsn, lsn, source_ms)."""
+    if soft_delete:
+        return sql.SQL(
+            "UPDATE {} SET _cdc_deleted_at = 'epoch'::timestamptz + %s * interval '1 millisecond', "
+            "_cdc_op = 't' WHERE _cdc_deleted_at IS NULL AND (_cdc_commit_lsn, _cdc_lsn) < (%s, %s)"
+        ).format(target.ident)
+    return sql.SQL("DELETE FROM {} WHERE (_cdc_commit_lsn, _cdc_lsn) < (%s, %s)").format(target.ident)
+
+
+def delete_one(target: Target, columns: Sequence[Column]) -> sql.Composed:
+    """For a table without a primary key: delete one row equal to the given image (params: one
+    text value per column). Compared as text, since json, point and others have no '=' operator."""
+    match = sql.SQL(" AND ").join(
+        sql.SQL("{c}::text IS NOT DISTINCT FROM (%s::{t})::text").format(c=sql.Identifier(c.name), t=sql.SQL(c.pg_type))
+        for c in columns
+    )
+    return sql.SQL("DELETE FROM {t} WHERE ctid = (SELECT ctid FROM {t} WHERE {m} LIMIT 1)").format(
+        t=target.ident, m=match
+    )
+
+
+def insert_from_staging(target: Target, staging: str, columns: Sequence[Column]) -> sql.Composed:
+    """Append staged rows to a table without a primary key (its events cannot be merged)."""
+    names = [sql.Identifier(c.name) for c in columns]
+    return sql.SQL(
+        "INSERT INTO {t} ({cols}, _cdc_commit_lsn, _cdc_lsn, _cdc_op, _cdc_source_ts) "
+        "SELECT {vals}, s._cdc_commit_lsn, s._cdc_lsn, s._cdc_op, {ts} FROM {s} AS s"
+    ).format(
+        t=target.ident,
+        cols=sql.SQL(", ").join(names),
+        vals=sql.SQL(", ").join(sql.SQL("s.{}").format(n) for n in names),
+        ts=_SOURCE_TS,
+        s=sql.Identifier(staging),
+    )

@@ -1,0 +1,70 @@
+"""Run `cdc sync` as users do (a real process) against the test stack, isolated per test by a
+fresh consumer group, warehouse schema and source schema."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdc.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One test's private names: source schema, warehouse schema, consumer group."""
+
+    source_schema: str
+    warehouse_schema: str
+    group: str
+
+    @classmethod
+    def new(cls, tag: str) -> Lane:
+        suffix = uuid.uuid4().hex[:8]
+        return cls(f"{tag}_{suffix}", f"wh_{tag}_{suffix}", f"g_{tag}_{suffix}")
+
+
+def sync_env(stack: Settings, lane: Lane, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDC_")}
+    env |= {
+        "CDC_STACK_DIR": str(stack.stack_dir.resolve()),
+        "CDC_WAREHOUSE_SCHEMA": lane.warehouse_schema,
+        "CDC_CONSUMER_GROUP": lane.group,
+        "CDC_TOPIC_PREFIX": stack.topic_prefix,
+    }
+    return env | extra
+
+
+def sync_command(lane: Lane, *args: str) -> list[str]:
+    return ["cdc", "sync", "--table", f"{lane.source_schema}.*", *args]
+
+
+def run_sync(
+    stack: Settings, lane: Lane, *args: str, timeout: float = 300, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`cdc sync --until-idle` to completion."""
+    return subprocess.run(
+        sync_command(lane, "--until-idle", "3", *args),
+        env=sync_env(stack, lane, **extra),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def start_sync(stack: Settings, lane: Lane, *args: str, log: Path, **extra: str) -> subprocess.Popen[bytes]:
+    """`cdc sync` running in the background (stop it with a signal)."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            sync_command(lane, "--progress-every", "2", *args),
+            env=sync_env(stack, lane, **extra),
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )

@@ -1,0 +1,108 @@
+"""Per-table compaction: newest version wins per key, TOAST placeholders survive, truncates cut."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cdc.buffer import UNAVAILABLE, Buffer
+from cdc.events import ChangeEvent, Column, Op, Origin, TableId, TableSchema, Version
+
+TABLE = TableId("public", "t")
+KEYED = TableSchema(
+    TABLE,
+    (Column("id", "integer", False, False), Column("big", "text", True, True), Column("n", "integer", True, False)),
+    ("id",),
+)
+UNKEYED = TableSchema(TableId("public", "log"), KEYED.columns, ())
+
+
+def event(
+    op: Op, key: int | None, v: int, after: dict[str, Any] | None = None, schema: TableSchema = KEYED
+) -> ChangeEvent:
+    image = after if after is not None else ({"id": key, "big": f"b{v}", "n": v} if op is not Op.DELETE else None)
+    return ChangeEvent(
+        op=op,
+        table=schema.table,
+        schema=schema,
+        key=None if key is None else (key,),
+        before={"id": key} if op is Op.DELETE else None,
+        after=image,
+        version=Version(v, v),
+        commit_ts_ms=v,
+        origin=Origin("topic", 0, v),
+        size=100,
+    )
+
+
+def survivors(buffer: Buffer, table: TableId = TABLE) -> list[tuple[str, Any, int]]:
+    batch = buffer.tables[table]
+    return [(e.op.value, e.key, e.version.lsn) for e in batch.events()]
+
+
+def test_newest_event_per_key_wins() -> None:
+    buffer = Buffer()
+    for e in [event(Op.CREATE, 1, 1), event(Op.UPDATE, 1, 2), event(Op.CREATE, 2, 3), event(Op.DELETE, 1, 4)]:
+        buffer.add(e)
+    assert survivors(buffer) == [("d", (1,), 4), ("c", (2,), 3)]
+    assert len(buffer) == 4 and buffer.bytes == 400
+
+
+def test_an_older_replayed_event_never_replaces_a_newer_one() -> None:
+    buffer = Buffer()
+    buffer.add(event(Op.UPDATE, 1, 5))
+    buffer.add(event(Op.UPDATE, 1, 3))  # Debezium replay after a connector restart
+    assert survivors(buffer) == [("u", (1,), 5)]
+
+
+def test_unchanged_toast_placeholder_is_filled_from_the_replaced_image() -> None:
+    buffer = Buffer()
+    buffer.add(event(Op.CREATE, 1, 1, {"id": 1, "big": "the big value", "n": 1}))
+    buffer.add(event(Op.UPDATE, 1, 2, {"id": 1, "big": UNAVAILABLE, "n": 2}))
+    buffer.add(event(Op.UPDATE, 1, 3, {"id": 1, "big": UNAVAILABLE, "n": 3}))
+    (kept,) = buffer.tables[TABLE].events()
+    assert kept.after == {"id": 1, "big": "the big value", "n": 3}
+
+
+def test_placeholder_without_an_earlier_image_in_the_batch_stays_for_the_merge() -> None:
+    buffer = Buffer()
+    buffer.add(event(Op.UPDATE, 1, 2, {"id": 1, "big": UNAVAILABLE, "n": 2}))
+    (kept,) = buffer.tables[TABLE].events()
+    assert kept.after is not None and kept.after["big"] == UNAVAILABLE
+
+
+def test_a_delete_in_between_does_not_leak_its_image_into_a_reinsert() -> None:
+    buffer = Buffer()
+    buffer.add(event(Op.CREATE, 1, 1, {"id": 1, "big": "old", "n": 1}))
+    buffer.add(event(Op.DELETE, 1, 2))
+    buffer.add(event(Op.CREATE, 1, 3, {"id": 1, "big": "new", "n": 3}))
+    (kept,) = buffer.tables[TABLE].events()
+    assert kept.op is Op.CREATE and kept.after == {"id": 1, "big": "new", "n": 3}
+
+
+def test_truncate_drops_older_rows_and_keeps_newer_ones() -> None:
+    buffer = Buffer()
+    buffer.add(event(Op.CREATE, 1, 1))
+    buffer.add(event(Op.CREATE, 2, 5))
+    truncate = event(Op.TRUNCATE, None, 3, after={})
+    truncate.after = None
+    buffer.add(truncate)
+    buffer.add(event(Op.CREATE, 3, 4))
+    batch = buffer.tables[TABLE]
+    assert batch.truncated_at == Version(3, 3)
+    assert sorted(e.key for e in batch.events() if e.key) == [(2,), (3,)]
+
+
+def test_table_without_key_keeps_every_event_in_order() -> None:
+    buffer = Buffer()
+    events = [event(Op.CREATE, None, 1, schema=UNKEYED), event(Op.CREATE, None, 2, schema=UNKEYED)]
+    events.append(event(Op.DELETE, None, 3, schema=UNKEYED))
+    for e in events:
+        buffer.add(e)
+    assert [e.version.lsn for e in buffer.tables[UNKEYED.table].events()] == [1, 2, 3]
+
+
+def test_clear_forgets_everything() -> None:
+    buffer = Buffer()
+    buffer.add(event(Op.CREATE, 1, 1))
+    buffer.clear()
+    assert not buffer.tables and len(buffer) == 0 and buffer.bytes == 0
