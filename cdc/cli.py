@@ -6,7 +6,7 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -38,7 +38,9 @@ connector_app = typer.Typer(
 demo_app = typer.Typer(help="A demo online-shop source database and a live workload.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(connector_app, name="connector")
+dlq_app = typer.Typer(help="The dead-letter table: messages sync could not apply.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
+app.add_typer(dlq_app, name="dlq")
 
 
 def reports_errors(fn: Callable[P, R]) -> Callable[P, R]:
@@ -250,6 +252,68 @@ def sync(
     finally:
         warehouse.close()
     say(f"sync stopped: {stats.events} events read, {stats.rows} rows written, {stats.dead} dead letters")
+
+
+def _warehouse(group: str) -> Any:
+    from cdc.warehouse.postgres import PostgresWarehouse
+
+    settings = load_settings()
+    return PostgresWarehouse(
+        settings.require_warehouse_url(),
+        schema=settings.warehouse_schema,
+        group=group,
+        soft_delete=settings.delete_mode == "soft",
+    )
+
+
+@dlq_app.command("list")
+@reports_errors
+def dlq_list(
+    group: Annotated[str | None, typer.Option(help="Consumer group (default CDC_CONSUMER_GROUP).")] = None,
+    all_letters: Annotated[bool, typer.Option("--all", help="Include letters already replayed.")] = False,
+) -> None:
+    """List the dead letters: where each message was in Kafka, and why it was not applied."""
+    group_id = group or load_settings().consumer_group
+    warehouse = _warehouse(group_id)
+    try:
+        letters = warehouse.dead_letters(group_id, include_replayed=all_letters)
+    finally:
+        warehouse.close()
+    table = Table("id", "topic", "partition", "offset", "failed at", "replayed", "reason")
+    for letter in letters:
+        table.add_row(
+            str(letter.id),
+            letter.origin.topic,
+            str(letter.origin.partition),
+            str(letter.origin.offset),
+            f"{letter.failed_at:%Y-%m-%d %H:%M:%S}",
+            "yes" if letter.replayed_at else "no",
+            letter.reason,
+        )
+    out.print(table)
+    say(f"{len(letters)} dead letter(s) for group {group_id}")
+
+
+@dlq_app.command("replay")
+@reports_errors
+def dlq_replay(
+    group: Annotated[str | None, typer.Option(help="Consumer group (default CDC_CONSUMER_GROUP).")] = None,
+    ids: Annotated[list[int] | None, typer.Option("--id", help="Only this letter; repeatable.")] = None,
+) -> None:
+    """Apply the dead letters again (after fixing their cause). Exit 1 if some still fail."""
+    from cdc import dlq
+
+    group_id = group or load_settings().consumer_group
+    warehouse = _warehouse(group_id)
+    try:
+        report = dlq.replay(warehouse, group_id, ids)
+    finally:
+        warehouse.close()
+    say(f"replayed {len(report.replayed)} dead letter(s); {len(report.still_failing)} still failing")
+    for letter in report.still_failing:
+        say(f"  {letter.id} {letter.origin.topic}[{letter.origin.partition}]@{letter.origin.offset}: {letter.reason}")
+    if report.still_failing:
+        raise typer.Exit(1)
 
 
 @app.command()

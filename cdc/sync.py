@@ -143,7 +143,8 @@ class Sync:
             try:
                 event = self._decoder.decode(origin, record.key, record.value)
             except PoisonMessage as exc:
-                self._dead.append(DeadLetter(origin, record.key, record.value, str(exc)))
+                if self._topic_wanted(record.topic):
+                    self._dead.append(DeadLetter(origin, record.key, record.value, str(exc)))
                 self._mark_buffered()
                 continue
             if event is None or not self._table_wanted(event.table):
@@ -163,6 +164,15 @@ class Sync:
             wanted = not patterns or any(fnmatch.fnmatchcase(str(table), p) for p in patterns)
             self._wanted[table] = wanted
         return wanted
+
+    def _topic_wanted(self, topic: str) -> bool:
+        """For a message that cannot be decoded (so names no table): is its topic one of the tables
+        asked for? Topic names replace odd characters with '_', so this errs towards yes."""
+        patterns = self.options.tables
+        if not patterns:
+            return True
+        name = topic.split(".", 1)[1] if "." in topic else topic
+        return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(name, _sanitized(p)) for p in patterns)
 
     def _due(self, now: float) -> bool:
         if self._first_buffered is None:
@@ -257,6 +267,11 @@ class Sync:
             self.stats.flushes,
             extra={"events_per_s": events / seconds if seconds else 0.0, "lag": lag},
         )
+
+
+def _sanitized(pattern: str) -> str:
+    # Debezium's topic names keep [A-Za-z0-9._-] and turn anything else into '_'.
+    return "".join(ch if ch.isascii() and (ch.isalnum() or ch in "._-*?[]") else "_" for ch in pattern)
 
 
 def _log_retry(what: str) -> Callable[[RetryCallState], None]:

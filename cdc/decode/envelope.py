@@ -96,12 +96,8 @@ class EnvelopeDecoder:
 
     def _split_value(self, topic: str, value: bytes) -> tuple[_ValueSchema, Any]:
         known = self._last_value.get(topic)
-        if known is None or not value.startswith(known.prefix):
-            known = self._learn_value(value)
-            self._last_value[topic] = known
-        return known, _loads(value[len(known.prefix) : -1], "value payload")
-
-    def _learn_value(self, value: bytes) -> _ValueSchema:
+        if known is not None and value.startswith(known.prefix):
+            return known, _loads(value[len(known.prefix) : -1], "value payload")
         whole = _loads(value, "value")
         if not isinstance(whole, dict) or "schema" not in whole or "payload" not in whole:
             raise PoisonMessage(
@@ -109,32 +105,32 @@ class EnvelopeDecoder:
                 "(the converter must be JsonConverter with schemas.enable=true)"
             )
         prefix = _prefix_of(value, whole["schema"])
-        if prefix in self._values:
-            return self._values[prefix]
-        schema = whole["schema"] or {}
-        envelope = str(schema.get("name", "")).endswith(".Envelope")
-        columns: tuple[Column, ...] = ()
-        if envelope:
-            columns = _row_columns(schema)
-        learned = _ValueSchema(prefix, envelope, columns)
-        self._values[prefix] = learned
-        return learned
+        # Not in the converter's compact form (another producer): understood, just not fast.
+        cache_key = prefix or orjson.dumps(whole["schema"], option=orjson.OPT_SORT_KEYS)
+        known = self._values.get(cache_key)
+        if known is None:
+            known = self._values[cache_key] = _interpret(prefix or b"", whole["schema"])
+        if prefix:
+            self._last_value[topic] = known
+        return known, whole["payload"]
 
     def _split_key(self, topic: str, key: bytes | None) -> tuple[tuple[str, ...], tuple[Any, ...] | None]:
         if key is None:
             return (), None
         known = self._last_key.get(topic)
-        if known is None or not key.startswith(known.prefix):
+        if known is not None and key.startswith(known.prefix):
+            payload = _loads(key[len(known.prefix) : -1], "key payload")
+        else:
             whole = _loads(key, "key")
-            if not isinstance(whole, dict) or "schema" not in whole:
+            if not isinstance(whole, dict) or "schema" not in whole or "payload" not in whole:
                 raise PoisonMessage("the key is not a Debezium JSON key with schema and payload")
             prefix = _prefix_of(key, whole["schema"])
-            known = self._keys.get(prefix) or _KeySchema(
-                prefix, tuple(str(f["field"]) for f in (whole["schema"] or {}).get("fields", ()))
-            )
-            self._keys[prefix] = known
-            self._last_key[topic] = known
-        payload = _loads(key[len(known.prefix) : -1], "key payload")
+            fields = tuple(str(f["field"]) for f in (whole["schema"] or {}).get("fields", ()))
+            known = _KeySchema(prefix or b"", fields)
+            if prefix:
+                known = self._keys.setdefault(prefix, known)
+                self._last_key[topic] = known
+            payload = whole["payload"]
         if payload is None:
             return known.fields, None
         if not isinstance(payload, dict):
@@ -151,6 +147,13 @@ class EnvelopeDecoder:
             found = TableSchema(table, columns, key)
             self._tables[cache_key] = found
         return found
+
+
+def _interpret(prefix: bytes, schema: Any) -> _ValueSchema:
+    if not isinstance(schema, dict):
+        raise PoisonMessage("the value's schema is not a JSON object")
+    envelope = str(schema.get("name", "")).endswith(".Envelope")
+    return _ValueSchema(prefix, envelope, _row_columns(schema) if envelope else ())
 
 
 def version_of(source: dict[str, Any]) -> Version:
@@ -195,12 +198,12 @@ def _loads(data: bytes, what: str) -> Any:
         raise PoisonMessage(f"the {what} is not valid JSON: {exc}") from None
 
 
-def _prefix_of(message: bytes, schema: Any) -> bytes:
-    """The bytes before the payload: '{"schema":' + the schema's own text + ',"payload":'.
-    A ',"payload":' may also occur inside the schema (a column named payload), so each candidate
-    is checked by parsing what precedes it."""
-    if not message.startswith(_SCHEMA_START):
-        raise PoisonMessage("the message does not start with its schema")
+def _prefix_of(message: bytes, schema: Any) -> bytes | None:
+    """The bytes before the payload: '{"schema":' + the schema's own text + ',"payload":', or None
+    when the message is not in the converter's compact form. A ',"payload":' may also occur inside
+    the schema (a column named payload), so each candidate is checked by parsing what precedes it."""
+    if not message.startswith(_SCHEMA_START) or not message.endswith(b"}"):
+        return None
     start = message.find(_PAYLOAD_MARK)
     while start != -1:
         try:
@@ -209,4 +212,4 @@ def _prefix_of(message: bytes, schema: Any) -> bytes:
         except orjson.JSONDecodeError:
             pass
         start = message.find(_PAYLOAD_MARK, start + 1)
-    raise PoisonMessage("cannot find where the schema ends and the payload begins")
+    return None

@@ -197,6 +197,19 @@ def status(settings: Settings) -> tuple[list[PartStatus], str]:
     return rows, f"{cs.name}: {cs.state}" + (f" ({tasks})" if tasks else "")
 
 
+def restart_postgres(settings: Settings, name: str, down_seconds: float = 0) -> None:
+    """Stop one of the stack's PostgreSQL clusters ("source" or "warehouse"), wait, start it again."""
+    import time
+
+    lay, st = _existing_state(settings)
+    parts = _parts(settings, lay, st, tools.postgres_bin(settings.stack_pg_bin))
+    cluster = {"source": parts.source, "warehouse": parts.warehouse}[name]
+    postgres.stop(cluster)
+    time.sleep(down_seconds)
+    postgres.start(cluster)
+    postgres.wait_ready(cluster)
+
+
 def env_lines(settings: Settings) -> list[str]:
     _, st = _existing_state(settings)
     return [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from cdc.buffer import TableBatch
@@ -19,6 +20,19 @@ class DeadLetter:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class StoredLetter:
+    """A row of the dead-letter table."""
+
+    id: int
+    origin: Origin
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    failed_at: datetime
+    replayed_at: datetime | None
+
+
 @dataclass(slots=True)
 class Flush:
     """Everything one warehouse transaction stores: rows, dead letters, and the offsets after them."""
@@ -33,6 +47,7 @@ class FlushResult:
     rows: int  # row images written (after compaction)
     dead: int  # messages sent to the dead-letter table (given + found during the flush)
     tables: int
+    dead_origins: tuple[Origin, ...] = ()  # which messages those were
 
 
 class Warehouse(Protocol):

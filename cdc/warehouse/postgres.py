@@ -19,9 +19,9 @@ from sqlalchemy.pool import NullPool
 
 from cdc.buffer import TableBatch
 from cdc.errors import TerminalError
-from cdc.events import ChangeEvent, Column, Op, TableId, TableSchema
+from cdc.events import ChangeEvent, Column, Op, Origin, TableId, TableSchema
 from cdc.resources import sql_file
-from cdc.warehouse import DeadLetter, Flush, FlushResult, TopicPartition
+from cdc.warehouse import DeadLetter, Flush, FlushResult, StoredLetter, TopicPartition
 from cdc.warehouse import statements as stmt
 from cdc.warehouse.copy import staging_text
 from cdc.warehouse.errors import describe, is_row_level, translate
@@ -128,7 +128,9 @@ class PostgresWarehouse:
         except BaseException:
             self._forget()
             raise
-        return FlushResult(rows=rows, dead=len(dead), tables=len(flush.tables))
+        return FlushResult(
+            rows=rows, dead=len(dead), tables=len(flush.tables), dead_origins=tuple(d.origin for d in dead)
+        )
 
     def _apply_table(self, cur: Any, batch: TableBatch, dead: list[DeadLetter]) -> int:
         target = self._target(cur, batch.schema)
@@ -319,6 +321,54 @@ class PostgresWarehouse:
             self._staging.add(name)
         return name
 
+    # -- dead letters ------------------------------------------------------------------------
+    def dead_letters(
+        self, group: str, *, include_replayed: bool = False, ids: list[int] | None = None
+    ) -> list[StoredLetter]:
+        conn = self._connection()
+        query = (
+            "SELECT id, topic, kafka_partition, kafka_offset, message_key, message_value, reason, failed_at, "
+            "replayed_at FROM cdc.dead_letter WHERE consumer_group = %s"
+        )
+        params: list[Any] = [group]
+        if not include_replayed:
+            query += " AND replayed_at IS NULL"
+        if ids:
+            query += " AND id = ANY(%s)"
+            params.append(ids)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query + " ORDER BY topic, kafka_partition, kafka_offset", params)
+                rows = cur.fetchall()
+            conn.commit()
+        except psycopg2.Error as exc:
+            self._forget()
+            raise translate(exc, "reading the dead-letter table") from exc
+        return [
+            StoredLetter(
+                id=r[0],
+                origin=Origin(r[1], r[2], r[3]),
+                key=None if r[4] is None else bytes(r[4]),
+                value=None if r[5] is None else bytes(r[5]),
+                reason=r[6],
+                failed_at=r[7],
+                replayed_at=r[8],
+            )
+            for r in rows
+        ]
+
+    def mark_replayed(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("UPDATE cdc.dead_letter SET replayed_at = now() WHERE id = ANY(%s)", (ids,))
+            conn.commit()
+        except psycopg2.Error as exc:
+            self._forget()
+            raise translate(exc, "marking dead letters replayed") from exc
+
     # -- bookkeeping -------------------------------------------------------------------------
     def _write_dead(self, cur: Any, dead: list[DeadLetter]) -> None:
         if not dead:
@@ -335,7 +385,9 @@ class PostgresWarehouse:
             cur,
             "INSERT INTO cdc.dead_letter (consumer_group, topic, kafka_partition, kafka_offset, "
             "message_key, message_value, reason) VALUES %s "
-            "ON CONFLICT (consumer_group, topic, kafka_partition, kafka_offset) DO NOTHING",
+            # A replayed dead letter that fails again keeps its row, with the newest reason.
+            "ON CONFLICT (consumer_group, topic, kafka_partition, kafka_offset) "
+            "DO UPDATE SET reason = EXCLUDED.reason, failed_at = now()",
             [
                 (
                     self._group,

@@ -1,0 +1,146 @@
+"""Poison messages land in the dead-letter table with their reasons, replication goes on, and
+`cdc dlq replay` applies letters once their cause is fixed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+
+import psycopg2
+import pytest
+from kafka import KafkaProducer
+
+from cdc import connector
+from cdc.settings import Settings
+from tests.compare import assert_same_rows
+from tests.db import execute
+from tests.kafka_reader import read_topic, settled
+from tests.syncing import REPO, Lane, run_sync, sync_env
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture
+def lane(stack: Settings) -> Iterator[Lane]:
+    lane = Lane.new("dlq")
+    yield lane
+    execute(stack.require_source_url(), f'DROP SCHEMA IF EXISTS "{lane.source_schema}" CASCADE')
+    execute(stack.require_warehouse_url(), f'DROP SCHEMA IF EXISTS "{lane.warehouse_schema}" CASCADE')
+
+
+def dead_letters(stack: Settings, group: str) -> list[tuple[int, str, bool]]:
+    conn = psycopg2.connect(stack.require_warehouse_url())
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT kafka_offset, reason, replayed_at IS NOT NULL FROM cdc.dead_letter "
+                "WHERE consumer_group = %s ORDER BY kafka_offset",
+                (group,),
+            )
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def test_poison_messages_are_dead_lettered_and_replication_goes_on(stack: Settings, lane: Lane) -> None:
+    s = lane.source_schema
+    src, wh = stack.require_source_url(), stack.require_warehouse_url()
+    execute(src, f"CREATE SCHEMA {s}; CREATE TABLE {s}.items (id integer PRIMARY KEY, name text, price numeric(8,2));")
+    connector.apply(stack, None, lambda _: None)
+    execute(src, f"INSERT INTO {s}.items VALUES (1, 'first', 1.00), (2, 'second', 2.00)")
+    topic = f"{stack.topic_prefix}.{s}.items"
+    bootstrap = stack.require_kafka()
+    real = read_topic(bootstrap, topic, done=settled(2, minimum=2))
+    key, value = real[0].key, real[0].value
+    assert key is not None and value is not None
+    envelope = json.loads(value)
+
+    def variant(**changes: object) -> bytes:
+        copy = json.loads(value)
+        copy["payload"].update(changes)
+        return json.dumps(copy).encode()
+
+    nul_row = dict(envelope["payload"]["after"], id=3, name="nul \u0000 byte")
+    poison = [
+        (key, b"\xff\xfe not json at all", "is not valid JSON"),
+        (key, json.dumps({"payload": envelope["payload"]}).encode(), "not a Debezium JSON message with schema"),
+        (key, variant(op="x"), "unknown op 'x'"),
+        (None, value, "missing key"),
+        (key.replace(b'"id":1', b'"id":3'), variant(after=nul_row), "the warehouse cannot store this row"),
+    ]
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    for k, v, _ in poison:
+        producer.send(topic, key=k, value=v)
+    producer.flush()
+    producer.close()
+    execute(
+        src,
+        f"INSERT INTO {s}.items VALUES (4, 'after the poison', 4.00); UPDATE {s}.items SET name = 'one' WHERE id = 1",
+    )
+
+    result = run_sync(stack, lane)
+    assert result.returncode == 0, result.stdout + result.stderr
+    letters = dead_letters(stack, lane.group)
+    assert [offset for offset, _, _ in letters] == [2, 3, 4, 5, 6]
+    for (_, reason, _), (_, _, expected) in zip(letters, poison, strict=True):
+        assert expected in reason
+    assert "invalid byte sequence" in letters[4][1] or "0x00" in letters[4][1]
+    conn = psycopg2.connect(wh)
+    with conn.cursor() as cur:
+        cur.execute("SELECT target_schema, target_table FROM cdc.table_map WHERE source_schema = %s", (s,))
+        target = cur.fetchone()
+    conn.close()
+    assert target is not None
+    assert assert_same_rows(src, (s, "items"), wh, target) == 3  # ids 1, 2, 4: replication went on
+
+    listed = subprocess.run(
+        ["cdc", "dlq", "list", "--group", lane.group],
+        env=sync_env(stack, lane),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert listed.returncode == 0 and "5 dead letter(s)" in listed.stdout
+
+
+def test_replay_applies_letters_once_the_cause_is_fixed(stack: Settings, lane: Lane) -> None:
+    s = lane.source_schema
+    src, wh = stack.require_source_url(), stack.require_warehouse_url()
+    execute(src, f"CREATE SCHEMA {s}; CREATE TABLE {s}.items (id integer PRIMARY KEY, price numeric(8,2))")
+    connector.apply(stack, None, lambda _: None)
+    execute(src, f"INSERT INTO {s}.items VALUES (1, 1.00)")
+    first = run_sync(stack, lane)
+    assert first.returncode == 0, first.stderr
+    conn = psycopg2.connect(wh)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT target_schema, target_table FROM cdc.table_map WHERE source_schema = %s", (s,))
+        target = cur.fetchone()
+        assert target is not None
+        # A warehouse-side rule the source does not have: rows breaking it cannot be stored.
+        cur.execute(f'ALTER TABLE "{target[0]}"."{target[1]}" ADD CONSTRAINT cheap CHECK (price < 100)')
+    execute(
+        src,
+        f"INSERT INTO {s}.items VALUES (2, 5.00), (3, 500.00), (4, 600.00); UPDATE {s}.items SET price = 2 WHERE id = 1",
+    )
+    second = run_sync(stack, lane)
+    assert second.returncode == 0, second.stderr
+    letters = dead_letters(stack, lane.group)
+    assert len(letters) == 2 and all("cheap" in reason for _, reason, _ in letters)
+
+    replay_cmd = ["cdc", "dlq", "replay", "--group", lane.group]
+    failing = subprocess.run(
+        replay_cmd, env=sync_env(stack, lane), cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert failing.returncode == 1 and "2 still failing" in failing.stdout
+
+    with conn.cursor() as cur:
+        cur.execute(f'ALTER TABLE "{target[0]}"."{target[1]}" DROP CONSTRAINT cheap')
+    conn.close()
+    fixed = subprocess.run(replay_cmd, env=sync_env(stack, lane), cwd=REPO, capture_output=True, text=True, check=False)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "replayed 2 dead letter(s); 0 still failing" in fixed.stdout
+    assert [replayed for _, _, replayed in dead_letters(stack, lane.group)] == [True, True]
+    assert assert_same_rows(src, (s, "items"), wh, (target[0], target[1])) == 4
