@@ -123,7 +123,8 @@ def test_replay_applies_letters_once_the_cause_is_fixed(stack: Settings, lane: L
         cur.execute(f'ALTER TABLE "{target[0]}"."{target[1]}" ADD CONSTRAINT cheap CHECK (price < 100)')
     execute(
         src,
-        f"INSERT INTO {s}.items VALUES (2, 5.00), (3, 500.00), (4, 600.00); UPDATE {s}.items SET price = 2 WHERE id = 1",
+        f"INSERT INTO {s}.items VALUES (2, 5.00), (3, 500.00), (4, 600.00); "
+        f"UPDATE {s}.items SET price = 2 WHERE id = 1",
     )
     second = run_sync(stack, lane)
     assert second.returncode == 0, second.stderr
