@@ -68,3 +68,11 @@ def start_sync(stack: Settings, lane: Lane, *args: str, log: Path, **extra: str)
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+def wait_for_events(stack: Settings, schema: str, table: str, minimum: int) -> None:
+    """Block until Debezium has written at least `minimum` messages for the table into Kafka, so
+    that a `--until-idle` run cannot finish before the changes reach Kafka."""
+    from tests.kafka_reader import read_topic, settled
+
+    read_topic(stack.require_kafka(), f"{stack.topic_prefix}.{schema}.{table}", done=settled(1, minimum=minimum))

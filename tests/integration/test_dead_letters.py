@@ -16,7 +16,7 @@ from cdc.settings import Settings
 from tests.compare import assert_same_rows
 from tests.db import execute
 from tests.kafka_reader import read_topic, settled
-from tests.syncing import REPO, Lane, run_sync, sync_env
+from tests.syncing import REPO, Lane, run_sync, sync_env, wait_for_events
 
 pytestmark = pytest.mark.stack
 
@@ -78,7 +78,7 @@ def test_poison_messages_are_dead_lettered_and_replication_goes_on(stack: Settin
         src,
         f"INSERT INTO {s}.items VALUES (4, 'after the poison', 4.00); UPDATE {s}.items SET name = 'one' WHERE id = 1",
     )
-
+    wait_for_events(stack, s, "items", 9)
     result = run_sync(stack, lane)
     assert result.returncode == 0, result.stdout + result.stderr
     letters = dead_letters(stack, lane.group)
@@ -111,6 +111,7 @@ def test_replay_applies_letters_once_the_cause_is_fixed(stack: Settings, lane: L
     execute(src, f"CREATE SCHEMA {s}; CREATE TABLE {s}.items (id integer PRIMARY KEY, price numeric(8,2))")
     connector.apply(stack, None, lambda _: None)
     execute(src, f"INSERT INTO {s}.items VALUES (1, 1.00)")
+    wait_for_events(stack, s, "items", 1)
     first = run_sync(stack, lane)
     assert first.returncode == 0, first.stderr
     conn = psycopg2.connect(wh)
@@ -126,6 +127,7 @@ def test_replay_applies_letters_once_the_cause_is_fixed(stack: Settings, lane: L
         f"INSERT INTO {s}.items VALUES (2, 5.00), (3, 500.00), (4, 600.00); "
         f"UPDATE {s}.items SET price = 2 WHERE id = 1",
     )
+    wait_for_events(stack, s, "items", 5)
     second = run_sync(stack, lane)
     assert second.returncode == 0, second.stderr
     letters = dead_letters(stack, lane.group)

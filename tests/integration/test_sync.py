@@ -11,7 +11,7 @@ from cdc import connector
 from cdc.settings import Settings
 from tests.compare import assert_same_rows
 from tests.db import execute
-from tests.syncing import Lane, run_sync
+from tests.syncing import Lane, run_sync, wait_for_events
 
 pytestmark = pytest.mark.stack
 
@@ -83,6 +83,7 @@ def test_mixed_workload_converges_row_for_row(stack: Settings, lane: Lane) -> No
         INSERT INTO {s}.wiped VALUES (99, 'after the truncate');
         """,
     )
+    wait_for_events(stack, s, "wiped", 32)  # the last statement's events: all others came before
     result = run_sync(stack, lane)
     assert result.returncode == 0, result.stdout + result.stderr
     wh = stack.require_warehouse_url()
@@ -97,3 +98,45 @@ def test_mixed_workload_converges_row_for_row(stack: Settings, lane: Lane) -> No
     assert again.returncode == 0, again.stdout + again.stderr
     assert "0 rows written" in again.stdout
     assert counts["items"] == assert_same_rows(src, (s, "items"), wh, target_of(stack, lane, "items"))
+
+
+def test_soft_delete_mode_marks_deleted_and_truncated_rows(stack: Settings, lane: Lane) -> None:
+    s = lane.source_schema
+    src, wh = stack.require_source_url(), stack.require_warehouse_url()
+    execute(
+        src,
+        f"""CREATE SCHEMA {s};
+        CREATE TABLE {s}.items (id integer PRIMARY KEY, v text);
+        CREATE TABLE {s}.wiped (id integer PRIMARY KEY);""",
+    )
+    connector.apply(stack, None, lambda _: None)
+    execute(
+        src,
+        f"""INSERT INTO {s}.items SELECT g, 'v' || g FROM generate_series(1, 10) g;
+        DELETE FROM {s}.items WHERE id <= 3;
+        INSERT INTO {s}.items VALUES (2, 'back again');
+        INSERT INTO {s}.wiped SELECT generate_series(1, 5);""",
+    )
+    wait_for_events(stack, s, "wiped", 5)
+    first = run_sync(stack, lane, CDC_DELETE_MODE="soft")
+    assert first.returncode == 0, first.stdout + first.stderr
+    execute(src, f"TRUNCATE {s}.wiped; INSERT INTO {s}.wiped VALUES (42);")
+    result = run_sync(stack, lane, CDC_DELETE_MODE="soft")
+    assert result.returncode == 0, result.stdout + result.stderr
+    items, wiped = target_of(stack, lane, "items"), target_of(stack, lane, "wiped")
+    live = "WHERE _cdc_deleted_at IS NULL"
+    assert assert_same_rows(src, (s, "items"), wh, items, where=live) == 8
+    assert assert_same_rows(src, (s, "wiped"), wh, wiped, where=live) == 1
+    conn = psycopg2.connect(wh)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                f'SELECT id, _cdc_op FROM "{items[0]}"."{items[1]}" WHERE _cdc_deleted_at IS NOT NULL ORDER BY id'
+            )
+            assert cur.fetchall() == [(1, "d"), (3, "d")]
+            cur.execute(
+                f'SELECT count(*), min(_cdc_op) FROM "{wiped[0]}"."{wiped[1]}" WHERE _cdc_deleted_at IS NOT NULL'
+            )
+            assert cur.fetchone() == (5, "t")
+    finally:
+        conn.close()
