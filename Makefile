@@ -25,12 +25,15 @@ stack-up: install system-deps
 stack-down: install
 	$(CDC) stack down
 
-# Start the stack, create and fill the demo shop, capture it, run a live workload, show the
-# change events flowing into Kafka.
+# Start the stack, create and fill the demo shop, capture it, run a live workload while `cdc sync`
+# replicates it into the warehouse (schema `replica`); sync exits once the workload is over and
+# everything is applied.
 demo: stack-up
 	$(CDC) demo seed
 	$(CDC) connector apply
-	$(CDC) demo run --rate $(DEMO_RATE) --duration $(DEMO_SECONDS)
+	$(CDC) demo run --rate $(DEMO_RATE) --duration $(DEMO_SECONDS) & \
+	  $(CDC) sync --table 'shop.*' --until-idle 10 --progress-every 5; \
+	  status=$$?; wait; exit $$status
 	$(CDC) topics --prefix cdc.shop.
 
 # Every test: unit, then integration against the real stack (started here if it is not running).

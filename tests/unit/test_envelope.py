@@ -1,0 +1,107 @@
+"""Decoding recorded Debezium messages into change events."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cdc.decode.envelope import EnvelopeDecoder, PoisonMessage, version_of
+from cdc.events import Op, Origin, TableId, Version
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "debezium"
+
+
+def recorded(name: str) -> list[tuple[Origin, bytes | None, bytes | None]]:
+    out = []
+    for line in (FIXTURES / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
+        m = json.loads(line)
+        key = None if m["key"] is None else m["key"].encode()
+        value = None if m["value"] is None else m["value"].encode()
+        out.append((Origin(m["topic"], m["partition"], m["offset"]), key, value))
+    return out
+
+
+def test_every_recorded_change_decodes() -> None:
+    decoder = EnvelopeDecoder()
+    events = [decoder.decode(*m) for m in recorded("fx.every_type")]
+    changes = [e for e in events if e is not None]
+    assert [(e.op, e.key) for e in changes] == [
+        (Op.CREATE, (1,)),
+        (Op.CREATE, (2,)),
+        (Op.CREATE, (3,)),
+        (Op.CREATE, (4,)),
+        (Op.CREATE, (5,)),
+        (Op.CREATE, (6,)),
+        (Op.UPDATE, (1,)),
+        (Op.DELETE, (3,)),
+    ]
+    assert events[-1] is None  # the tombstone after the delete
+    first = changes[0]
+    assert first.table == TableId("fx", "every_type")
+    assert first.schema.key == ("id",)
+    assert len(first.schema.columns) == 40
+    assert first.schema.column("c_numeric_10_2") is not None
+    assert [e.version for e in changes] == sorted(e.version for e in changes)
+
+
+def test_the_schema_is_interpreted_once_per_distinct_text() -> None:
+    decoder = EnvelopeDecoder()
+    for message in recorded("fx.every_type"):
+        decoder.decode(*message)
+    assert len(decoder._values) == 1  # noqa: SLF001 - the cache is what this test is about
+    assert len(decoder._keys) == 1  # noqa: SLF001
+
+
+def test_truncate_snapshot_read_and_keyless_tables() -> None:
+    decoder = EnvelopeDecoder()
+    no_pk = [e for m in recorded("fx.no_pk") if (e := decoder.decode(*m)) is not None]
+    assert [e.op for e in no_pk] == [Op.CREATE, Op.CREATE, Op.CREATE, Op.UPDATE, Op.DELETE, Op.DELETE, Op.TRUNCATE]
+    assert all(e.key is None and e.schema.key == () for e in no_pk)
+    reads = [e for m in recorded("fx.pk_change") if (e := decoder.decode(*m)) is not None and e.op is Op.READ]
+    assert reads and all(e.version > Version(0, 0) for e in reads)
+
+
+def test_quoted_names_come_through() -> None:
+    (event,) = [e for m in recorded("fx.Mixed_Case__Quoted___") if (e := EnvelopeDecoder().decode(*m))]
+    assert event.table == TableId("fx", 'Mixed Case "Quoted" ü')
+    assert [c.name for c in event.schema.columns] == ["Id", "select", "two words"]
+    assert event.key == (1,)
+
+
+def test_heartbeats_and_transaction_metadata_carry_no_change() -> None:
+    decoder = EnvelopeDecoder()
+    assert all(decoder.decode(*m) is None for m in recorded("heartbeat") + recorded("transaction"))
+
+
+def test_version_follows_the_sequence_not_the_lsn() -> None:
+    # Written earlier (lsn 100) but committed after the transaction whose commit was at 120.
+    late = version_of({"sequence": '["120","100"]', "lsn": 100})
+    early = version_of({"sequence": '["90","110"]', "lsn": 110})
+    assert late > early
+    assert version_of({"sequence": '[null,"7"]'}) == Version(0, 7)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        (None, b"\xff\xfe", "not valid JSON"),
+        (None, b'{"payload": {}}', "not a Debezium JSON message"),
+        (None, b'{"schema": 1, "payload": {}}', "schema is not a JSON object"),
+    ],
+)
+def test_poison_messages_say_why(key: bytes | None, value: bytes, reason: str) -> None:
+    with pytest.raises(PoisonMessage, match=reason):
+        EnvelopeDecoder().decode(Origin("t", 0, 0), key, value)
+
+
+def test_unknown_op_and_missing_key_are_poison() -> None:
+    origin, key, value = recorded("fx.every_type")[0]
+    assert value is not None
+    decoder = EnvelopeDecoder()
+    decoder.decode(origin, key, value)
+    with pytest.raises(PoisonMessage, match="unknown op 'x'"):
+        decoder.decode(origin, key, value.replace(b'"op":"c"', b'"op":"x"'))
+    with pytest.raises(PoisonMessage, match="missing key"):
+        decoder.decode(origin, None, value)
