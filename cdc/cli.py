@@ -336,3 +336,7 @@ def topics(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

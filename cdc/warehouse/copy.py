@@ -25,12 +25,17 @@ def image_of(event: ChangeEvent) -> dict[str, Any]:
 
 
 def staging_line(event: ChangeEvent, columns: tuple[Column, ...]) -> str:
-    """One staging row: the columns, then version, op, commit time and the unchanged-TOAST list."""
+    """One staging row: the columns, then version, op, commit time and the unchanged-TOAST list.
+
+    Of a delete only the key is written: with REPLICA IDENTITY DEFAULT, Debezium fills the other
+    columns of the old image with type defaults ("" for a uuid, 0...), which are not the row's
+    values and may not even be valid input for the column's type."""
     image = image_of(event)
+    key = event.schema.key if event.op is Op.DELETE else None
     fields: list[str] = []
     unchanged: list[str] | None = None
     for column in columns:
-        value = image.get(column.name)
+        value = image.get(column.name) if key is None or column.name in key else None
         if value is None:
             fields.append(NULL)
         elif column.varlena and is_unavailable(value):
