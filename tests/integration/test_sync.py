@@ -140,3 +140,20 @@ def test_soft_delete_mode_marks_deleted_and_truncated_rows(stack: Settings, lane
             assert cur.fetchone() == (5, "t")
     finally:
         conn.close()
+
+
+def test_json_log_format_writes_one_object_per_line(stack: Settings, lane: Lane) -> None:
+    import json
+
+    s = lane.source_schema
+    execute(stack.require_source_url(), f"CREATE SCHEMA {s}; CREATE TABLE {s}.t (id integer PRIMARY KEY)")
+    connector.apply(stack, None, lambda _: None)
+    execute(stack.require_source_url(), f"INSERT INTO {s}.t SELECT generate_series(1, 10)")
+    wait_for_events(stack, s, "t", 10)
+    result = run_sync(stack, lane, "--log-format", "json", "--progress-every", "1")
+    assert result.returncode == 0, result.stderr
+    entries = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    assert entries and all({"ts", "level", "logger", "message"} <= set(e) for e in entries)
+    progress = [e for e in entries if e["logger"] == "cdc.sync" and "events/s" in e["message"]]
+    assert progress and all("events_per_s" in e and "lag" in e for e in progress)
+    assert any(e["message"].startswith("idle for 3.0s and caught up") for e in entries)
