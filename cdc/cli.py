@@ -241,7 +241,7 @@ def sync(
         lambda revoked, assigned: KafkaSource(
             bootstrap,
             group=group_id,
-            topics_pattern=change_topics(settings.topic_prefix),
+            topics_pattern=change_topics(settings.topic_prefix, options.tables),
             on_revoked=revoked,
             on_assigned=assigned,
         ),

@@ -3,6 +3,7 @@ come from the warehouse, never from Kafka's committed offsets."""
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import re
 from collections.abc import Callable
@@ -28,11 +29,21 @@ class Record:
     value: bytes | None
 
 
-def change_topics(prefix: str) -> str:
+def change_topics(prefix: str, tables: tuple[str, ...] = ()) -> str:
     """The topics holding row changes: <prefix>.<schema>.<table>, but not Debezium's transaction
-    metadata topic nor the topics of cdc's own signal and heartbeat tables."""
+    metadata topic nor the topics of cdc's own signal and heartbeat tables. With table patterns
+    (schema.table globs), only their topics."""
     p = re.escape(prefix)
-    return rf"^{p}\.(?!transaction$)(?!cdc\.debezium_(?:signal|heartbeat)$)[^.]+\..+$"
+    internal = r"(?!transaction$)(?!cdc\.debezium_(?:signal|heartbeat)$)"
+    if not tables:
+        return rf"^{p}\.{internal}[^.]+\..+$"
+    wanted = "|".join(fnmatch.translate(topic_safe(t)) for t in tables)
+    return rf"^{p}\.{internal}(?:{wanted})"
+
+
+def topic_safe(name: str) -> str:
+    """A name (or glob) as it appears in a Debezium topic: [A-Za-z0-9._-] kept, the rest '_'."""
+    return "".join(ch if ch.isascii() and (ch.isalnum() or ch in "._-*?[]") else "_" for ch in name)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

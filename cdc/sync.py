@@ -28,7 +28,7 @@ from tenacity import (
 )
 
 from cdc.buffer import Buffer
-from cdc.consume import Partition, Record
+from cdc.consume import Partition, Record, topic_safe
 from cdc.decode.envelope import EnvelopeDecoder, PoisonMessage
 from cdc.errors import TransientError
 from cdc.events import Origin, TableId
@@ -172,7 +172,7 @@ class Sync:
         if not patterns:
             return True
         name = topic.split(".", 1)[1] if "." in topic else topic
-        return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(name, _sanitized(p)) for p in patterns)
+        return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(name, topic_safe(p)) for p in patterns)
 
     def _due(self, now: float) -> bool:
         if self._first_buffered is None:
@@ -267,11 +267,6 @@ class Sync:
             self.stats.flushes,
             extra={"events_per_s": events / seconds if seconds else 0.0, "lag": lag},
         )
-
-
-def _sanitized(pattern: str) -> str:
-    # Debezium's topic names keep [A-Za-z0-9._-] and turn anything else into '_'.
-    return "".join(ch if ch.isascii() and (ch.isalnum() or ch in "._-*?[]") else "_" for ch in pattern)
 
 
 def _log_retry(what: str) -> Callable[[RetryCallState], None]:

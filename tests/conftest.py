@@ -3,6 +3,8 @@ when it is not reachable: start it with `cdc stack up` (.ci/run does)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import psycopg2
 import pytest
 
@@ -10,6 +12,8 @@ from cdc.connect_api import ConnectClient
 from cdc.errors import CdcError
 from cdc.settings import Settings, load_settings
 from cdc.stack.kafka import broker_answers
+from tests.db import execute
+from tests.syncing import Lane
 
 
 def _probe(settings: Settings) -> list[str]:
@@ -61,3 +65,13 @@ def source_url(stack: Settings) -> str:
 @pytest.fixture(scope="session")
 def warehouse_url(stack: Settings) -> str:
     return stack.require_warehouse_url()
+
+
+@pytest.fixture
+def lane(stack: Settings, request: pytest.FixtureRequest) -> Iterator[Lane]:
+    """A test's private source schema, warehouse schema and consumer group; dropped afterwards."""
+    tag = request.node.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")[:10]
+    lane = Lane.new(tag)
+    yield lane
+    execute(stack.require_source_url(), f'DROP SCHEMA IF EXISTS "{lane.source_schema}" CASCADE')
+    execute(stack.require_warehouse_url(), f'DROP SCHEMA IF EXISTS "{lane.warehouse_schema}" CASCADE')

@@ -9,6 +9,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg2
+
 from cdc.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,3 +78,18 @@ def wait_for_events(stack: Settings, schema: str, table: str, minimum: int) -> N
     from tests.kafka_reader import read_topic, settled
 
     read_topic(stack.require_kafka(), f"{stack.topic_prefix}.{schema}.{table}", done=settled(1, minimum=minimum))
+
+
+def target_of(stack: Settings, lane: Lane, table: str) -> tuple[str, str]:
+    conn = psycopg2.connect(stack.require_warehouse_url())
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT target_schema, target_table FROM cdc.table_map WHERE source_schema = %s AND source_table = %s",
+                (lane.source_schema, table),
+            )
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    assert row is not None, f"{lane.source_schema}.{table} was never replicated"
+    return row[0], row[1]

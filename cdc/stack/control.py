@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,8 +200,6 @@ def status(settings: Settings) -> tuple[list[PartStatus], str]:
 
 def restart_postgres(settings: Settings, name: str, down_seconds: float = 0) -> None:
     """Stop one of the stack's PostgreSQL clusters ("source" or "warehouse"), wait, start it again."""
-    import time
-
     lay, st = _existing_state(settings)
     parts = _parts(settings, lay, st, tools.postgres_bin(settings.stack_pg_bin))
     cluster = {"source": parts.source, "warehouse": parts.warehouse}[name]

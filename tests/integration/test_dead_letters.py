@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 
 import psycopg2
 import pytest
@@ -16,17 +15,9 @@ from cdc.settings import Settings
 from tests.compare import assert_same_rows
 from tests.db import execute
 from tests.kafka_reader import read_topic, settled
-from tests.syncing import REPO, Lane, run_sync, sync_env, wait_for_events
+from tests.syncing import REPO, Lane, run_sync, sync_env, target_of, wait_for_events
 
 pytestmark = pytest.mark.stack
-
-
-@pytest.fixture
-def lane(stack: Settings) -> Iterator[Lane]:
-    lane = Lane.new("dlq")
-    yield lane
-    execute(stack.require_source_url(), f'DROP SCHEMA IF EXISTS "{lane.source_schema}" CASCADE')
-    execute(stack.require_warehouse_url(), f'DROP SCHEMA IF EXISTS "{lane.warehouse_schema}" CASCADE')
 
 
 def dead_letters(stack: Settings, group: str) -> list[tuple[int, str, bool]]:
@@ -86,13 +77,9 @@ def test_poison_messages_are_dead_lettered_and_replication_goes_on(stack: Settin
     for (_, reason, _), (_, _, expected) in zip(letters, poison, strict=True):
         assert expected in reason
     assert "invalid byte sequence" in letters[4][1] or "0x00" in letters[4][1]
-    conn = psycopg2.connect(wh)
-    with conn.cursor() as cur:
-        cur.execute("SELECT target_schema, target_table FROM cdc.table_map WHERE source_schema = %s", (s,))
-        target = cur.fetchone()
-    conn.close()
-    assert target is not None
-    assert assert_same_rows(src, (s, "items"), wh, target) == 3  # ids 1, 2, 4: replication went on
+    assert (
+        assert_same_rows(src, (s, "items"), wh, target_of(stack, lane, "items")) == 3
+    )  # ids 1, 2, 4: replication went on
 
     listed = subprocess.run(
         ["cdc", "dlq", "list", "--group", lane.group],
@@ -114,12 +101,10 @@ def test_replay_applies_letters_once_the_cause_is_fixed(stack: Settings, lane: L
     wait_for_events(stack, s, "items", 1)
     first = run_sync(stack, lane)
     assert first.returncode == 0, first.stderr
+    target = target_of(stack, lane, "items")
     conn = psycopg2.connect(wh)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute("SELECT target_schema, target_table FROM cdc.table_map WHERE source_schema = %s", (s,))
-        target = cur.fetchone()
-        assert target is not None
         # A warehouse-side rule the source does not have: rows breaking it cannot be stored.
         cur.execute(f'ALTER TABLE "{target[0]}"."{target[1]}" ADD CONSTRAINT cheap CHECK (price < 100)')
     execute(

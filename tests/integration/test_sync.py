@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import psycopg2
 import pytest
 
@@ -11,32 +9,9 @@ from cdc import connector
 from cdc.settings import Settings
 from tests.compare import assert_same_rows
 from tests.db import execute
-from tests.syncing import Lane, run_sync, wait_for_events
+from tests.syncing import Lane, run_sync, target_of, wait_for_events
 
 pytestmark = pytest.mark.stack
-
-
-@pytest.fixture
-def lane(stack: Settings) -> Iterator[Lane]:
-    lane = Lane.new("sync")
-    yield lane
-    execute(stack.require_source_url(), f'DROP SCHEMA IF EXISTS "{lane.source_schema}" CASCADE')
-    execute(stack.require_warehouse_url(), f'DROP SCHEMA IF EXISTS "{lane.warehouse_schema}" CASCADE')
-
-
-def target_of(stack: Settings, lane: Lane, table: str) -> tuple[str, str]:
-    conn = psycopg2.connect(stack.require_warehouse_url())
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT target_schema, target_table FROM cdc.table_map WHERE source_schema = %s AND source_table = %s",
-                (lane.source_schema, table),
-            )
-            row = cur.fetchone()
-    finally:
-        conn.close()
-    assert row is not None, f"{lane.source_schema}.{table} was never replicated"
-    return row[0], row[1]
 
 
 def test_mixed_workload_converges_row_for_row(stack: Settings, lane: Lane) -> None:

@@ -3,7 +3,6 @@ written in the source, captured by Debezium, applied by `cdc sync`, equal in the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
@@ -32,14 +31,6 @@ WAREHOUSE_EXPR = {
     "c_timetz": "(c_timetz AT TIME ZONE 'UTC')::text",
     "c_numeric": "trim_scale(c_numeric)::text",
 }
-
-
-@pytest.fixture
-def lane(stack: Settings) -> Iterator[Lane]:
-    lane = Lane.new("types")
-    yield lane
-    execute(stack.require_source_url(), f'DROP SCHEMA IF EXISTS "{lane.source_schema}" CASCADE')
-    execute(stack.require_warehouse_url(), f'DROP SCHEMA IF EXISTS "{lane.warehouse_schema}" CASCADE')
 
 
 def every_type_sql(schema: str) -> tuple[str, str]:

@@ -105,3 +105,18 @@ def test_unknown_op_and_missing_key_are_poison() -> None:
         decoder.decode(origin, key, value.replace(b'"op":"c"', b'"op":"x"'))
     with pytest.raises(PoisonMessage, match="missing key"):
         decoder.decode(origin, None, value)
+
+
+def test_change_topics_pattern() -> None:
+    import re
+
+    from cdc.consume import change_topics
+
+    every = re.compile(change_topics("cdc"))
+    assert every.match("cdc.shop.orders") and every.match("cdc.fx.Mixed_Case__Quoted___")
+    assert not any(
+        every.match(t) for t in ("cdc.transaction", "cdc.cdc.debezium_signal", "cdc.cdc.debezium_heartbeat", "cdcx.a.b")
+    )
+    some = re.compile(change_topics("cdc", ("shop.*", 'fx.Mixed Case "Quoted" ü')))
+    assert some.match("cdc.shop.orders") and some.match("cdc.fx.Mixed_Case__Quoted___")
+    assert not some.match("cdc.fx.every_type") and not some.match("cdc.shopx.a")
