@@ -33,6 +33,11 @@ class Lane:
 def sync_env(stack: Settings, lane: Lane, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDC_")}
     env |= {
+        # The exact endpoints the tests use, whatever ports the stack was started on.
+        "CDC_SOURCE_URL": stack.require_source_url(),
+        "CDC_WAREHOUSE_URL": stack.require_warehouse_url(),
+        "CDC_KAFKA_BOOTSTRAP_SERVERS": stack.require_kafka(),
+        "CDC_CONNECT_URL": stack.require_connect_url(),
         "CDC_STACK_DIR": str(stack.stack_dir.resolve()),
         "CDC_WAREHOUSE_SCHEMA": lane.warehouse_schema,
         "CDC_CONSUMER_GROUP": lane.group,
