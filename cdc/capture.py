@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 
 import psycopg2
+import psycopg2.errors
 from psycopg2 import sql
 
 from cdc.errors import ConfigError, ConnectorError
@@ -148,6 +149,20 @@ def sync_publication(conn: psycopg2.extensions.connection, name: str, tables: li
     added = [t for t in tables if t.qualified not in before]
     removed = sorted(before - {t.qualified for t in tables})
     return PublicationChange(existed, added, removed)
+
+
+def sync_publication_retrying(
+    conn: psycopg2.extensions.connection, settings: Settings, tables: list[SourceTable], attempts: int = 5
+) -> tuple[PublicationChange, list[SourceTable]]:
+    """sync_publication, listing the tables again if one was dropped since it was listed."""
+    for attempt in range(attempts):
+        try:
+            return sync_publication(conn, settings.publication_name, tables), tables
+        except (psycopg2.errors.UndefinedTable, psycopg2.errors.InvalidSchemaName):
+            if attempt == attempts - 1:
+                raise
+            tables = discover(conn, settings)
+    raise AssertionError("unreachable")
 
 
 def has_rows(conn: psycopg2.extensions.connection, table: SourceTable) -> bool:

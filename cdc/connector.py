@@ -120,7 +120,7 @@ def apply(settings: Settings, path: Path | None, say: Callable[[str], None]) -> 
             full = capture.ensure_replica_identity(conn, tables)
             for table in full:
                 say(f"set REPLICA IDENTITY FULL on {table.qualified} (it has no primary key)")
-            change = capture.sync_publication(conn, settings.publication_name, tables)
+            change, tables = capture.sync_publication_retrying(conn, settings, tables)
             added = [t for t in change.added if not t.internal]
             for gone in change.removed:
                 say(f"no longer captured: {gone}")

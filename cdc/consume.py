@@ -8,9 +8,12 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from kafka.coordinator.protocol import ConsumerProtocolMemberAssignment_v0
 from kafka.errors import KafkaError
 
 from cdc.errors import TransientError
@@ -58,6 +61,32 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._assigned(sorted((tp.topic, tp.partition) for tp in assigned))
 
 
+class _RoundRobin(RoundRobinPartitionAssignor):  # type: ignore[misc]
+    """kafka-python's round-robin assignor, with its skip-unsubscribed-member loop fixed (2.3.3
+    assigns a (group_instance_id, member_id) pair where a member id belongs, and fails with a
+    KeyError whenever one member has not yet seen a topic that matches the group's pattern)."""
+
+    @classmethod
+    def assign(cls, cluster: Any, group_subscriptions: dict[str, Any]) -> dict[str, Any]:
+        topics = sorted({t for s in group_subscriptions.values() for t in s.topics})
+        partitions = [
+            TopicPartition(topic, p) for topic in topics for p in sorted(cluster.partitions_for_topic(topic) or ())
+        ]
+        members = sorted(group_subscriptions)
+        assignment: dict[str, dict[str, list[int]]] = {m: {} for m in members}
+        turn = 0
+        for partition in partitions:
+            for _ in range(len(members)):
+                member = members[turn % len(members)]
+                turn += 1
+                if partition.topic in group_subscriptions[member].topics:
+                    assignment[member].setdefault(partition.topic, []).append(partition.partition)
+                    break
+        return {
+            m: ConsumerProtocolMemberAssignment_v0(cls.version, sorted(assignment[m].items()), b"") for m in members
+        }
+
+
 class KafkaSource:
     def __init__(
         self,
@@ -84,6 +113,9 @@ class KafkaSource:
                 # New tables get new topics: find them within seconds, not Kafka's default 5 minutes.
                 metadata_max_age_ms=5000,
                 session_timeout_ms=10_000,
+                # Every change topic has one partition: the default range assignor would give
+                # partition 0 of every topic to the same member, and a second member no work.
+                partition_assignment_strategy=[_RoundRobin],
                 heartbeat_interval_ms=3000,
             )
         except KafkaError as exc:
@@ -111,7 +143,9 @@ class KafkaSource:
         """Messages behind the end of the assigned partitions (None if Kafka did not answer)."""
         assigned = [TopicPartition(*p) for p in self.assignment()]
         if not assigned:
-            return 0
+            # Nothing assigned while matching topics exist: the group has not handed us our
+            # partitions yet (e.g. a crashed member's session has not expired), so lag is unknown.
+            return None if self._consumer.subscription() else 0
         try:
             ends = self._consumer.end_offsets(assigned)
         except KafkaError:

@@ -1,0 +1,492 @@
+"""`cdc sync` under failures, on the real stack, while a workload keeps changing the source: kill -9
+at random moments, a warehouse restart, two members of one group (one killed), SIGINT/SIGTERM.
+After each, the warehouse must hold exactly the source's rows: nothing lost, nothing applied twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import re
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from psycopg2 import sql
+
+from cdc import capture, connector
+from cdc.settings import Settings
+from cdc.stack.control import restart_postgres
+from tests.compare import assert_same_rows
+from tests.db import execute
+from tests.syncing import Lane, run_sync, start_sync, target_of, wait_for_events
+from tests.workloads import TABLES, Workload, create_tables
+
+pytestmark = pytest.mark.stack
+
+ASSIGNED = re.compile(r"assigned (\d+) partitions")
+
+
+# -- fixtures and helpers ---------------------------------------------------------------------
+@pytest.fixture
+def lane(lane: Lane, stack: Settings) -> Iterator[Lane]:
+    """The shared lane fixture, and the lane's bookkeeping rows in the warehouse removed afterwards."""
+    yield lane
+    wh = stack.require_warehouse_url()
+    execute(wh, f"DELETE FROM cdc.kafka_offsets WHERE consumer_group = '{lane.group}'")
+    execute(wh, f"DELETE FROM cdc.dead_letter WHERE consumer_group = '{lane.group}'")
+    execute(wh, f"DELETE FROM cdc.table_map WHERE source_schema = '{lane.source_schema}'")
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Every `cdc sync` a test starts; whichever still runs at the end is killed (by its own pid)."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def wait_for_quiet_topics(stack: Settings, lane: Lane, quiet: float = 3, timeout: float = 90) -> None:
+    """Block until Debezium has written everything: the lane's topics grew no more for `quiet` s."""
+    consumer = KafkaConsumer(bootstrap_servers=stack.require_kafka())
+    own = f"{stack.topic_prefix}.{lane.source_schema}."
+    try:
+        deadline = time.monotonic() + timeout
+        last: dict[TopicPartition, int] = {}
+        since = time.monotonic()
+        while time.monotonic() - since < quiet:
+            assert time.monotonic() < deadline, f"the lane's topics still grow after {timeout:.0f}s"
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in consumer.topics()
+                if topic.startswith(own)
+                for p in consumer.partitions_for_topic(topic) or ()
+            ]
+            ends = consumer.end_offsets(partitions)
+            if ends != last:
+                last, since = ends, time.monotonic()
+            time.sleep(0.5)
+    finally:
+        consumer.close()
+
+
+def apply_connector(stack: Settings) -> None:
+    """`cdc connector apply`, tried again when another test dropped a table it had just listed
+    (see test_connector_apply_survives_a_table_dropped_meanwhile)."""
+    for attempt in range(3):
+        try:
+            connector.apply(stack, None, lambda _: None)
+        except (psycopg2.errors.UndefinedTable, psycopg2.errors.InvalidSchemaName):
+            if attempt == 2:
+                raise
+        else:
+            return
+
+
+def captured_lane(stack: Settings, lane: Lane) -> None:
+    """The workload's tables in the lane's source schema, captured by the connector."""
+    create_tables(stack.require_source_url(), lane.source_schema)
+    apply_connector(stack)
+
+
+def assert_all_same(stack: Settings, lane: Lane) -> dict[str, int]:
+    src, wh = stack.require_source_url(), stack.require_warehouse_url()
+    return {
+        table: assert_same_rows(src, (lane.source_schema, table), wh, target_of(stack, lane, table)) for table in TABLES
+    }
+
+
+def assert_converges(stack: Settings, lane: Lane, timeout: float, *, running: list[subprocess.Popen[bytes]]) -> None:
+    """Poll until the warehouse equals the source (the processes in `running` must keep running)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for proc in running:
+            assert proc.poll() is None, f"cdc sync exited with {proc.returncode} before the warehouse converged"
+        try:
+            assert_all_same(stack, lane)
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+        else:
+            return
+
+
+def log_of(path: Path) -> str:
+    return path.read_text(errors="replace")
+
+
+def wait_for_log(path: Path, proc: subprocess.Popen[bytes], predicate: Callable[[str], bool], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        text = log_of(path)
+        if predicate(text):
+            return text
+        assert proc.poll() is None, f"cdc sync exited with {proc.returncode}; its log:\n{text[-3000:]}"
+        assert time.monotonic() < deadline, f"waited {timeout:.0f}s in vain; the log:\n{text[-3000:]}"
+        time.sleep(0.05)
+
+
+def assignments(text: str) -> list[int]:
+    return [int(n) for n in ASSIGNED.findall(text)]
+
+
+def stored_offsets(stack: Settings, lane: Lane) -> int:
+    """The sum of the next offsets the warehouse holds for the lane's topics."""
+    conn = psycopg2.connect(stack.require_warehouse_url())
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT coalesce(sum(next_offset), 0) FROM cdc.kafka_offsets "
+                "WHERE consumer_group = %s AND topic LIKE %s",
+                (lane.group, f"{stack.topic_prefix}.{lane.source_schema}.%"),
+            )
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    return int(row[0]) if row else 0
+
+
+def stop_and_wait(proc: subprocess.Popen[bytes], sig: signal.Signals, log: Path, timeout: float = 30) -> int:
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(
+            f"cdc sync did not exit within {timeout:.0f}s of {sig.name}; its log:\n{log_of(log)[-3000:]}"
+        ) from None
+
+
+def group_state(stack: Settings, group: str) -> str:
+    admin = KafkaAdminClient(bootstrap_servers=stack.require_kafka())
+    try:
+        (info,) = admin.describe_consumer_groups([group])
+    finally:
+        admin.close()
+    return str(info.state)
+
+
+def member_shares(stack: Settings, group: str) -> list[int] | None:
+    """Partitions held by each member of a group, once it is stable (None while it rebalances)."""
+    admin = KafkaAdminClient(bootstrap_servers=stack.require_kafka())
+    try:
+        (info,) = admin.describe_consumer_groups([group])
+    finally:
+        admin.close()
+    if info.state != "Stable":
+        return None
+    return sorted(
+        sum(len(parts) for _, parts in getattr(m.member_assignment, "assignment", None) or ()) for m in info.members
+    )
+
+
+def in_transaction(stack: Settings, application: str) -> bool:
+    """Whether the sync process connected as `application` has a warehouse transaction open (a flush)."""
+    conn = psycopg2.connect(stack.require_warehouse_url())
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND xact_start IS NOT NULL",
+                (application,),
+            )
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    return bool(row and row[0])
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, every: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout:.0f}s in vain for {what}"
+        time.sleep(every)
+
+
+def assert_stopped_cleanly(proc: subprocess.Popen[bytes], sig: signal.Signals, log: Path) -> None:
+    """Signal the process: it must exit 0 within 30 s, its last lines saying it stopped."""
+    code = stop_and_wait(proc, sig, log)
+    text = log_of(log)
+    assert code == 0, text[-3000:]
+    last = text.strip().splitlines()[-3:]
+    assert any(f"received {sig.name}: finishing the current flush and stopping" in line for line in last), last
+    assert last[-1].startswith("sync stopped: "), last
+    assert "Traceback" not in text, text[-3000:]
+
+
+def last_assigned_at(text: str) -> str:
+    """The timestamp of the last 'assigned N partitions' line ('' if none)."""
+    lines = [line for line in text.splitlines() if ASSIGNED.search(line)]
+    return lines[-1][:23] if lines else ""
+
+
+# -- 1. kill -9 at random moments -------------------------------------------------------------
+KILLS = 20
+
+
+def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
+    stack: Settings, lane: Lane, processes: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """20 `cdc sync` processes SIGKILLed at random moments of their work while the source keeps
+    changing, then one run to completion: every table equals the source, the keyless one as a
+    multiset (a replayed insert there has no key to merge on: only offsets stored in the same
+    transaction as the rows keep it from being applied twice).
+
+    A member killed -9 stays in the group until its 10 s session expires, and only then does the
+    next process get the partitions; so each random moment is counted from the assignment (else
+    nearly every kill would hit a process still waiting to join), and each kill costs over 10 s.
+    Every other kill lands at any moment 0.5-3 s after the assignment (often inside the first,
+    catch-up flush); the others after the process stored its first flush: at any moment 0-1.5 s
+    later, or (every fourth kill) at the first moment after that inside a flush transaction."""
+    captured_lane(stack, lane)
+    rng = random.Random()  # noqa: S311
+    kinds: Counter[str] = Counter()
+    with Workload(stack.require_source_url(), lane.source_schema, rate=300) as workload:
+        workload.wait_for(100)
+        for i in range(KILLS):
+            log = tmp_path / f"sync-{i}.log"
+            application = f"cdc-kill-{i}-{lane.group}"
+            stored = stored_offsets(stack, lane)
+            proc = start_sync(stack, lane, log=log, PGAPPNAME=application)
+            processes.append(proc)
+            wait_for_log(log, proc, lambda text: bool(assignments(text)), timeout=40)
+            if i % 2 == 0:
+                time.sleep(rng.uniform(0.5, 3.0))
+            else:
+                # Resuming after a kill, it stores new work (reading what the last one left) ...
+                wait_until(lambda old=stored: stored_offsets(stack, lane) > old, 40, f"sync #{i} to store a flush")
+                time.sleep(rng.uniform(0, 1.5))
+                if i % 4 == 3:  # ... and dies inside a later flush, or at any moment after.
+                    flushing = functools.partial(in_transaction, stack, application)
+                    wait_until(flushing, 10, f"sync #{i} to flush", every=0.005)
+            assert proc.poll() is None, f"cdc sync #{i} exited with {proc.returncode}:\n{log_of(log)[-3000:]}"
+            mid_flush = in_transaction(stack, application)
+            proc.send_signal(signal.SIGKILL)
+            assert proc.wait(10) == -signal.SIGKILL
+            kinds["mid-flush" if mid_flush else "between flushes"] += 1
+        workload.stop()
+    assert workload.transactions > 1000, workload.transactions
+    assert kinds["mid-flush"] >= KILLS // 4, kinds
+
+    wait_for_quiet_topics(stack, lane)  # else --until-idle could finish before Debezium's last events
+    # The last killed member must leave the group first: until then a new member has no partitions,
+    # and --until-idle takes that for "caught up" (test_until_idle_after_a_crash_waits_for_its_partitions).
+    wait_until(lambda: group_state(stack, lane.group) in ("Empty", "Dead"), 30, "the group to empty", every=0.5)
+    result = run_sync(stack, lane, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    counts = assert_all_same(stack, lane)
+    assert all(counts.values()), counts
+    assert " 0 dead letters" in result.stdout, result.stdout
+
+
+# -- 2. the warehouse restarts under a running sync ---------------------------------------------
+def test_warehouse_restart_is_retried_and_recovered(
+    stack: Settings, lane: Lane, processes: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    captured_lane(stack, lane)
+    log = tmp_path / "sync.log"
+    proc = start_sync(stack, lane, log=log)
+    processes.append(proc)
+    with Workload(stack.require_source_url(), lane.source_schema, rate=300) as workload:
+        wait_for_log(log, proc, lambda text: "replicating" in text, timeout=30)
+        time.sleep(2)
+        restart_postgres(stack, "warehouse", down_seconds=5)
+        workload.wait_for(workload.transactions + 1000)  # the source keeps changing while sync recovers
+        workload.stop()
+
+    assert_converges(stack, lane, 60, running=[proc])
+    retries = [line for line in log_of(log).splitlines() if "retrying in" in line]
+    assert retries, log_of(log)[-3000:]
+    assert_stopped_cleanly(proc, signal.SIGTERM, log)
+    assert_all_same(stack, lane)  # and nothing changed by the stop
+
+
+# -- 3. two members of one group; one is killed --------------------------------------------------
+def test_two_members_share_the_work_and_the_survivor_takes_over(
+    stack: Settings, lane: Lane, processes: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    captured_lane(stack, lane)
+    logs = [tmp_path / "sync-a.log", tmp_path / "sync-b.log"]
+    members = [start_sync(stack, lane, log=log) for log in logs]
+    processes.extend(members)
+    with Workload(stack.require_source_url(), lane.source_schema, rate=300) as workload:
+        shares: list[int] | None = None
+
+        def both_joined() -> bool:
+            nonlocal shares
+            assert all(m.poll() is None for m in members), [log_of(log)[-2000:] for log in logs]
+            shares = member_shares(stack, lane.group)
+            return shares is not None and len(shares) == 2
+
+        wait_until(both_joined, 40, "a stable group of two members", every=0.5)
+        workload.wait_for(workload.transactions + 500)
+        texts = [log_of(log) for log in logs]
+        # Kill the member assigned last (in the group's current generation it holds partitions).
+        victim = 0 if last_assigned_at(texts[0]) >= last_assigned_at(texts[1]) else 1
+        survivor = 1 - victim
+        assigned_before = len(assignments(texts[survivor]))
+        members[victim].send_signal(signal.SIGKILL)
+        assert members[victim].wait(10) == -signal.SIGKILL
+        workload.wait_for(workload.transactions + 1000)
+        workload.stop()
+
+    assert_converges(stack, lane, 90, running=[members[survivor]])
+    survivor_log = log_of(logs[survivor])
+    assert len(assignments(survivor_log)) > assigned_before, "the survivor got no assignment after the kill"
+    assert_stopped_cleanly(members[survivor], signal.SIGTERM, logs[survivor])
+    # Last, so that the takeover above is checked either way: did both members get work to begin with?
+    assert shares is not None
+    assert all(shares), (
+        f"partitions held by the two members of the group: {shares}; two cdc sync processes in one "
+        "group must share the work (each change topic has one partition, and kafka-python's default "
+        "range assignor gives every topic's partition 0 to the same member)"
+    )
+    assert all(assignments(text) for text in texts), "a member never logged 'assigned N partitions'"
+
+
+# -- 4. SIGINT stops cleanly ----------------------------------------------------------------------
+def test_sigint_stops_cleanly_and_loses_nothing(
+    stack: Settings, lane: Lane, processes: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    captured_lane(stack, lane)
+    log = tmp_path / "sync.log"
+    proc = start_sync(stack, lane, log=log)
+    processes.append(proc)
+    with Workload(stack.require_source_url(), lane.source_schema, rate=300) as workload:
+        wait_for_log(log, proc, lambda text: "replicating" in text, timeout=30)
+        time.sleep(2)
+        assert_stopped_cleanly(proc, signal.SIGINT, log)
+        workload.wait_for(workload.transactions + 300)  # changes after the stop are read by the next run
+        workload.stop()
+
+    wait_for_quiet_topics(stack, lane)
+    result = run_sync(stack, lane)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert all(assert_all_same(stack, lane).values())
+
+
+# -- bugs found on the way: minimal reproductions ---------------------------------------------------
+def test_until_idle_after_a_crash_waits_for_its_partitions(
+    stack: Settings, lane: Lane, processes: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """After a member of the group died (kill -9), a new `--until-idle` run waits up to the session
+    timeout for its partitions. With none assigned yet it has no lag to measure; it must not take
+    that for "caught up" and exit 0 having read nothing."""
+    s = lane.source_schema
+    src = stack.require_source_url()
+    execute(src, f"CREATE SCHEMA {s}; CREATE TABLE {s}.items (id integer PRIMARY KEY, v text)")
+    apply_connector(stack)
+    execute(src, f"INSERT INTO {s}.items VALUES (1, 'first')")  # Debezium creates the topic
+    wait_for_events(stack, s, "items", 1)
+    log = tmp_path / "sync.log"
+    proc = start_sync(stack, lane, log=log)
+    processes.append(proc)
+    wait_until(lambda: stored_offsets(stack, lane) == 1, 30, "the first row to be stored")
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(10) == -signal.SIGKILL
+    execute(src, f"INSERT INTO {s}.items SELECT g, 'v' FROM generate_series(2, 11) g")
+    wait_for_events(stack, s, "items", 11)
+    result = run_sync(stack, lane)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    wh = stack.require_warehouse_url()
+    try:
+        assert_same_rows(src, (s, "items"), wh, target_of(stack, lane, "items"))
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nthe --until-idle run said:\n{result.stdout}{result.stderr[-2000:]}") from None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug (issue 3, open): Debezium's create for the new key carries the unchanged-TOAST "
+    "placeholder and names the old key only in its __debezium.oldkey header, which cdc does not read yet",
+)
+def test_primary_key_change_keeps_an_unchanged_toasted_value(stack: Settings, lane: Lane) -> None:
+    """An UPDATE that changes the key but not a TOASTed column: pgoutput does not send the unchanged
+    value, Debezium sends delete(old key) + create(new key) with a placeholder for it, and the create
+    of a key the warehouse never held cannot keep a stored value: the body must not become NULL."""
+    s = lane.source_schema
+    src = stack.require_source_url()
+    execute(
+        src,
+        f"CREATE SCHEMA {s}; CREATE TABLE {s}.docs (id integer PRIMARY KEY, rev integer, body text NOT NULL);"
+        f"ALTER TABLE {s}.docs ALTER COLUMN body SET STORAGE EXTERNAL;",
+    )
+    apply_connector(stack)
+    execute(src, f"INSERT INTO {s}.docs SELECT g, 0, repeat(md5(g::text), 200) FROM generate_series(1, 3) g")
+    execute(src, f"UPDATE {s}.docs SET id = id + 100, rev = rev + 1 WHERE id = 1")
+    wait_for_events(stack, s, "docs", 6)  # 3 creates; delete, tombstone and create for the key change
+    result = run_sync(stack, lane)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    wh = stack.require_warehouse_url()
+    target = target_of(stack, lane, "docs")
+    conn = psycopg2.connect(wh)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("SELECT length(body) FROM {}.{} WHERE id = 101").format(*map(sql.Identifier, target)))
+            moved = cur.fetchall()
+    finally:
+        conn.close()
+    assert moved == [(6400,)], f"the row under its new key 101 holds a body of length {moved} instead of 6400"
+    assert_same_rows(src, (s, "docs"), wh, target)
+
+
+def test_a_fetch_over_one_megabyte_is_no_error(stack: Settings, lane: Lane) -> None:
+    """A fresh group's first fetch of a topic holding megabytes is one network frame over
+    kafka-python's default 1 MB receive limit: it must not drop the connection with an ERROR."""
+    s = lane.source_schema
+    src = stack.require_source_url()
+    execute(
+        src,
+        f"CREATE SCHEMA {s}; CREATE TABLE {s}.docs (id integer PRIMARY KEY, body text NOT NULL);"
+        f"ALTER TABLE {s}.docs ALTER COLUMN body SET STORAGE EXTERNAL;",
+    )
+    apply_connector(stack)
+    # About 2 MB of change events in the lane's own topic alone.
+    execute(src, f"INSERT INTO {s}.docs SELECT g, repeat(md5(g::text), 100) FROM generate_series(1, 500) g")
+    wait_for_events(stack, s, "docs", 500)  # all of them in Kafka, so that the first fetch gets them all
+    result = run_sync(stack, lane)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert_same_rows(src, (s, "docs"), stack.require_warehouse_url(), target_of(stack, lane, "docs"))
+    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert not errors, "\n".join(errors)
+
+
+def test_connector_apply_survives_a_table_dropped_meanwhile(
+    stack: Settings, lane: Lane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cdc connector apply` lists the tables, then names them in ALTER PUBLICATION ... SET TABLE:
+    a table dropped in between (by anyone: tests running side by side hit this) must not make it
+    fail with a raw driver error."""
+    s = lane.source_schema
+    src = stack.require_source_url()
+    execute(src, f"CREATE SCHEMA {s}; CREATE TABLE {s}.kept (id integer PRIMARY KEY);")
+    execute(src, f"CREATE TABLE {s}.gone (id integer PRIMARY KEY)")
+    listed = capture.discover
+
+    def discover_then_drop(conn: psycopg2.extensions.connection, settings: Settings) -> list[capture.SourceTable]:
+        tables = listed(conn, settings)
+        execute(src, f"DROP TABLE IF EXISTS {s}.gone")  # another session, right after the listing
+        return tables
+
+    monkeypatch.setattr(capture, "discover", discover_then_drop)
+    connector.apply(stack, None, lambda _: None)
+    conn = psycopg2.connect(src)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT tablename FROM pg_publication_tables WHERE pubname = %s AND schemaname = %s",
+                (stack.publication_name, s),
+            )
+            assert [r[0] for r in cur.fetchall()] == ["kept"]
+    finally:
+        conn.close()
