@@ -127,6 +127,22 @@ def log_of(path: Path) -> str:
     return path.read_text(errors="replace")
 
 
+def start_captured_sync(
+    stack: Settings, lane: Lane, processes: list[subprocess.Popen[bytes]], log: Path
+) -> subprocess.Popen[bytes]:
+    """Capture the lane's tables and start one `cdc sync` on them (killed at teardown if alive)."""
+    captured_lane(stack, lane)
+    proc = start_sync(stack, lane, log=log)
+    processes.append(proc)
+    return proc
+
+
+def wait_replicating(log: Path, proc: subprocess.Popen[bytes]) -> None:
+    """Until sync has created its first table, and a little beyond, so it is mid-stream."""
+    wait_for_log(log, proc, lambda text: "replicating" in text, timeout=30)
+    time.sleep(2)
+
+
 def wait_for_log(path: Path, proc: subprocess.Popen[bytes], predicate: Callable[[str], bool], timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while True:
@@ -293,13 +309,10 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
 def test_warehouse_restart_is_retried_and_recovered(
     stack: Settings, lane: Lane, processes: list[subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
-    captured_lane(stack, lane)
     log = tmp_path / "sync.log"
-    proc = start_sync(stack, lane, log=log)
-    processes.append(proc)
+    proc = start_captured_sync(stack, lane, processes, log)
     with Workload(stack.require_source_url(), lane.source_schema, rate=300) as workload:
-        wait_for_log(log, proc, lambda text: "replicating" in text, timeout=30)
-        time.sleep(2)
+        wait_replicating(log, proc)
         restart_postgres(stack, "warehouse", down_seconds=5)
         workload.wait_for(workload.transactions + 1000)  # the source keeps changing while sync recovers
         workload.stop()
@@ -358,13 +371,10 @@ def test_two_members_share_the_work_and_the_survivor_takes_over(
 def test_sigint_stops_cleanly_and_loses_nothing(
     stack: Settings, lane: Lane, processes: list[subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
-    captured_lane(stack, lane)
     log = tmp_path / "sync.log"
-    proc = start_sync(stack, lane, log=log)
-    processes.append(proc)
+    proc = start_captured_sync(stack, lane, processes, log)
     with Workload(stack.require_source_url(), lane.source_schema, rate=300) as workload:
-        wait_for_log(log, proc, lambda text: "replicating" in text, timeout=30)
-        time.sleep(2)
+        wait_replicating(log, proc)
         assert_stopped_cleanly(proc, signal.SIGINT, log)
         workload.wait_for(workload.transactions + 300)  # changes after the stop are read by the next run
         workload.stop()
