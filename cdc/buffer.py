@@ -4,6 +4,11 @@ For a table with a primary key, only the newest event per key (by source version
 all the warehouse needs to reach the same state. Unchanged-TOAST placeholders in a newer event are
 filled from the older image being replaced, so the value survives compaction. A table without a
 primary key cannot be compacted (rows have no identity): its events are kept in order.
+
+A primary-key change is a delete of the old key followed by a create of the new one whose
+unchanged TOASTed columns are placeholders. The buffer fills them from the old key's image when it
+holds one (the delete keeps the image it replaced), and counts key changes whose create has not
+arrived yet, so that a flush need not split the pair.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class Buffer:
     tables: dict[TableId, TableBatch] = field(default_factory=dict)
     events: int = 0  # events added (before compaction): the rows limit counts work, not survivors
     bytes: int = 0
+    open_moves: set[tuple[TableId, tuple[Any, ...]]] = field(default_factory=set)  # (table, old key)
 
     def add(self, event: ChangeEvent) -> None:
         self.events += 1
@@ -50,12 +56,18 @@ class Buffer:
         if event.op is Op.TRUNCATE:
             _truncate(batch, event)
         elif batch.keyed and event.key is not None:
+            if event.moves_away:
+                self.open_moves.add((event.table, event.key))
+            elif event.old_key is not None:
+                self.open_moves.discard((event.table, event.old_key))
+                _fill_from_old_key(batch, event, event.old_key)
             _upsert(batch, event, event.key)
         else:
             batch.ordered.append(event)
 
     def clear(self) -> None:
         self.tables.clear()
+        self.open_moves.clear()
         self.events = 0
         self.bytes = 0
 
@@ -78,9 +90,20 @@ def _upsert(batch: TableBatch, event: ChangeEvent, key: tuple[Any, ...]) -> None
     if older is not None:
         if older.version > event.version:
             return  # a replayed or duplicate event: the buffer already holds newer state
-        if event.after is not None and older.after is not None and older.op is not Op.DELETE:
+        if event.op is Op.DELETE:
+            event.prior = older.prior if older.op is Op.DELETE else older.after
+        elif event.after is not None and older.after is not None and older.op is not Op.DELETE:
             _fill_unchanged(event.after, older.after)
     batch.rows[key] = event
+
+
+def _fill_from_old_key(batch: TableBatch, event: ChangeEvent, old_key: tuple[Any, ...]) -> None:
+    old = batch.rows.get(old_key)
+    if old is None or event.after is None:
+        return  # the warehouse fills what is left from the old key's stored row
+    image = old.prior if old.op is Op.DELETE else old.after
+    if image is not None:
+        _fill_unchanged(event.after, image)
 
 
 def _fill_unchanged(after: dict[str, Any], older: dict[str, Any]) -> None:

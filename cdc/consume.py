@@ -30,6 +30,25 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    # Debezium's headers on the two halves of a primary-key change: the delete of the old key
+    # names the new one, the create of the new key names the old one (key payload JSON, no schema).
+    old_key: bytes | None = None
+    new_key: bytes | None = None
+
+
+OLD_KEY_HEADER = "__debezium.oldkey"
+NEW_KEY_HEADER = "__debezium.newkey"
+
+
+def key_move(headers: Any) -> tuple[bytes | None, bytes | None]:
+    """(old key, new key) from a message's headers: (None, None) on all but key changes."""
+    old = new = None
+    for name, value in headers or ():
+        if name == OLD_KEY_HEADER:
+            old = value
+        elif name == NEW_KEY_HEADER:
+            new = value
+    return old, new
 
 
 def change_topics(prefix: str, tables: tuple[str, ...] = ()) -> str:
@@ -127,7 +146,11 @@ class KafkaSource:
 
     def poll(self, timeout_ms: int) -> list[Record]:
         batches = self._consumer.poll(timeout_ms=timeout_ms)
-        return [Record(r.topic, r.partition, r.offset, r.key, r.value) for records in batches.values() for r in records]
+        return [
+            Record(r.topic, r.partition, r.offset, r.key, r.value, *key_move(r.headers))
+            for records in batches.values()
+            for r in records
+        ]
 
     def seek(self, partition: Partition, offset: int) -> None:
         self._consumer.seek(TopicPartition(*partition), offset)

@@ -87,3 +87,8 @@ class ChangeEvent:
     size: int  # bytes of the Kafka message, for the buffer's byte limit
     raw_key: bytes | None = None  # kept for the dead-letter table, should the warehouse refuse the row
     raw_value: bytes | None = None
+    # A primary-key change arrives as delete(old key) + create(new key). The create names the old
+    # key, whose row holds any unchanged TOASTed value the create only has a placeholder for.
+    old_key: tuple[Any, ...] | None = None
+    moves_away: bool = False  # a delete that is the first half of a key change
+    prior: dict[str, Any] | None = None  # for a delete: the buffered row image it replaced

@@ -36,6 +36,8 @@ from cdc.warehouse import DeadLetter, Flush, Warehouse
 
 log = logging.getLogger("cdc.sync")
 
+_KEY_CHANGE_GRACE = 2.0  # seconds a flush may wait for the second half of a primary-key change
+
 
 class Source(Protocol):
     def poll(self, timeout_ms: int) -> list[Record]: ...
@@ -141,7 +143,9 @@ class Sync:
             self.stats.events += 1
             origin = Origin(record.topic, record.partition, record.offset)
             try:
-                event = self._decoder.decode(origin, record.key, record.value)
+                event = self._decoder.decode(
+                    origin, record.key, record.value, old_key=record.old_key, new_key=record.new_key
+                )
             except PoisonMessage as exc:
                 if self._topic_wanted(record.topic):
                     self._dead.append(DeadLetter(origin, record.key, record.value, str(exc)))
@@ -177,10 +181,15 @@ class Sync:
     def _due(self, now: float) -> bool:
         if self._first_buffered is None:
             return False
+        age = now - self._first_buffered
+        if self._buffer.open_moves and age < self.options.flush_interval + _KEY_CHANGE_GRACE:
+            # Half a primary-key change is buffered: its create follows within milliseconds, and
+            # applied together the old key's row is still there to fill unchanged TOAST values from.
+            return False
         return (
             len(self._buffer) >= self.options.flush_rows
             or self._buffer.bytes >= self.options.flush_bytes
-            or now - self._first_buffered >= self.options.flush_interval
+            or age >= self.options.flush_interval
         )
 
     # -- flushing ----------------------------------------------------------------------------

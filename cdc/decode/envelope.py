@@ -52,9 +52,20 @@ class EnvelopeDecoder:
         self._tables: dict[tuple[TableId, tuple[Column, ...], tuple[str, ...]], TableSchema] = {}
         self._keyed: set[TableId] = set()  # tables seen with a primary key
 
-    def decode(self, origin: Origin, key: bytes | None, value: bytes | None) -> ChangeEvent | None:
+    def decode(
+        self,
+        origin: Origin,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        old_key: bytes | None = None,
+        new_key: bytes | None = None,
+    ) -> ChangeEvent | None:
         """The change event, or None for a message that carries no row change (a tombstone, a
-        heartbeat, transaction metadata). Raises PoisonMessage for anything undecodable."""
+        heartbeat, transaction metadata). Raises PoisonMessage for anything undecodable.
+
+        old_key/new_key: Debezium's `__debezium.oldkey`/`__debezium.newkey` headers, set on the
+        create and the delete of a primary-key change."""
         if value is None:
             return None  # tombstone: only for Kafka's log compaction; the delete came before it
         schema, payload = self._split_value(origin.topic, value)
@@ -92,6 +103,8 @@ class EnvelopeDecoder:
             size=len(value) + (len(key) if key else 0),
             raw_key=key,
             raw_value=value,
+            old_key=_moved_key(old_key, key_fields) if old_key is not None and op is not Op.DELETE else None,
+            moves_away=new_key is not None and op is Op.DELETE,
         )
 
     def _split_value(self, topic: str, value: bytes) -> tuple[_ValueSchema, Any]:
@@ -147,6 +160,18 @@ class EnvelopeDecoder:
             found = TableSchema(table, columns, key)
             self._tables[cache_key] = found
         return found
+
+
+def _moved_key(header: bytes, fields: tuple[str, ...]) -> tuple[Any, ...] | None:
+    """The old key named by a header, in key-field order. The header only helps keep unchanged
+    TOASTed values across a key change; one that cannot be read is ignored, not poison."""
+    try:
+        payload = orjson.loads(header)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(payload, dict) or not fields or any(f not in payload for f in fields):
+        return None
+    return tuple(payload[f] for f in fields)
 
 
 def _interpret(prefix: bytes, schema: Any) -> _ValueSchema:

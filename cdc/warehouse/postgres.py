@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from cdc.buffer import TableBatch
+from cdc.decode.toast import is_unavailable
 from cdc.errors import TerminalError
 from cdc.events import ChangeEvent, Column, Op, Origin, TableId, TableSchema
 from cdc.resources import sql_file
@@ -159,6 +160,9 @@ class PostgresWarehouse:
         cur.execute("SAVEPOINT cdc_rows")
         try:
             self._copy(cur, staging, schema.columns, events)
+            for event in events:
+                if event.old_key is not None:
+                    self._fill_from_old_key(cur, target, staging, schema, event)
             cur.execute(stmt.merge(target, staging, schema.columns, schema.key, self._soft))
         except psycopg2.Error as exc:
             if not is_row_level(exc):
@@ -167,6 +171,33 @@ class PostgresWarehouse:
             return self._split(cur, target, schema, events, dead=dead, exc=exc)
         cur.execute("RELEASE SAVEPOINT cdc_rows")
         return len(events)
+
+    def _fill_from_old_key(
+        self, cur: Any, target: stmt.Target, staging: str, schema: TableSchema, event: ChangeEvent
+    ) -> None:
+        """A key change whose create still has unchanged-TOAST placeholders (the old key's row was
+        not in the buffer): copy those values from the old key's stored row, before the MERGE
+        deletes it."""
+        after = event.after or {}
+        unchanged = [c.name for c in schema.columns if c.varlena and is_unavailable(after.get(c.name))]
+        if not unchanged or event.key is None or event.old_key is None:
+            return
+        key = [c for name in schema.key for c in schema.columns if c.name == name]
+        params = [c.encode(v) for c, v in zip(key, event.key, strict=True)]
+        params += [c.encode(v) for c, v in zip(key, event.old_key, strict=True)]
+        cur.execute(stmt.fill_from_old_key(target, staging, key, unchanged), params)
+        if cur.rowcount == 0:
+            log.warning(
+                "%s: the key change %s -> %s left %s unchanged, and the old key's row is not in %s.%s to copy "
+                "them from; they are stored as NULL. Fix: update those columns of the row in the source "
+                "(or re-snapshot the table) so that Debezium sends their values",
+                event.table,
+                event.old_key,
+                event.key,
+                ", ".join(unchanged),
+                target.schema,
+                target.table,
+            )
 
     def _split(
         self,

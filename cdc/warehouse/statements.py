@@ -179,3 +179,22 @@ def insert_from_staging(target: Target, staging: str, columns: Sequence[Column])
         ts=_SOURCE_TS,
         s=sql.Identifier(staging),
     )
+
+
+def fill_from_old_key(target: Target, staging: str, key: Sequence[Column], unchanged: Sequence[str]) -> sql.Composed:
+    """For the create of a primary-key change: take the unchanged-TOAST columns from the stored row
+    of the old key. Params: the new key's values, then the old key's (text, one per key column)."""
+
+    def match(alias: str) -> sql.Composed:
+        return sql.SQL(" AND ").join(
+            sql.SQL("{a}.{c} = %s::{t}").format(a=sql.Identifier(alias), c=sql.Identifier(c.name), t=sql.SQL(c.pg_type))
+            for c in key
+        )
+
+    return sql.SQL("UPDATE {s} AS s SET {sets}, _cdc_unchanged = NULL FROM {t} AS o WHERE {new} AND {old}").format(
+        s=sql.Identifier(staging),
+        sets=sql.SQL(", ").join(sql.SQL("{c} = o.{c}").format(c=sql.Identifier(name)) for name in unchanged),
+        t=target.ident,
+        new=match("s"),
+        old=match("o"),
+    )

@@ -106,3 +106,44 @@ def test_clear_forgets_everything() -> None:
     buffer.add(event(Op.CREATE, 1, 1))
     buffer.clear()
     assert not buffer.tables and len(buffer) == 0 and buffer.bytes == 0
+
+
+def key_change(old: int, new: int, v: int, body: str) -> tuple[ChangeEvent, ChangeEvent]:
+    """Debezium's two halves of `UPDATE ... SET id = new WHERE id = old`."""
+    delete = event(Op.DELETE, old, v)
+    delete.moves_away = True
+    create = event(Op.CREATE, new, v + 1, {"id": new, "big": body, "n": v + 1})
+    create.old_key = (old,)
+    return delete, create
+
+
+def test_a_key_change_keeps_the_unchanged_toasted_value_of_the_old_key() -> None:
+    buffer = Buffer()
+    buffer.add(event(Op.CREATE, 1, 1, {"id": 1, "big": "the big value", "n": 1}))
+    buffer.add(event(Op.UPDATE, 1, 2, {"id": 1, "big": UNAVAILABLE, "n": 2}))  # filled: still the big value
+    delete, create = key_change(1, 9, 3, UNAVAILABLE)
+    buffer.add(delete)
+    assert buffer.open_moves == {(TABLE, (1,))}  # half a key change: the flush should wait for the rest
+    buffer.add(create)
+    assert buffer.open_moves == set()
+    rows = buffer.tables[TABLE].rows
+    assert rows[(9,)].after == {"id": 9, "big": "the big value", "n": 4}
+    assert rows[(1,)].op is Op.DELETE
+
+
+def test_a_key_change_of_a_row_not_in_the_batch_leaves_the_placeholder_for_the_warehouse() -> None:
+    buffer = Buffer()
+    delete, create = key_change(1, 9, 3, UNAVAILABLE)
+    buffer.add(delete)
+    buffer.add(create)
+    assert buffer.tables[TABLE].rows[(9,)].after == {"id": 9, "big": UNAVAILABLE, "n": 4}
+    assert buffer.tables[TABLE].rows[(9,)].old_key == (1,)
+
+
+def test_a_key_change_with_a_changed_toasted_value_keeps_the_new_value() -> None:
+    buffer = Buffer()
+    buffer.add(event(Op.CREATE, 1, 1, {"id": 1, "big": "old", "n": 1}))
+    delete, create = key_change(1, 9, 3, "new")
+    buffer.add(delete)
+    buffer.add(create)
+    assert buffer.tables[TABLE].rows[(9,)].after == {"id": 9, "big": "new", "n": 4}

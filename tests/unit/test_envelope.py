@@ -120,3 +120,23 @@ def test_change_topics_pattern() -> None:
     some = re.compile(change_topics("cdc", ("shop.*", 'fx.Mixed Case "Quoted" ü')))
     assert some.match("cdc.shop.orders") and some.match("cdc.fx.Mixed_Case__Quoted___")
     assert not some.match("cdc.fx.every_type") and not some.match("cdc.shopx.a")
+
+
+def test_a_key_change_names_the_old_key_from_debeziums_headers() -> None:
+    """Header values as Debezium 3.4 writes them on the stack (SimpleHeaderConverter: the key
+    payload as JSON); offsets 0 and 2 of the recording are the delete and create of id 1 -> 2."""
+    decoder = EnvelopeDecoder()
+    messages = recorded("fx.pk_change")
+    delete = decoder.decode(*messages[0], new_key=b'{"id":2}')
+    create = decoder.decode(*messages[2], old_key=b'{"id":1}')
+    plain = decoder.decode(*messages[3])
+    assert delete is not None and delete.op is Op.DELETE and delete.moves_away and delete.old_key is None
+    assert create is not None and create.op is Op.CREATE and create.key == (2,) and create.old_key == (1,)
+    assert not create.moves_away
+    assert plain is not None and plain.old_key is None and not plain.moves_away
+
+
+@pytest.mark.parametrize("header", [b"not json", b"[1]", b'{"other":1}'])
+def test_an_unreadable_old_key_header_is_ignored_not_poison(header: bytes) -> None:
+    create = EnvelopeDecoder().decode(*recorded("fx.pk_change")[2], old_key=header)
+    assert create is not None and create.old_key is None
