@@ -11,7 +11,7 @@ DEMO_RATE ?= 50
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,confluent]'
 	touch $@
 
 install: $(BIN)/.installed

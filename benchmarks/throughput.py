@@ -23,8 +23,15 @@ from typing import Any
 from benchmarks import common as c
 from benchmarks.events import COLUMNS, OrdersStream, check_sql, column_digests, expected_after
 
-CONSUMERS = ("cdc", "jdbc", "naive")
-DEFAULT_CONSUMERS = "cdc,jdbc,naive"
+CONSUMERS = ("cdc", "cdc-confluent", "jdbc", "naive")
+DEFAULT_CONSUMERS = "cdc,cdc-confluent,jdbc,naive"
+# What Debezium 3.4 puts on every message (the run id varies); consumers parse them too.
+DEBEZIUM_HEADERS = [
+    ("__debezium.context.connectorLogicalName", b"cdc"),
+    ("__debezium.context.taskId", b"0"),
+    ("__debezium.context.connectorName", b"postgresql"),
+    ("__debezium.context.runId", b"01a20548-4446-7a09-be07-8fcc1af37602"),
+]
 
 
 @dataclass
@@ -64,6 +71,7 @@ def produce(stack: c.Stack, topic: str, stream: OrdersStream) -> dict[str, Any]:
     producer = KafkaProducer(
         bootstrap_servers=stack.bootstrap,
         acks="all",  # as Kafka Connect's source producers
+        compression_type="lz4",  # as connectors/postgres-source.json sets for Connect's producer
         linger_ms=20,
         batch_size=900_000,  # one record batch must stay under the broker's message.max.bytes (1 MiB)
         buffer_memory=256 * 1024 * 1024,
@@ -73,7 +81,7 @@ def produce(stack: c.Stack, topic: str, stream: OrdersStream) -> dict[str, Any]:
     failures: list[BaseException] = []
     started = time.monotonic()
     for key, value in stream.messages():
-        producer.send(topic, key=key, value=value, partition=0).add_errback(failures.append)
+        producer.send(topic, key=key, value=value, partition=0, headers=DEBEZIUM_HEADERS).add_errback(failures.append)
     producer.flush()
     elapsed = time.monotonic() - started
     producer.close()
@@ -102,13 +110,22 @@ def produce(stack: c.Stack, topic: str, stream: OrdersStream) -> dict[str, Any]:
 
 # -- consumer a: cdc sync -------------------------------------------------------------------------------
 def run_cdc(  # noqa: PLR0915
-    stack: c.Stack, run: str, topic: str, *, end: int, events: int, args: argparse.Namespace, attempt: int = 1
+    stack: c.Stack,
+    run: str,
+    topic: str,
+    *,
+    end: int,
+    events: int,
+    args: argparse.Namespace,
+    attempt: int = 1,
+    client: str = "kafka-python",
 ) -> Outcome:
-    label = "cdc" if attempt == 1 else f"cdc{attempt}"
+    name = "cdc" if client == "kafka-python" else "cdc-confluent"
+    label = (name if attempt == 1 else f"{name}{attempt}").replace("-", "_")
     schema = f"bench_{run}_{label}"
     group = f"bench_{run}_{label}"
-    out = Outcome("cdc", "cdc sync")
-    extra_env = {"CDC_WAREHOUSE_SCHEMA": schema, "CDC_CONSUMER_GROUP": group}
+    out = Outcome(name, f"cdc sync ({client})")
+    extra_env = {"CDC_WAREHOUSE_SCHEMA": schema, "CDC_CONSUMER_GROUP": group, "CDC_KAFKA_CLIENT": client}
     out.extra["cdc_commit"] = c.git_state()
     # cdc.table_map keeps one warehouse table per source table for all sync processes: a retry
     # must not write into the table of the attempt before.
@@ -501,8 +518,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
             for attempt in range(1, args.attempts + 1):
                 print(f"draining with {name} (attempt {attempt}) ...", flush=True)
                 before = c.warehouse_started(stack)
-                if name == "cdc":
-                    o = run_cdc(stack, run, topic, end=end, events=args.events, args=args, attempt=attempt)
+                if name in ("cdc", "cdc-confluent"):
+                    client = "kafka-python" if name == "cdc" else "confluent"
+                    o = run_cdc(
+                        stack, run, topic, end=end, events=args.events, args=args, attempt=attempt, client=client
+                    )
                     if others:
                         o.notes.append(
                             f"its fresh group also reads the {others:,} messages of other change topics that "
@@ -531,7 +551,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
             cleanup(stack, run, topic, outcomes)
     by = {o.name: o for o in outcomes}
     ratios: dict[str, str] = {}
-    for a, b in (("cdc", "jdbc"), ("cdc", "naive"), ("jdbc", "naive")):
+    pairs = (("cdc", "jdbc"), ("cdc", "naive"), ("cdc-confluent", "jdbc"), ("cdc-confluent", "cdc"), ("jdbc", "naive"))
+    for a, b in pairs:
         ra = by[a].events_per_s if a in by else None
         rb = by[b].events_per_s if b in by else None
         if ra and rb:

@@ -235,10 +235,20 @@ def sync(
         soft_delete=settings.delete_mode == "soft",
     )
     bootstrap = settings.require_kafka()
+    source_class: Any = KafkaSource
+    if settings.kafka_client == "confluent":
+        try:
+            from cdc.consume_confluent import ConfluentSource
+        except ImportError as exc:
+            raise CdcError(
+                f"CDC_KAFKA_CLIENT=confluent, but confluent-kafka cannot be imported ({exc}).",
+                "pip install 'cdc[confluent]', or unset CDC_KAFKA_CLIENT to use kafka-python",
+            ) from exc
+        source_class = ConfluentSource
     runner = Sync(
         options,
         warehouse,
-        lambda revoked, assigned: KafkaSource(
+        lambda revoked, assigned: source_class(
             bootstrap,
             group=group_id,
             topics_pattern=change_topics(settings.topic_prefix, options.tables),

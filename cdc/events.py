@@ -85,10 +85,21 @@ class ChangeEvent:
     commit_ts_ms: int | None
     origin: Origin
     size: int  # bytes of the Kafka message, for the buffer's byte limit
-    raw_key: bytes | None = None  # kept for the dead-letter table, should the warehouse refuse the row
-    raw_value: bytes | None = None
+    # The message, kept for the dead-letter table should the warehouse refuse the row. The value
+    # is kept as its payload part plus the schema prefix every message of the table shares: a
+    # whole message is mostly schema, and a buffer holds tens of thousands of them.
+    raw_key: bytes | None = None
+    raw_payload: bytes | None = None
+    raw_prefix: bytes = b""
     # A primary-key change arrives as delete(old key) + create(new key). The create names the old
     # key, whose row holds any unchanged TOASTed value the create only has a placeholder for.
     old_key: tuple[Any, ...] | None = None
     moves_away: bool = False  # a delete that is the first half of a key change
     prior: dict[str, Any] | None = None  # for a delete: the buffered row image it replaced
+
+    @property
+    def raw_value(self) -> bytes | None:
+        """The Kafka message value, byte for byte."""
+        if self.raw_payload is None:
+            return None
+        return self.raw_prefix + self.raw_payload + b"}" if self.raw_prefix else self.raw_payload

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     flush_bytes: int = Field(default=64 * 1024 * 1024, description="flush after this many message bytes")
     flush_interval_ms: int = Field(default=500, description="flush buffered events at least this often")
     delete_mode: Literal["hard", "soft"] = "hard"
+    kafka_client: Literal["kafka-python", "confluent"] = Field(
+        default="kafka-python", description="consumer library of cdc sync; confluent needs the cdc[confluent] extra"
+    )
     retry_max_seconds: float = Field(default=0, description="give up a failing flush after this long; 0 = never")
 
     # Native stack.

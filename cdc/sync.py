@@ -3,6 +3,11 @@
 Offsets live in the warehouse, written in the same transaction as the rows they cover. On every
 partition assignment the consumer seeks to them, so a crash, restart or rebalance replays at most
 what was not stored, and the version guard makes the replay harmless.
+
+Flushes are pipelined: one flush at a time runs on a worker thread (psycopg2 releases the GIL while
+PostgreSQL works) while the loop reads and decodes the next batch. Flushes still commit strictly
+one after the other, each waits for the one before, and once one fails for good nothing after it
+is flushed, so stored offsets never pass data that was not stored.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -85,6 +91,9 @@ class Sync:
         self._unseeded: list[Partition] = []  # assigned, but not yet positioned from the warehouse
         self._stop = threading.Event()
         self._first_buffered: float | None = None
+        self._flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdc-flush")
+        self._in_flight: tuple[Future[Any], dict[Partition, int]] | None = None
+        self._broken: BaseException | None = None  # a flush that failed for good: none may follow it
         self._wanted: dict[TableId, bool] = {}
         self._source = source_factory(self._on_revoked, self._on_assigned)
 
@@ -105,7 +114,12 @@ class Sync:
                     last_record = now
                     self._take(records)
                 if self._due(now):
-                    self._flush()
+                    try:
+                        self._flush(wait=False)
+                    except TransientError:
+                        if not self._stop.is_set():
+                            raise
+                        break  # stopping while the warehouse fails: _final_flush says what was not stored
                 if now - last_progress >= self.options.progress_every:
                     self._progress(now - last_progress, self.stats.events - last_events)
                     last_progress, last_events = now, self.stats.events
@@ -118,6 +132,7 @@ class Sync:
             self._final_flush()
         finally:
             self._source.close()
+            self._flusher.shutdown(wait=True)
         return self.stats
 
     def _final_flush(self) -> None:
@@ -193,20 +208,41 @@ class Sync:
         )
 
     # -- flushing ----------------------------------------------------------------------------
-    def _flush(self, *, give_up_after: float | None = None) -> None:
+    def _flush(self, *, give_up_after: float | None = None, wait: bool = True) -> None:
+        """Hand the buffer to the flush worker (after the flush before it has committed), and
+        with wait, until it has committed too."""
+        self._await_flush()
+        if self._broken is not None:
+            raise self._broken
         moved = {p: o for p, o in self._positions.items() if self._stored.get(p) != o}
         if not self._buffer.tables and not self._dead and not moved:
             self._first_buffered = None
             return
-        flush = Flush(list(self._buffer.tables.values()), moved, list(self._dead))
-        result = self._retrying(lambda: self.warehouse.apply(flush), "flush", give_up_after)
+        flush = Flush(list(self._buffer.tables.values()), moved, self._dead)
+        self._buffer = Buffer()
+        self._dead = []
+        self._first_buffered = None
+        future = self._flusher.submit(self._retrying, lambda: self.warehouse.apply(flush), "flush", give_up_after)
+        self._in_flight = (future, moved)
+        if wait:
+            self._await_flush()
+
+    def _await_flush(self) -> None:
+        """Wait for the flush in flight; its failure is raised here (and the flushed buffer is
+        gone: nothing later may be flushed, the stored offsets say where to read again)."""
+        if self._in_flight is None:
+            return
+        future, moved = self._in_flight
+        self._in_flight = None
+        try:
+            result = future.result()
+        except BaseException as exc:
+            self._broken = exc
+            raise
         self._stored.update(moved)
         self.stats.rows += result.rows
         self.stats.dead += result.dead
         self.stats.flushes += 1
-        self._buffer.clear()
-        self._dead.clear()
-        self._first_buffered = None
 
     def _retrying(self, action: Callable[[], Any], what: str, give_up_after: float | None = None) -> Any:
         limit = give_up_after if give_up_after is not None else self.options.retry_max_seconds
@@ -229,9 +265,12 @@ class Sync:
             self._flush(give_up_after=30)
         except Exception as exc:  # the new owner replays from the stored offsets: nothing is lost
             log.warning("could not flush before a rebalance (%s); discarding the buffer", exc)
-            self._buffer.clear()
-            self._dead.clear()
+            self._buffer = Buffer()
+            self._dead = []
             self._first_buffered = None
+            # Eager rebalancing: every partition this member gets next is positioned afresh from
+            # the warehouse, so reading may go on.
+            self._broken = None
         for partition in partitions:
             self._positions.pop(partition, None)
             self._stored.pop(partition, None)
@@ -246,6 +285,7 @@ class Sync:
     def _seed_unseeded(self) -> None:
         if not self._unseeded:
             return
+        self._await_flush()  # one warehouse connection: the flush in flight owns it until it commits
         partitions = [p for p in self._unseeded if p in set(self._source.assignment())]
         stored = self._retrying(
             lambda: self.warehouse.stored_offsets(self.options.group, partitions), "reading stored offsets"

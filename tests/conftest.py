@@ -68,10 +68,21 @@ def warehouse_url(stack: Settings) -> str:
 
 
 @pytest.fixture
-def lane(stack: Settings, request: pytest.FixtureRequest) -> Iterator[Lane]:
+def lane(stack: Settings, request: pytest.FixtureRequest, kafka_client: str) -> Iterator[Lane]:
     """A test's private source schema, warehouse schema and consumer group; dropped afterwards."""
     tag = request.node.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")[:10]
-    lane = Lane.new(tag)
+    lane = Lane.new(tag, kafka_client)
     yield lane
     execute(stack.require_source_url(), f'DROP SCHEMA IF EXISTS "{lane.source_schema}" CASCADE')
     execute(stack.require_warehouse_url(), f'DROP SCHEMA IF EXISTS "{lane.warehouse_schema}" CASCADE')
+
+
+KAFKA_CLIENTS = ("kafka-python", "confluent")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked both_clients run once per consumer backend (CDC_KAFKA_CLIENT); the others
+    use the default, kafka-python."""
+    if "kafka_client" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker("both_clients") is not None
+        metafunc.parametrize("kafka_client", KAFKA_CLIENTS if both else KAFKA_CLIENTS[:1], ids=lambda c: c)

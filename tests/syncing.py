@@ -23,11 +23,12 @@ class Lane:
     source_schema: str
     warehouse_schema: str
     group: str
+    kafka_client: str = "kafka-python"  # CDC_KAFKA_CLIENT of the lane's cdc sync processes
 
     @classmethod
-    def new(cls, tag: str) -> Lane:
+    def new(cls, tag: str, kafka_client: str = "kafka-python") -> Lane:
         suffix = uuid.uuid4().hex[:8]
-        return cls(f"{tag}_{suffix}", f"wh_{tag}_{suffix}", f"g_{tag}_{suffix}")
+        return cls(f"{tag}_{suffix}", f"wh_{tag}_{suffix}", f"g_{tag}_{suffix}", kafka_client)
 
 
 def sync_env(stack: Settings, lane: Lane, **extra: str) -> dict[str, str]:
@@ -42,6 +43,7 @@ def sync_env(stack: Settings, lane: Lane, **extra: str) -> dict[str, str]:
         "CDC_WAREHOUSE_SCHEMA": lane.warehouse_schema,
         "CDC_CONSUMER_GROUP": lane.group,
         "CDC_TOPIC_PREFIX": stack.topic_prefix,
+        "CDC_KAFKA_CLIENT": lane.kafka_client,
     }
     return env | extra
 

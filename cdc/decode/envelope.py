@@ -49,7 +49,10 @@ class EnvelopeDecoder:
         self._keys: dict[bytes, _KeySchema] = {}
         self._last_value: dict[str, _ValueSchema] = {}  # by topic: the usual hit
         self._last_key: dict[str, _KeySchema] = {}
-        self._tables: dict[tuple[TableId, tuple[Column, ...], tuple[str, ...]], TableSchema] = {}
+        # (schema name, table name, key fields, value schema) -> TableSchema: identical columns
+        # under one table share one TableSchema; the value schema is keyed by identity (cached).
+        self._tables: dict[tuple[str, str, tuple[str, ...], int], TableSchema] = {}
+        self._schemas: dict[tuple[TableId, tuple[Column, ...], tuple[str, ...]], TableSchema] = {}
         self._keyed: set[TableId] = set()  # tables seen with a primary key
 
     def decode(
@@ -68,7 +71,7 @@ class EnvelopeDecoder:
         create and the delete of a primary-key change."""
         if value is None:
             return None  # tombstone: only for Kafka's log compaction; the delete came before it
-        schema, payload = self._split_value(origin.topic, value)
+        schema, payload, raw_payload = self._split_value(origin.topic, value)
         if not schema.envelope:
             return None
         if not isinstance(payload, dict):
@@ -79,8 +82,9 @@ class EnvelopeDecoder:
         source = payload.get("source")
         if not isinstance(source, dict) or not source.get("table"):
             raise PoisonMessage("the payload has no source block naming the table")
-        table = TableId(str(source.get("schema") or ""), str(source["table"]))
         key_fields, key_values = self._split_key(origin.topic, key)
+        table_schema = self._table_schema(source, schema, key_fields)
+        table = table_schema.table
         if key_values is not None:
             self._keyed.add(table)
         elif op is not Op.TRUNCATE and table in self._keyed:
@@ -90,27 +94,32 @@ class EnvelopeDecoder:
             raise PoisonMessage(f"op {op.value} without an 'after' row image")
         if op is Op.DELETE and not isinstance(before, dict):
             raise PoisonMessage("op d without a 'before' row image")
+        # Positional: this runs for every message, and keyword passing costs measurably more.
         return ChangeEvent(
-            op=op,
-            table=table,
-            schema=self._table_schema(table, schema.columns, key_fields),
-            key=key_values,
-            before=before,
-            after=after,
-            version=version_of(source),
-            commit_ts_ms=source.get("ts_ms"),
-            origin=origin,
-            size=len(value) + (len(key) if key else 0),
-            raw_key=key,
-            raw_value=value,
-            old_key=_moved_key(old_key, key_fields) if old_key is not None and op is not Op.DELETE else None,
-            moves_away=new_key is not None and op is Op.DELETE,
+            op,
+            table,
+            table_schema,
+            key_values,
+            before,
+            after,
+            version_of(source),
+            source.get("ts_ms"),
+            origin,
+            len(value) + (len(key) if key else 0),
+            key,
+            raw_payload,
+            schema.prefix if raw_payload is not value else b"",
+            _moved_key(old_key, key_fields) if old_key is not None and op is not Op.DELETE else None,
+            new_key is not None and op is Op.DELETE,
         )
 
-    def _split_value(self, topic: str, value: bytes) -> tuple[_ValueSchema, Any]:
+    def _split_value(self, topic: str, value: bytes) -> tuple[_ValueSchema, Any, bytes]:
+        """(schema, parsed payload, the payload's bytes: the value without the schema's prefix and
+        the closing brace, or the whole value when it has no known prefix)."""
         known = self._last_value.get(topic)
         if known is not None and value.startswith(known.prefix):
-            return known, _loads(value[len(known.prefix) : -1], "value payload")
+            raw = value[len(known.prefix) : -1]
+            return known, _loads(raw, "value payload"), raw
         whole = _loads(value, "value")
         if not isinstance(whole, dict) or "schema" not in whole or "payload" not in whole:
             raise PoisonMessage(
@@ -125,7 +134,8 @@ class EnvelopeDecoder:
             known = self._values[cache_key] = _interpret(prefix or b"", whole["schema"])
         if prefix:
             self._last_value[topic] = known
-        return known, whole["payload"]
+            return known, whole["payload"], value[len(prefix) : -1]
+        return known, whole["payload"], value
 
     def _split_key(self, topic: str, key: bytes | None) -> tuple[tuple[str, ...], tuple[Any, ...] | None]:
         if key is None:
@@ -149,16 +159,24 @@ class EnvelopeDecoder:
         if not isinstance(payload, dict):
             raise PoisonMessage("the key's payload is not a JSON object")
         try:
-            return known.fields, tuple(payload[name] for name in known.fields)
+            fields = known.fields
+            if len(fields) == 1:
+                return fields, (payload[fields[0]],)
+            return fields, tuple([payload[name] for name in fields])
         except KeyError as exc:
             raise PoisonMessage(f"the key lacks its field {exc.args[0]!r}") from None
 
-    def _table_schema(self, table: TableId, columns: tuple[Column, ...], key: tuple[str, ...]) -> TableSchema:
-        cache_key = (table, columns, key)
-        found = self._tables.get(cache_key)
+    def _table_schema(self, source: dict[str, Any], schema: _ValueSchema, key: tuple[str, ...]) -> TableSchema:
+        names = (source.get("schema"), source["table"])
+        fast_key = (*names, key, id(schema))  # schema objects live as long as the decoder
+        found = self._tables.get(fast_key)  # type: ignore[arg-type]
         if found is None:
-            found = TableSchema(table, columns, key)
-            self._tables[cache_key] = found
+            table = TableId(str(names[0] or ""), str(names[1]))
+            slow_key = (table, schema.columns, key)
+            found = self._schemas.get(slow_key)
+            if found is None:
+                found = self._schemas[slow_key] = TableSchema(table, schema.columns, key)
+            self._tables[fast_key] = found  # type: ignore[index]
         return found
 
 
@@ -184,6 +202,11 @@ def _interpret(prefix: bytes, schema: Any) -> _ValueSchema:
 def version_of(source: dict[str, Any]) -> Version:
     sequence = source.get("sequence")
     if isinstance(sequence, str):
+        # Debezium's form, '["<digits>","<digits>"]', without a JSON parse; anything else parses.
+        if sequence.startswith('["') and sequence.endswith('"]'):
+            commit, sep, change = sequence[2:-2].partition('","')
+            if sep and commit.isdecimal() and change.isdecimal():
+                return Version(int(commit), int(change))
         try:
             last_commit, lsn = orjson.loads(sequence)
             return Version(int(last_commit or 0), int(lsn or 0))

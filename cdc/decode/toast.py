@@ -22,9 +22,13 @@ _CODES = list(_RAW)
 _STRINGS = {UNAVAILABLE, _BASE64, _UUID}
 
 
+PLACEHOLDER_LENGTHS = frozenset(map(len, _STRINGS))
+
+
 def is_unavailable(value: Any) -> bool:
     if isinstance(value, str):
-        return value in _STRINGS
+        # By length first: hashing a large TOASTed text to look it up would read all of it.
+        return len(value) in PLACEHOLDER_LENGTHS and value in _STRINGS
     if isinstance(value, list):
         return value == _CODES or (len(value) == 1 and value[0] in _STRINGS)
     if isinstance(value, dict):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from operator import itemgetter
 
+from cdc.decode.toast import PLACEHOLDER_LENGTHS as _PLACEHOLDER_LENGTHS
 from cdc.decode.toast import is_unavailable
 from cdc.events import ChangeEvent, Column, Op
 
@@ -18,43 +19,73 @@ def escape(text: str) -> str:
     return text
 
 
-def image_of(event: ChangeEvent) -> dict[str, Any]:
-    """The row image a change leaves: the new one, or for a delete the old one (its key)."""
-    image = event.before if event.op is Op.DELETE else event.after
-    return image or {}
-
-
 def staging_line(event: ChangeEvent, columns: tuple[Column, ...]) -> str:
-    """One staging row: the columns, then version, op, commit time and the unchanged-TOAST list.
+    """One staging row: the columns, then version, op, commit time and the unchanged-TOAST list."""
+    return StagingWriter(columns).line(event)
+
+
+def staging_text(events: Iterable[ChangeEvent], columns: tuple[Column, ...]) -> str:
+    writer = StagingWriter(columns)
+    line = writer.line
+    return "".join([line(event) + "\n" for event in events])
+
+
+class StagingWriter:
+    """Staging rows for one column list, built once per flush and table: every value of a flush
+    passes here, so the per-column decisions (encoder, TOAST check) are taken once, not per value.
 
     Of a delete only the key is written: with REPLICA IDENTITY DEFAULT, Debezium fills the other
     columns of the old image with type defaults ("" for a uuid, 0...), which are not the row's
     values and may not even be valid input for the column's type."""
-    image = image_of(event)
-    key = event.schema.key if event.op is Op.DELETE else None
-    fields: list[str] = []
-    unchanged: list[str] | None = None
-    for column in columns:
-        value = image.get(column.name) if key is None or column.name in key else None
-        if value is None:
-            fields.append(NULL)
-        elif column.varlena and is_unavailable(value):
-            fields.append(NULL)
-            unchanged = unchanged or []
-            unchanged.append(column.name)
+
+    __slots__ = ("_encoders", "_get", "_key", "_names", "_varlena")
+
+    def __init__(self, columns: tuple[Column, ...]) -> None:
+        self._names = tuple(c.name for c in columns)
+        # Debezium's images hold every column: one C call takes them all (KeyError: the slow way).
+        self._get = itemgetter(*self._names) if len(self._names) > 1 else None
+        self._encoders = tuple(c.encode for c in columns)
+        self._varlena = tuple(i for i, c in enumerate(columns) if c.varlena)
+        self._key: dict[tuple[str, ...], tuple[bool, ...]] = {}
+
+    def line(self, event: ChangeEvent) -> str:
+        names = self._names
+        if event.op is Op.DELETE:
+            key = event.schema.key
+            keep = self._key.get(key)
+            if keep is None:
+                keep = self._key[key] = tuple(n in key for n in names)
+            before = event.before or {}
+            values = [before.get(n) if k else None for n, k in zip(names, keep, strict=True)]
         else:
-            fields.append(escape(column.encode(value)))
-    version = event.version
-    fields.append(str(version.commit_lsn))
-    fields.append(str(version.lsn))
-    fields.append(event.op.value)
-    fields.append(NULL if event.commit_ts_ms is None else str(event.commit_ts_ms))
-    fields.append(NULL if unchanged is None else escape(text_array(unchanged)))
-    return "\t".join(fields)
-
-
-def staging_text(events: Iterable[ChangeEvent], columns: tuple[Column, ...]) -> str:
-    return "".join(staging_line(event, columns) + "\n" for event in events)
+            after = event.after or {}
+            try:
+                values = list(self._get(after)) if self._get is not None else [after.get(n) for n in names]
+            except KeyError:
+                values = [after.get(n) for n in names]
+        unchanged: list[str] | None = None
+        for i in self._varlena:
+            value = values[i]
+            if (
+                value is not None
+                and (type(value) is not str or len(value) in _PLACEHOLDER_LENGTHS)
+                and is_unavailable(value)
+            ):
+                values[i] = None
+                if unchanged is None:
+                    unchanged = []
+                unchanged.append(names[i])
+        fields = [NULL if v is None else escape(encode(v)) for encode, v in zip(self._encoders, values, strict=True)]
+        version = event.version
+        ts = event.commit_ts_ms
+        fields += (
+            str(version.commit_lsn),
+            str(version.lsn),
+            event.op.value,
+            NULL if ts is None else str(ts),
+            NULL if unchanged is None else escape(text_array(unchanged)),
+        )
+        return "\t".join(fields)
 
 
 def text_array(items: list[str]) -> str:

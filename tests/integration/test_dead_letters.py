@@ -34,6 +34,7 @@ def dead_letters(stack: Settings, group: str) -> list[tuple[int, str, bool]]:
         conn.close()
 
 
+@pytest.mark.both_clients
 def test_poison_messages_are_dead_lettered_and_replication_goes_on(stack: Settings, lane: Lane) -> None:
     s = lane.source_schema
     src, wh = stack.require_source_url(), stack.require_warehouse_url()

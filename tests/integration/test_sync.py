@@ -14,6 +14,7 @@ from tests.syncing import Lane, run_sync, target_of, wait_for_events
 pytestmark = pytest.mark.stack
 
 
+@pytest.mark.both_clients
 def test_mixed_workload_converges_row_for_row(stack: Settings, lane: Lane) -> None:
     s = lane.source_schema
     src = stack.require_source_url()

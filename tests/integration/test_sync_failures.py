@@ -250,6 +250,7 @@ def last_assigned_at(text: str) -> str:
 KILLS = 20
 
 
+@pytest.mark.both_clients
 def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
     stack: Settings, lane: Lane, processes: list[subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
@@ -306,6 +307,7 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
 
 
 # -- 2. the warehouse restarts under a running sync ---------------------------------------------
+@pytest.mark.both_clients
 def test_warehouse_restart_is_retried_and_recovered(
     stack: Settings, lane: Lane, processes: list[subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
@@ -325,6 +327,7 @@ def test_warehouse_restart_is_retried_and_recovered(
 
 
 # -- 3. two members of one group; one is killed --------------------------------------------------
+@pytest.mark.both_clients
 def test_two_members_share_the_work_and_the_survivor_takes_over(
     stack: Settings, lane: Lane, processes: list[subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
@@ -368,6 +371,7 @@ def test_two_members_share_the_work_and_the_survivor_takes_over(
 
 
 # -- 4. SIGINT stops cleanly ----------------------------------------------------------------------
+@pytest.mark.both_clients
 def test_sigint_stops_cleanly_and_loses_nothing(
     stack: Settings, lane: Lane, processes: list[subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
@@ -386,6 +390,7 @@ def test_sigint_stops_cleanly_and_loses_nothing(
 
 
 # -- bugs found on the way: minimal reproductions ---------------------------------------------------
+@pytest.mark.both_clients
 def test_until_idle_after_a_crash_waits_for_its_partitions(
     stack: Settings, lane: Lane, processes: list[subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
@@ -415,6 +420,7 @@ def test_until_idle_after_a_crash_waits_for_its_partitions(
         raise AssertionError(f"{exc}\nthe --until-idle run said:\n{result.stdout}{result.stderr[-2000:]}") from None
 
 
+@pytest.mark.both_clients
 def test_primary_key_change_keeps_an_unchanged_toasted_value(stack: Settings, lane: Lane) -> None:
     """An UPDATE that changes the key but not a TOASTed column: pgoutput does not send the unchanged
     value, and Debezium sends delete(old key) + create(new key) with a placeholder for it. The value

@@ -140,3 +140,17 @@ def test_a_key_change_names_the_old_key_from_debeziums_headers() -> None:
 def test_an_unreadable_old_key_header_is_ignored_not_poison(header: bytes) -> None:
     create = EnvelopeDecoder().decode(*recorded("fx.pk_change")[2], old_key=header)
     assert create is not None and create.old_key is None
+
+
+def test_the_original_message_is_kept_byte_for_byte_for_dead_letters() -> None:
+    decoder = EnvelopeDecoder()
+    for origin, key, value in recorded("fx.every_type") + recorded("fx.toasted"):
+        event = decoder.decode(origin, key, value)
+        if event is not None:
+            assert event.raw_key == key and event.raw_value == value
+            assert event.raw_payload is not None and len(event.raw_payload) < len(value or b"")  # the schema is shared
+    spaced = b'{ "schema": {"type": "struct", "name": "x.Envelope", "fields": [{"field": "after", "type": "struct", '
+    spaced += b'"fields": [{"field": "id", "type": "int32"}]}]}, "payload": {"op": "c", "after": {"id": 1}, '
+    spaced += b'"source": {"schema": "s", "table": "t"}}}'
+    event = decoder.decode(Origin("t", 0, 0), None, spaced)  # not the converter's compact form
+    assert event is not None and event.raw_value == spaced

@@ -1,0 +1,192 @@
+"""The same consumer-group member as cdc.consume.KafkaSource, on confluent-kafka (librdkafka).
+
+kafka-python decodes every record batch in Python; on large Debezium messages that is a third of
+`cdc sync`'s time (see benchmarks/README.md). librdkafka fetches, decompresses and splits batches
+in C. Optional: `pip install 'cdc[confluent]'`, then CDC_KAFKA_CLIENT=confluent.
+
+Differences from kafka-python that matter here:
+- librdkafka's topic regex has no lookahead, and cdc's change-topic pattern needs one. So the
+  topic list is matched in Python every `metadata_refresh` seconds and subscribed by name (a new
+  matching topic means a new subscription, hence a rebalance, as with a pattern).
+- Positions are applied in the assignment itself: the rebalance callback's seeks are collected
+  and handed to assign(), since a partition cannot be seeked before it is assigned.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
+
+from cdc.consume import Partition, Record, key_move
+from cdc.errors import TransientError
+
+log = logging.getLogger(__name__)
+
+
+class ConfluentSource:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        group: str,
+        topics_pattern: str,
+        on_revoked: Callable[[list[Partition]], None],
+        on_assigned: Callable[[list[Partition]], None],
+        max_poll_records: int = 10_000,
+        metadata_refresh: float = 5.0,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._pattern = re.compile(topics_pattern)
+        self._on_revoked = on_revoked
+        self._on_assigned = on_assigned
+        self._max = max_poll_records
+        self._refresh = metadata_refresh
+        self._topics: list[str] = []
+        self._checked = 0.0
+        self._assigning: list[Partition] | None = None  # set while the assignment callback runs
+        self._pending: dict[Partition, int] = {}  # seeks asked for during that callback
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "client.id": f"cdc-sync-{group}",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                # Every change topic has one partition: see cdc.consume._RoundRobin. The protocol
+                # name is the same as kafka-python's, so members of either client share a group.
+                "partition.assignment.strategy": "roundrobin",
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 3000,
+                # Prefetch at most 16 MiB (memory), and refill it as soon as it drains: with
+                # librdkafka's default fetch.queue.backoff.ms (1 s) a full queue stalls fetching
+                # for a second, which measured at half of the drain time.
+                "queued.max.messages.kbytes": 16 * 1024,
+                "fetch.queue.backoff.ms": 10,
+                "fetch.max.bytes": 16 * 1024 * 1024,
+                "max.partition.fetch.bytes": 4 * 1024 * 1024,
+                "fetch.wait.max.ms": 100,
+                "error_cb": _log_error,
+                "logger": logging.getLogger("cdc.librdkafka"),
+            }
+        )
+        self._update_subscription(force=True)
+
+    # -- subscription ------------------------------------------------------------------------
+    def _update_subscription(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._checked < self._refresh:
+            return
+        self._checked = now
+        try:
+            metadata = self._consumer.list_topics(timeout=10)
+        except KafkaException as exc:
+            if not force:
+                log.warning("could not list Kafka topics (%s); keeping the subscription", exc)
+                return
+            raise TransientError(
+                f"cannot reach Kafka at {self._bootstrap} ({exc}).",
+                "check CDC_KAFKA_BOOTSTRAP_SERVERS and that the broker is up",
+            ) from exc
+        topics = sorted(t for t in metadata.topics if self._pattern.match(t))
+        if topics == self._topics:
+            return
+        self._topics = topics
+        if topics:
+            self._consumer.subscribe(topics, on_assign=self._assign, on_revoke=self._revoke, on_lost=self._revoke)
+        else:
+            self._consumer.unsubscribe()
+
+    def _revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._on_revoked(sorted((tp.topic, tp.partition) for tp in partitions))
+
+    def _assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        assigned = sorted((tp.topic, tp.partition) for tp in partitions)
+        self._assigning, self._pending = assigned, {}
+        try:
+            self._on_assigned(assigned)
+        finally:
+            self._assigning = None
+        # Partitions the callback did not position (the warehouse was unreachable) start from
+        # nowhere in particular: the sync loop seeks them once it has read the stored offsets.
+        consumer.assign([TopicPartition(t, p, self._pending.get((t, p), OFFSET_INVALID)) for t, p in assigned])
+        self._pending = {}
+
+    # -- the Source interface (cdc.sync.Source) ----------------------------------------------
+    def poll(self, timeout_ms: int) -> list[Record]:
+        self._update_subscription()
+        if not self._topics:
+            time.sleep(timeout_ms / 1000)
+            return []
+        # Block for the first message only, then take what is already fetched: consume(n, t)
+        # would wait for all n (or the timeout) and add latency at low rates.
+        first = self._consumer.poll(timeout_ms / 1000)
+        if first is None:
+            return []
+        messages = [first, *self._consumer.consume(self._max - 1, 0)]
+        records = []
+        for m in messages:
+            error = m.error()
+            if error is not None:
+                _log_error(error)
+                continue
+            headers = m.headers()
+            old, new = key_move(headers) if headers else (None, None)
+            # topic, partition and offset are set on every fetched (non-error) message
+            records.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(), old, new))  # type: ignore[arg-type]
+        return records
+
+    def seek(self, partition: Partition, offset: int) -> None:
+        if self._assigning is not None:
+            self._pending[partition] = offset
+            return
+        try:
+            self._consumer.seek(TopicPartition(*partition, offset))
+        except KafkaException:
+            # Not fetching yet (just assigned): assign again, this partition at the offset, the
+            # others where they are.
+            current = self._consumer.position(self._consumer.assignment())
+            self._consumer.assign(
+                [
+                    TopicPartition(tp.topic, tp.partition, offset) if (tp.topic, tp.partition) == partition else tp
+                    for tp in current
+                ]
+            )
+
+    def seek_to_beginning(self, partitions: list[Partition]) -> None:
+        for partition in partitions:
+            self.seek(partition, OFFSET_BEGINNING)
+
+    def assignment(self) -> list[Partition]:
+        if self._assigning is not None:
+            return list(self._assigning)
+        return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())
+
+    def lag(self, positions: dict[Partition, int]) -> int | None:
+        """Messages behind the end of the assigned partitions (None if Kafka did not answer)."""
+        assigned = self.assignment()
+        if not assigned:
+            return None if self._topics else 0
+        behind = 0
+        for topic, partition in assigned:
+            try:
+                _low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
+            except KafkaException:
+                return None
+            behind += max(0, high - positions.get((topic, partition), 0))
+        return behind
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def _log_error(error: KafkaError) -> None:
+    if error.fatal():
+        log.error("Kafka client error: %s", error)
+    else:
+        log.warning("Kafka client: %s", error)
