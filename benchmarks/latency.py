@@ -291,6 +291,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=300, help="wait this long for the last rows")
     parser.add_argument("--keep", action="store_true", help="keep the source/warehouse schemas and the topic")
     parser.add_argument(
+        "--client", default="kafka-python", choices=("kafka-python", "confluent"), help="CDC_KAFKA_CLIENT"
+    )
+    parser.add_argument("--flush-interval-ms", type=int, default=None, help="CDC_FLUSH_INTERVAL_MS (default: cdc's)")
+    parser.add_argument(
         "--attempts", type=int, default=3, help="measure again when a warehouse restart disturbed the run"
     )
     args = parser.parse_args(argv)
@@ -341,7 +345,10 @@ def measure(stack: c.Stack, args: argparse.Namespace) -> dict[str, Any]:  # noqa
         connector.apply(stack.settings, None, lambda line: print(f"  connector: {line}"))
         result["connector_apply_s"] = round(time.monotonic() - applied, 1)
 
-        env = stack.sync_env(CDC_WAREHOUSE_SCHEMA=schema, CDC_CONSUMER_GROUP=group)
+        settings = {"CDC_WAREHOUSE_SCHEMA": schema, "CDC_CONSUMER_GROUP": group, "CDC_KAFKA_CLIENT": args.client}
+        if args.flush_interval_ms is not None:
+            settings["CDC_FLUSH_INTERVAL_MS"] = str(args.flush_interval_ms)
+        env = stack.sync_env(**settings)
         command = [*c.cdc_command(), "sync", "--table", f"{schema}.orders", "--progress-every", "5"]
         with log_path.open("wb") as log:
             proc = subprocess.Popen(command, env=env, cwd=c.REPO, stdout=log, stderr=subprocess.STDOUT)

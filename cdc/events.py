@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class Op(StrEnum):
@@ -25,14 +25,14 @@ class TableId:
         return f"{self.schema}.{self.name}"
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Version:
+class Version(NamedTuple):
     """Where a change stands in the source's commit order.
 
     pgoutput streams whole transactions in commit order; Debezium's `source.sequence` is
     [LSN of the last commit streamed before this transaction, LSN of this change]. Compared as a
     pair it orders events by commit, then by position inside the transaction, whereas `source.lsn`
     alone orders by where a change was written (a transaction that wrote earlier may commit later).
+    A NamedTuple: made for every message, and compared in C.
     """
 
     commit_lsn: int
@@ -64,8 +64,7 @@ class TableSchema:
         return next((c for c in self.columns if c.name == name), None)
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
+class Origin(NamedTuple):
     """Where the message came from in Kafka (for offsets and the dead-letter table)."""
 
     topic: str
