@@ -7,8 +7,7 @@ import fnmatch
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -16,39 +15,24 @@ from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from kafka.coordinator.protocol import ConsumerProtocolMemberAssignment_v0
 from kafka.errors import KafkaError
 
+from cdc.decode.envelope import Headers
 from cdc.errors import TransientError
 
 log = logging.getLogger(__name__)
 
 Partition = tuple[str, int]
+_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (per message)
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
-    # Debezium's headers on the two halves of a primary-key change: the delete of the old key
-    # names the new one, the create of the new key names the old one (key payload JSON, no schema).
-    old_key: bytes | None = None
-    new_key: bytes | None = None
-
-
-OLD_KEY_HEADER = "__debezium.oldkey"
-NEW_KEY_HEADER = "__debezium.newkey"
-
-
-def key_move(headers: Any) -> tuple[bytes | None, bytes | None]:
-    """(old key, new key) from a message's headers: (None, None) on all but key changes."""
-    old = new = None
-    for name, value in headers or ():
-        if name == OLD_KEY_HEADER:
-            old = value
-        elif name == NEW_KEY_HEADER:
-            new = value
-    return old, new
+    # (name, value) pairs, or a function returning them: confluent-kafka builds them on request,
+    # and cdc needs them only on the rare messages of a primary-key change.
+    headers: Headers = None
 
 
 def change_topics(prefix: str, tables: tuple[str, ...] = ()) -> str:
@@ -147,7 +131,7 @@ class KafkaSource:
     def poll(self, timeout_ms: int) -> list[Record]:
         batches = self._consumer.poll(timeout_ms=timeout_ms)
         return [
-            Record(r.topic, r.partition, r.offset, r.key, r.value, *key_move(r.headers))
+            _new_tuple(Record, (r.topic, r.partition, r.offset, r.key, r.value, r.headers))
             for records in batches.values()
             for r in records
         ]

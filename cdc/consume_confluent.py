@@ -22,10 +22,11 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
-from cdc.consume import Partition, Record, key_move
+from cdc.consume import Partition, Record
 from cdc.errors import TransientError
 
 log = logging.getLogger(__name__)
+_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (per message)
 
 
 class ConfluentSource:
@@ -66,10 +67,10 @@ class ConfluentSource:
                 # Prefetch at most 16 MiB (memory), and refill it as soon as it drains: with
                 # librdkafka's default fetch.queue.backoff.ms (1 s) a full queue stalls fetching
                 # for a second, which measured at half of the drain time.
-                "queued.max.messages.kbytes": 16 * 1024,
+                "queued.max.messages.kbytes": 8 * 1024,
                 "fetch.queue.backoff.ms": 10,
-                "fetch.max.bytes": 16 * 1024 * 1024,
-                "max.partition.fetch.bytes": 4 * 1024 * 1024,
+                "fetch.max.bytes": 4 * 1024 * 1024,
+                "max.partition.fetch.bytes": 1024 * 1024,
                 "fetch.wait.max.ms": 100,
                 "error_cb": _log_error,
                 "logger": logging.getLogger("cdc.librdkafka"),
@@ -135,10 +136,8 @@ class ConfluentSource:
             if error is not None:
                 _log_error(error)
                 continue
-            headers = m.headers()
-            old, new = key_move(headers) if headers else (None, None)
             # topic, partition and offset are set on every fetched (non-error) message
-            records.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(), old, new))  # type: ignore[arg-type]
+            records.append(_new_tuple(Record, (m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.headers)))
         return records
 
     def seek(self, partition: Partition, offset: int) -> None:

@@ -42,6 +42,7 @@ from cdc.warehouse import DeadLetter, Flush, Warehouse
 
 log = logging.getLogger("cdc.sync")
 
+_new_tuple = tuple.__new__
 _KEY_CHANGE_GRACE = 2.0  # seconds a flush may wait for the second half of a primary-key change
 
 
@@ -156,11 +157,9 @@ class Sync:
                 continue  # fetched before the warehouse positioned it: it will be read again
             self._positions[partition] = record.offset + 1
             self.stats.events += 1
-            origin = Origin(record.topic, record.partition, record.offset)
+            origin = _new_tuple(Origin, record[:3])  # (topic, partition, offset), without NamedTuple's __new__
             try:
-                event = self._decoder.decode(
-                    origin, record.key, record.value, old_key=record.old_key, new_key=record.new_key
-                )
+                event = self._decoder.decode(origin, record.key, record.value, record.headers)
             except PoisonMessage as exc:
                 if self._topic_wanted(record.topic):
                     self._dead.append(DeadLetter(origin, record.key, record.value, str(exc)))

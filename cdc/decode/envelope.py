@@ -8,15 +8,18 @@ that prefix (a memcmp) and just their payload is parsed.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from cdc.decode.toast import maybe_unavailable
 from cdc.decode.types import field_type
 from cdc.errors import CdcError
 from cdc.events import ZERO, ChangeEvent, Column, Op, Origin, TableId, TableSchema, Version
 
+_new_tuple = tuple.__new__  # builds a NamedTuple without the Python-level __new__ (hot path)
 _SCHEMA_START = b'{"schema":'
 _PAYLOAD_MARK = b',"payload":'
 _OPS = {op.value: op for op in Op}
@@ -56,31 +59,26 @@ class EnvelopeDecoder:
         self._keyed: set[TableId] = set()  # tables seen with a primary key
 
     def decode(
-        self,
-        origin: Origin,
-        key: bytes | None,
-        value: bytes | None,
-        *,
-        old_key: bytes | None = None,
-        new_key: bytes | None = None,
+        self, origin: Origin, key: bytes | None, value: bytes | None, headers: Headers = None
     ) -> ChangeEvent | None:
         """The change event, or None for a message that carries no row change (a tombstone, a
         heartbeat, transaction metadata). Raises PoisonMessage for anything undecodable.
 
-        old_key/new_key: Debezium's `__debezium.oldkey`/`__debezium.newkey` headers, set on the
-        create and the delete of a primary-key change."""
+        headers: the message's headers, or a function returning them. Only Debezium's
+        `__debezium.oldkey`/`__debezium.newkey` matter (the two halves of a primary-key change),
+        so they are read only for deletes and for creates holding an unchanged-TOAST placeholder."""
         if value is None:
             return None  # tombstone: only for Kafka's log compaction; the delete came before it
         schema, payload, raw_payload = self._split_value(origin.topic, value)
         if not schema.envelope:
             return None
-        if not isinstance(payload, dict):
+        if type(payload) is not dict:
             raise PoisonMessage("the value's payload is not a JSON object")
         op = _OPS.get(payload.get("op"))  # type: ignore[arg-type]
         if op is None:
             raise PoisonMessage(f"unknown op {payload.get('op')!r} (expected one of c, u, d, r, t)")
         source = payload.get("source")
-        if not isinstance(source, dict) or not source.get("table"):
+        if type(source) is not dict or not source.get("table"):
             raise PoisonMessage("the payload has no source block naming the table")
         key_fields, key_values = self._split_key(origin.topic, key)
         table_schema = self._table_schema(source, schema, key_fields)
@@ -90,10 +88,18 @@ class EnvelopeDecoder:
         elif op is not Op.TRUNCATE and table in self._keyed:
             raise PoisonMessage(f"missing key: {table} has a primary key, this {op.value} event has none")
         before, after = payload.get("before"), payload.get("after")
-        if op in (Op.CREATE, Op.READ, Op.UPDATE) and not isinstance(after, dict):
-            raise PoisonMessage(f"op {op.value} without an 'after' row image")
-        if op is Op.DELETE and not isinstance(before, dict):
-            raise PoisonMessage("op d without a 'before' row image")
+        old_key = None
+        moves_away = False
+        if op is Op.DELETE:
+            if type(before) is not dict:
+                raise PoisonMessage("op d without a 'before' row image")
+            moves_away = headers is not None and _header(headers, NEW_KEY_HEADER) is not None
+        elif op is not Op.TRUNCATE:
+            if type(after) is not dict:
+                raise PoisonMessage(f"op {op.value} without an 'after' row image")
+            if op is Op.CREATE and headers is not None and maybe_unavailable(raw_payload):
+                header = _header(headers, OLD_KEY_HEADER)
+                old_key = None if header is None else _moved_key(header, key_fields)
         # Positional: this runs for every message, and keyword passing costs measurably more.
         return ChangeEvent(
             op,
@@ -109,8 +115,8 @@ class EnvelopeDecoder:
             key,
             raw_payload,
             schema.prefix if raw_payload is not value else b"",
-            _moved_key(old_key, key_fields) if old_key is not None and op is not Op.DELETE else None,
-            new_key is not None and op is Op.DELETE,
+            old_key,
+            moves_away,
         )
 
     def _split_value(self, topic: str, value: bytes) -> tuple[_ValueSchema, Any, bytes]:
@@ -180,6 +186,20 @@ class EnvelopeDecoder:
         return found
 
 
+OLD_KEY_HEADER = "__debezium.oldkey"
+NEW_KEY_HEADER = "__debezium.newkey"
+# Headers as a Kafka client gives them: (name, value) pairs, or a function returning them (read lazily).
+Headers = Iterable[tuple[str, bytes | None]] | Callable[[], Iterable[tuple[str, bytes | None]] | None] | None
+
+
+def _header(headers: Headers, name: str) -> bytes | None:
+    pairs = headers() if callable(headers) else headers
+    for key, value in pairs or ():
+        if key == name:
+            return value
+    return None
+
+
 def _moved_key(header: bytes, fields: tuple[str, ...]) -> tuple[Any, ...] | None:
     """The old key named by a header, in key-field order. The header only helps keep unchanged
     TOASTed values across a key change; one that cannot be read is ignored, not poison."""
@@ -206,7 +226,7 @@ def version_of(source: dict[str, Any]) -> Version:
         if sequence.startswith('["') and sequence.endswith('"]'):
             commit, sep, change = sequence[2:-2].partition('","')
             if sep and commit.isdecimal() and change.isdecimal():
-                return Version(int(commit), int(change))
+                return _new_tuple(Version, (int(commit), int(change)))
         try:
             last_commit, lsn = orjson.loads(sequence)
             return Version(int(last_commit or 0), int(lsn or 0))

@@ -34,3 +34,15 @@ def is_unavailable(value: Any) -> bool:
     if isinstance(value, dict):
         return value == {UNAVAILABLE: UNAVAILABLE}
     return False
+
+
+# The placeholder's forms as they appear in a message's JSON text: the string ones quoted, the
+# list of byte codes by its start.
+_TEXT, _BASE64_JSON, _UUID_JSON = (b'"' + text.encode() + b'"' for text in (UNAVAILABLE, _BASE64, _UUID))
+_CODES_JSON = ("[" + ",".join(map(str, _CODES[:4]))).encode()
+
+
+def maybe_unavailable(json_text: bytes) -> bool:
+    """Whether a message's JSON (the converter's compact form) may hold a placeholder: no false
+    negatives, and a substring test is much cheaper than looking at every value."""
+    return _TEXT in json_text or _BASE64_JSON in json_text or _UUID_JSON in json_text or _CODES_JSON in json_text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from operator import itemgetter
 
 from cdc.decode.toast import PLACEHOLDER_LENGTHS as _PLACEHOLDER_LENGTHS
@@ -24,10 +23,22 @@ def staging_line(event: ChangeEvent, columns: tuple[Column, ...]) -> str:
     return StagingWriter(columns).line(event)
 
 
-def staging_text(events: Iterable[ChangeEvent], columns: tuple[Column, ...]) -> str:
+def staging_text(events: list[ChangeEvent], columns: tuple[Column, ...]) -> tuple[str, list[tuple[ChangeEvent, str]]]:
+    """The staging rows of the events, and the events that have a value their column's encoder
+    cannot read (only a forged or corrupt message has one), each with the reason."""
     writer = StagingWriter(columns)
     line = writer.line
-    return "".join([line(event) + "\n" for event in events])
+    try:
+        return "".join([line(event) + "\n" for event in events]), []
+    except Exception:  # any encoder failure: find the events, keep the others
+        good: list[str] = []
+        bad: list[tuple[ChangeEvent, str]] = []
+        for event in events:
+            try:
+                good.append(line(event) + "\n")
+            except Exception as exc:
+                bad.append((event, writer.explain(event, exc)))
+        return "".join(good), bad
 
 
 class StagingWriter:
@@ -86,6 +97,20 @@ class StagingWriter:
             NULL if unchanged is None else escape(text_array(unchanged)),
         )
         return "\t".join(fields)
+
+    def explain(self, event: ChangeEvent, error: Exception) -> str:
+        image = (event.before if event.op is Op.DELETE else event.after) or {}
+        for column, encode in zip(event.schema.columns, self._encoders, strict=False):
+            value = image.get(column.name)
+            try:
+                if value is not None:
+                    encode(value)
+            except Exception as exc:
+                return (
+                    f"column {column.name!r} of {event.table}: the value {value!r:.200} is not a valid "
+                    f"{column.pg_type} as Debezium encodes it ({type(exc).__name__}: {exc})"
+                )
+        return f"a row of {event.table} cannot be written ({type(error).__name__}: {error})"
 
 
 def text_array(items: list[str]) -> str:

@@ -158,8 +158,9 @@ class PostgresWarehouse:
     ) -> int:
         staging = self._staging_for(cur, target, schema.columns)
         cur.execute("SAVEPOINT cdc_rows")
+        rejected: list[DeadLetter] = []  # kept only if the set is applied (a split finds them again)
         try:
-            self._copy(cur, staging, schema.columns, events)
+            copied = self._copy(cur, staging, schema.columns, events, rejected)
             for event in events:
                 if event.old_key is not None:
                     self._fill_from_old_key(cur, target, staging, schema, event)
@@ -170,7 +171,8 @@ class PostgresWarehouse:
             cur.execute("ROLLBACK TO SAVEPOINT cdc_rows")
             return self._split(cur, target, schema, events, dead=dead, exc=exc)
         cur.execute("RELEASE SAVEPOINT cdc_rows")
-        return len(events)
+        dead.extend(rejected)
+        return copied
 
     def _fill_from_old_key(
         self, cur: Any, target: stmt.Target, staging: str, schema: TableSchema, event: ChangeEvent
@@ -228,9 +230,18 @@ class PostgresWarehouse:
             cur, target, schema, events[middle:], dead
         )
 
-    def _copy(self, cur: Any, staging: str, columns: tuple[Column, ...], events: list[ChangeEvent]) -> None:
-        data = io.BytesIO(staging_text(events, columns).encode())
-        cur.copy_expert(stmt.copy_into(staging, stmt.staging_columns(columns)).as_string(cur), data)
+    def _copy(
+        self, cur: Any, staging: str, columns: tuple[Column, ...], events: list[ChangeEvent], dead: list[DeadLetter]
+    ) -> int:
+        """COPY the events into staging; an event with a value that cannot be encoded is dead-lettered.
+        Returns how many rows were copied."""
+        text, rejected = staging_text(events, columns)
+        for event, reason in rejected:
+            dead.append(DeadLetter(event.origin, event.raw_key, event.raw_value, reason))
+        cur.copy_expert(
+            stmt.copy_into(staging, stmt.staging_columns(columns)).as_string(cur), io.BytesIO(text.encode())
+        )
+        return len(events) - len(rejected)
 
     def _apply_unkeyed(
         self,
@@ -249,10 +260,9 @@ class PostgresWarehouse:
         def flush_inserts() -> None:
             nonlocal applied
             if inserts:
-                self._copy(cur, staging, schema.columns, inserts)
+                applied += self._copy(cur, staging, schema.columns, inserts, dead)
                 cur.execute(stmt.insert_from_staging(target, staging, schema.columns))
                 cur.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(staging)))
-                applied += len(inserts)
                 inserts.clear()
 
         for event in events:

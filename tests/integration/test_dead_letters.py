@@ -54,12 +54,14 @@ def test_poison_messages_are_dead_lettered_and_replication_goes_on(stack: Settin
         return json.dumps(copy).encode()
 
     nul_row = dict(envelope["payload"]["after"], id=3, name="nul \u0000 byte")
+    bad_price = dict(envelope["payload"]["after"], id=5, price="not base64!")
     poison = [
         (key, b"\xff\xfe not json at all", "is not valid JSON"),
         (key, json.dumps({"payload": envelope["payload"]}).encode(), "not a Debezium JSON message with schema"),
         (key, variant(op="x"), "unknown op 'x'"),
         (None, value, "missing key"),
         (key.replace(b'"id":1', b'"id":3'), variant(after=nul_row), "the warehouse cannot store this row"),
+        (key.replace(b'"id":1', b'"id":5'), variant(after=bad_price), "column 'price' of"),
     ]
     producer = KafkaProducer(bootstrap_servers=bootstrap)
     for k, v, _ in poison:
@@ -70,11 +72,11 @@ def test_poison_messages_are_dead_lettered_and_replication_goes_on(stack: Settin
         src,
         f"INSERT INTO {s}.items VALUES (4, 'after the poison', 4.00); UPDATE {s}.items SET name = 'one' WHERE id = 1",
     )
-    wait_for_events(stack, s, "items", 9)
+    wait_for_events(stack, s, "items", 10)
     result = run_sync(stack, lane)
     assert result.returncode == 0, result.stdout + result.stderr
     letters = dead_letters(stack, lane.group)
-    assert [offset for offset, _, _ in letters] == [2, 3, 4, 5, 6]
+    assert [offset for offset, _, _ in letters] == [2, 3, 4, 5, 6, 7]
     for (_, reason, _), (_, _, expected) in zip(letters, poison, strict=True):
         assert expected in reason
     assert "invalid byte sequence" in letters[4][1] or "0x00" in letters[4][1]
@@ -90,7 +92,7 @@ def test_poison_messages_are_dead_lettered_and_replication_goes_on(stack: Settin
         text=True,
         check=False,
     )
-    assert listed.returncode == 0 and "5 dead letter(s)" in listed.stdout
+    assert listed.returncode == 0 and "6 dead letter(s)" in listed.stdout
 
 
 def test_replay_applies_letters_once_the_cause_is_fixed(stack: Settings, lane: Lane) -> None:

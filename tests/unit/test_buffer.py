@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from cdc.buffer import UNAVAILABLE, Buffer
 from cdc.events import ChangeEvent, Column, Op, Origin, TableId, TableSchema, Version
 
@@ -147,3 +149,13 @@ def test_a_key_change_with_a_changed_toasted_value_keeps_the_new_value() -> None
     buffer.add(delete)
     buffer.add(create)
     assert buffer.tables[TABLE].rows[(9,)].after == {"id": 9, "big": "new", "n": 4}
+
+
+def test_every_placeholder_form_is_found_in_the_message_text() -> None:
+    from cdc.decode.toast import _CODES, _STRINGS, UNAVAILABLE, maybe_unavailable
+
+    forms = [*_STRINGS, _CODES, [UNAVAILABLE], {UNAVAILABLE: UNAVAILABLE}]
+    for form in forms:
+        text = orjson.dumps({"after": {"id": 1, "v": form}})
+        assert maybe_unavailable(text), form
+    assert not maybe_unavailable(orjson.dumps({"after": {"id": 1, "v": "__debezium_unavailable"}}))

@@ -6,7 +6,7 @@ from typing import Any
 
 from cdc.decode.toast import UNAVAILABLE
 from cdc.events import ChangeEvent, Column, Op, Origin, TableId, TableSchema, Version
-from cdc.warehouse.copy import escape, staging_line, text_array
+from cdc.warehouse.copy import escape, staging_line, staging_text, text_array
 
 SCHEMA = TableSchema(
     TableId("s", "t"),
@@ -45,3 +45,29 @@ def test_unchanged_toast_value_is_listed_not_written() -> None:
 
 def test_text_array_quotes_every_element() -> None:
     assert text_array(['a"b', "c\\d", "e f"]) == '{"a\\"b","c\\\\d","e f"}'
+
+
+def test_a_value_its_encoder_cannot_read_rejects_only_its_row() -> None:
+    def strict_int(value: object) -> str:
+        if type(value) is not int:
+            raise TypeError(f"expected an integer, got {type(value).__name__}")
+        return str(value)
+
+    schema = TableSchema(TableId("s", "t"), (Column("id", "integer", False, False, strict_int),), ("id",))
+
+    def row(value: object) -> ChangeEvent:
+        return ChangeEvent(
+            Op.CREATE, schema.table, schema, (1,), None, {"id": value}, Version(1, 1), 1, Origin("t", 0, 0), 1
+        )
+
+    good, bad = row(1), row("x")
+    text, rejected = staging_text([good, bad, row(2)], schema.columns)
+    assert [line.split("\t")[0] for line in text.splitlines()] == ["1", "2"]
+    assert rejected == [
+        (
+            bad,
+            "column 'id' of s.t: the value 'x' is not a valid integer as Debezium encodes it "
+            "(TypeError: expected an integer, got str)",
+        )
+    ]
+    assert staging_text([good], schema.columns) == (text.splitlines(keepends=True)[0], [])
