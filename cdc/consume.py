@@ -109,10 +109,12 @@ class KafkaSource:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 max_poll_records=max_poll_records,
-                fetch_max_bytes=32 * 1024 * 1024,
-                max_partition_fetch_bytes=8 * 1024 * 1024,
-                # A whole fetch response is one network frame: allow what fetch_max_bytes asks for.
-                receive_message_max_bytes=40 * 1024 * 1024,
+                # Compressed sizes: lz4 batches of Debezium JSON inflate ~10x in memory.
+                fetch_max_bytes=4 * 1024 * 1024,
+                max_partition_fetch_bytes=1024 * 1024,
+                # A whole fetch response is one network frame: allow what fetch_max_bytes asks for
+                # (and a batch over the per-partition limit, which Kafka returns whole anyway).
+                receive_message_max_bytes=16 * 1024 * 1024,
                 # New tables get new topics: find them within seconds, not Kafka's default 5 minutes.
                 metadata_max_age_ms=5000,
                 session_timeout_ms=10_000,
