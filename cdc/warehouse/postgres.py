@@ -71,6 +71,12 @@ class PostgresWarehouse:
                 )
             # money's text form follows lc_monetary; the encoders write the C locale's.
             cur.execute("SET lc_monetary = 'C'")
+            # A flush's MERGE joins a few thousand staged rows to the target. The planner prefers a
+            # hash join, which reads the whole target every flush: a cost that grows with the table
+            # (measured: 27k -> 19k events/s while a table grew to 500k rows). An index nested loop
+            # costs per staged row, whatever the target's size.
+            cur.execute("SET enable_hashjoin = off")
+            cur.execute("SET enable_mergejoin = off")
             cur.execute(sql_file("warehouse_bootstrap.sql"))
             cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self._schema)))
         self._conn.commit()
