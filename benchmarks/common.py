@@ -8,10 +8,8 @@ import json
 import os
 import platform
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,15 +60,6 @@ class Stack:
             "CDC_TOPIC_PREFIX": self.topic_prefix,
         }
         return env | extra
-
-
-def cdc_command() -> list[str]:
-    """The `cdc` console script of this Python (what users run), else `python -c` on its entry."""
-    script = Path(sys.executable).parent / "cdc"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("cdc")
-    return [found] if found else [sys.executable, "-c", "from cdc.cli import main; main()"]
 
 
 # -- processes -------------------------------------------------------------------------------------

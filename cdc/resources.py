@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
 
 from cdc.errors import ConfigError
@@ -21,3 +23,13 @@ def repo_file(*parts: str) -> Path:
 
 def sql_file(name: str) -> str:
     return repo_file("sql", name).read_text()
+
+
+def cdc_command() -> list[str]:
+    """How to run this very cdc in a subprocess: the console script beside this Python (the
+    virtualenv's), not whichever `cdc` comes first on PATH."""
+    script = Path(sys.executable).parent / "cdc"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("cdc")
+    return [found] if found else [sys.executable, "-c", "from cdc.cli import main; main()"]

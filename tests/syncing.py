@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg2
 
+from cdc.resources import cdc_command
 from cdc.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,7 +50,7 @@ def sync_env(stack: Settings, lane: Lane, **extra: str) -> dict[str, str]:
 
 
 def sync_command(lane: Lane, *args: str) -> list[str]:
-    return ["cdc", "sync", "--table", f"{lane.source_schema}.*", *args]
+    return [*cdc_command(), "sync", "--table", f"{lane.source_schema}.*", *args]
 
 
 def run_sync(

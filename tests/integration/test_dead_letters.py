@@ -11,6 +11,7 @@ import pytest
 from kafka import KafkaProducer
 
 from cdc import connector
+from cdc.resources import cdc_command
 from cdc.settings import Settings
 from tests.compare import assert_same_rows
 from tests.db import execute
@@ -85,7 +86,7 @@ def test_poison_messages_are_dead_lettered_and_replication_goes_on(stack: Settin
     )  # ids 1, 2, 4: replication went on
 
     listed = subprocess.run(
-        ["cdc", "dlq", "list", "--group", lane.group],
+        [*cdc_command(), "dlq", "list", "--group", lane.group],
         env=sync_env(stack, lane),
         cwd=REPO,
         capture_output=True,
@@ -121,7 +122,7 @@ def test_replay_applies_letters_once_the_cause_is_fixed(stack: Settings, lane: L
     letters = dead_letters(stack, lane.group)
     assert len(letters) == 2 and all("cheap" in reason for _, reason, _ in letters)
 
-    replay_cmd = ["cdc", "dlq", "replay", "--group", lane.group]
+    replay_cmd = [*cdc_command(), "dlq", "replay", "--group", lane.group]
     failing = subprocess.run(
         replay_cmd, env=sync_env(stack, lane), cwd=REPO, capture_output=True, text=True, check=False
     )

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from cdc.resources import cdc_command
+
 pytestmark = pytest.mark.stack
 
 PORTS = {
@@ -26,7 +28,7 @@ def cdc(stack_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env |= {key: str(port) for key, port in PORTS.items()}
     env["CDC_STACK_DIR"] = str(stack_dir)
     env["COLUMNS"] = "200"
-    return subprocess.run(["cdc", *args], env=env, capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run([*cdc_command(), *args], env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
 def listening(port: int) -> bool:
