@@ -11,6 +11,8 @@ import re
 import signal
 import subprocess
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -226,6 +228,32 @@ def other_topic_messages(bootstrap: str, prefix: str, exclude: str, tables: tupl
 
 
 # -- warehouse -----------------------------------------------------------------------------------------
+def confluent_batches(bootstrap: str, topic: str, end: int) -> Iterator[list[Any]]:
+    """The messages of partition 0 of a topic, from offset 0 to `end`, in the batches librdkafka
+    hands over, read as cdc's confluent backend reads (its fetch settings and take_available)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from cdc.consume_confluent import FETCH_SETTINGS, take_available
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-read-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            **FETCH_SETTINGS,
+        }
+    )
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    read = 0
+    try:
+        while read < end:
+            messages = take_available(consumer, 1.0, 10_000)
+            read += len(messages)
+            yield messages
+    finally:
+        consumer.close()
+
+
 def warehouse_conn(stack: Stack, wait: float = 60) -> Any:
     """An autocommit connection; waits up to `wait` s for a warehouse being restarted."""
     deadline = time.monotonic() + wait

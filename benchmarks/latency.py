@@ -42,6 +42,7 @@ import psycopg2
 
 from benchmarks import common as c
 from benchmarks.events import CHANNELS, STATUSES, WORDS, orders_ddl
+from cdc.resources import cdc_command
 
 EPOCH = datetime(1970, 1, 1)
 
@@ -349,7 +350,7 @@ def measure(stack: c.Stack, args: argparse.Namespace) -> dict[str, Any]:  # noqa
         if args.flush_interval_ms is not None:
             settings["CDC_FLUSH_INTERVAL_MS"] = str(args.flush_interval_ms)
         env = stack.sync_env(**settings)
-        command = [*c.cdc_command(), "sync", "--table", f"{schema}.orders", "--progress-every", "5"]
+        command = [*cdc_command(), "sync", "--table", f"{schema}.orders", "--progress-every", "5"]
         with log_path.open("wb") as log:
             proc = subprocess.Popen(command, env=env, cwd=c.REPO, stdout=log, stderr=subprocess.STDOUT)
         result["sync_command"] = " ".join(command[1:])

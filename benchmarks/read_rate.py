@@ -12,23 +12,17 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-import uuid
 from collections.abc import Callable
 
 from benchmarks import common as c
-from cdc.consume import Record
+from cdc.consume import FETCH_SETTINGS, Record
 
 
 def kafka_python(bootstrap: str, topic: str, end: int) -> int:
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        max_poll_records=10_000,
-        fetch_max_bytes=4 * 1024 * 1024,
-        max_partition_fetch_bytes=1024 * 1024,
-        receive_message_max_bytes=16 * 1024 * 1024,
+        bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=10_000, **FETCH_SETTINGS
     )
     consumer.assign([TopicPartition(topic, 0)])
     consumer.seek(TopicPartition(topic, 0), 0)
@@ -42,34 +36,14 @@ def kafka_python(bootstrap: str, topic: str, end: int) -> int:
 
 
 def confluent(bootstrap: str, topic: str, end: int) -> int:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"read-rate-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "queued.max.messages.kbytes": 8 * 1024,
-            "fetch.queue.backoff.ms": 10,
-            "fetch.max.bytes": 4 * 1024 * 1024,
-            "max.partition.fetch.bytes": 1024 * 1024,
-            "fetch.wait.max.ms": 100,
-        }
-    )
-    consumer.assign([TopicPartition(topic, 0, 0)])
     read = 0
-    while read < end:
-        first = consumer.poll(1.0)
-        if first is None:
-            continue
-        messages = [first, *consumer.consume(9_999, 0)]
+    for messages in c.confluent_batches(bootstrap, topic, end):
         batch = [
-            Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.headers)  # type: ignore[arg-type]
+            Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.headers)
             for m in messages
             if m.error() is None
         ]
         read += len(batch)
-    consumer.close()
     return read
 
 

@@ -13,9 +13,6 @@ from __future__ import annotations
 import argparse
 import io
 import time
-import uuid
-
-from confluent_kafka import Consumer, TopicPartition
 
 from benchmarks import common as c
 
@@ -47,36 +44,17 @@ ON CONFLICT (id) DO NOTHING
 
 
 def read_payloads(bootstrap: str, topic: str, end: int) -> tuple[list[bytes], float]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"probe-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "queued.max.messages.kbytes": 8 * 1024,
-            "fetch.queue.backoff.ms": 10,
-            "fetch.max.bytes": 4 * 1024 * 1024,
-            "max.partition.fetch.bytes": 1024 * 1024,
-            "fetch.wait.max.ms": 100,
-        }
-    )
-    consumer.assign([TopicPartition(topic, 0, 0)])
-    read, prefix, lines = 0, b"", []
+    prefix, lines = b"", []
     started = time.perf_counter()
-    while read < end:
-        first = consumer.poll(1.0)
-        if first is None:
-            continue
-        for message in [first, *consumer.consume(9_999, 0)]:
-            read += 1
+    for messages in c.confluent_batches(bootstrap, topic, end):
+        for message in messages:
             value = message.value()
             if value is None:
                 continue  # tombstone
             if not prefix or not value.startswith(prefix):
                 prefix = value[: value.index(b',"payload":') + len(b',"payload":')]
             lines.append(value[len(prefix) : -1].replace(b"\\", b"\\\\"))  # COPY text escaping
-    elapsed = time.perf_counter() - started
-    consumer.close()
-    return lines, elapsed
+    return lines, time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> int:

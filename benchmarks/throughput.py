@@ -22,6 +22,7 @@ from typing import Any
 
 from benchmarks import common as c
 from benchmarks.events import COLUMNS, OrdersStream, check_sql, column_digests, expected_after
+from cdc.resources import cdc_command
 
 CONSUMERS = ("cdc", "cdc-confluent", "jdbc", "naive")
 DEFAULT_CONSUMERS = "cdc,cdc-confluent,jdbc,naive"
@@ -132,7 +133,7 @@ def run_cdc(  # noqa: PLR0915
     cleanup_conn = c.warehouse_conn(stack)
     cleanup_conn.cursor().execute("DELETE FROM cdc.table_map WHERE source_schema = %s", (f"bench_{run}",))
     cleanup_conn.close()
-    command = [*c.cdc_command(), "sync", "--table", f"bench_{run}.orders", "--until-idle", str(args.until_idle)]
+    command = [*cdc_command(), "sync", "--table", f"bench_{run}.orders", "--until-idle", str(args.until_idle)]
     command += ["--progress-every", "5"]
     profile_path = None
     if args.profile:

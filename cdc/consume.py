@@ -17,11 +17,11 @@ from kafka.errors import KafkaError
 
 from cdc.decode.envelope import Headers
 from cdc.errors import TransientError
+from cdc.events import new_tuple
 
 log = logging.getLogger(__name__)
 
 Partition = tuple[str, int]
-_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (per message)
 
 
 class Record(NamedTuple):
@@ -50,6 +50,16 @@ def change_topics(prefix: str, tables: tuple[str, ...] = ()) -> str:
 def topic_safe(name: str) -> str:
     """A name (or glob) as it appears in a Debezium topic: [A-Za-z0-9._-] kept, the rest '_'."""
     return "".join(ch if ch.isascii() and (ch.isalnum() or ch in "._-*?[]") else "_" for ch in name)
+
+
+# Fetch sizes count compressed bytes: lz4 batches of Debezium JSON inflate ~10x in memory. A whole
+# fetch response is one network frame: the receive limit allows what fetch_max_bytes asks for (and
+# a batch over the per-partition limit, which Kafka returns whole anyway).
+FETCH_SETTINGS: dict[str, int] = {
+    "fetch_max_bytes": 4 * 1024 * 1024,
+    "max_partition_fetch_bytes": 1024 * 1024,
+    "receive_message_max_bytes": 16 * 1024 * 1024,
+}
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -109,12 +119,7 @@ class KafkaSource:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 max_poll_records=max_poll_records,
-                # Compressed sizes: lz4 batches of Debezium JSON inflate ~10x in memory.
-                fetch_max_bytes=4 * 1024 * 1024,
-                max_partition_fetch_bytes=1024 * 1024,
-                # A whole fetch response is one network frame: allow what fetch_max_bytes asks for
-                # (and a batch over the per-partition limit, which Kafka returns whole anyway).
-                receive_message_max_bytes=16 * 1024 * 1024,
+                **FETCH_SETTINGS,
                 # New tables get new topics: find them within seconds, not Kafka's default 5 minutes.
                 metadata_max_age_ms=5000,
                 session_timeout_ms=10_000,
@@ -133,7 +138,7 @@ class KafkaSource:
     def poll(self, timeout_ms: int) -> list[Record]:
         batches = self._consumer.poll(timeout_ms=timeout_ms)
         return [
-            _new_tuple(Record, (r.topic, r.partition, r.offset, r.key, r.value, r.headers))
+            new_tuple(Record, (r.topic, r.partition, r.offset, r.key, r.value, r.headers))
             for records in batches.values()
             for r in records
         ]

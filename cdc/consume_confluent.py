@@ -20,13 +20,43 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from cdc.consume import Partition, Record
 from cdc.errors import TransientError
+from cdc.events import new_tuple
 
 log = logging.getLogger(__name__)
-_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (per message)
+
+
+# How much librdkafka fetches and keeps ahead. Sizes count compressed bytes (lz4 batches of
+# Debezium JSON inflate ~10x): 8 MiB ahead, refilled as soon as it drains. librdkafka's default
+# fetch.queue.backoff.ms (1 s) stalls fetching whenever the queue is full, which measured at half
+# of the drain time.
+FETCH_SETTINGS: dict[str, int] = {
+    "queued.max.messages.kbytes": 8 * 1024,
+    "fetch.queue.backoff.ms": 10,
+    "fetch.max.bytes": 4 * 1024 * 1024,
+    "max.partition.fetch.bytes": 1024 * 1024,
+    "fetch.wait.max.ms": 100,
+}
+
+
+def take_available(consumer: Consumer, timeout: float, most: int) -> list[Message]:
+    """Wait up to `timeout` s for one message, then take what is already fetched, up to `most`:
+    consume(n, t) alone would wait for all n (or the timeout) and add latency at low rates."""
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    return [first, *consumer.consume(most - 1, 0)]
 
 
 class ConfluentSource:
@@ -64,14 +94,7 @@ class ConfluentSource:
                 "partition.assignment.strategy": "roundrobin",
                 "session.timeout.ms": 10_000,
                 "heartbeat.interval.ms": 3000,
-                # Prefetch at most 16 MiB (memory), and refill it as soon as it drains: with
-                # librdkafka's default fetch.queue.backoff.ms (1 s) a full queue stalls fetching
-                # for a second, which measured at half of the drain time.
-                "queued.max.messages.kbytes": 8 * 1024,
-                "fetch.queue.backoff.ms": 10,
-                "fetch.max.bytes": 4 * 1024 * 1024,
-                "max.partition.fetch.bytes": 1024 * 1024,
-                "fetch.wait.max.ms": 100,
+                **FETCH_SETTINGS,
                 "error_cb": _log_error,
                 "logger": logging.getLogger("cdc.librdkafka"),
             }
@@ -124,20 +147,14 @@ class ConfluentSource:
         if not self._topics:
             time.sleep(timeout_ms / 1000)
             return []
-        # Block for the first message only, then take what is already fetched: consume(n, t)
-        # would wait for all n (or the timeout) and add latency at low rates.
-        first = self._consumer.poll(timeout_ms / 1000)
-        if first is None:
-            return []
-        messages = [first, *self._consumer.consume(self._max - 1, 0)]
         records = []
-        for m in messages:
+        for m in take_available(self._consumer, timeout_ms / 1000, self._max):
             error = m.error()
             if error is not None:
                 _log_error(error)
                 continue
             # topic, partition and offset are set on every fetched (non-error) message
-            records.append(_new_tuple(Record, (m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.headers)))
+            records.append(new_tuple(Record, (m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.headers)))
         return records
 
     def seek(self, partition: Partition, offset: int) -> None:

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+# Builds a NamedTuple from a tuple of its fields without the Python-level __new__ NamedTuple
+# generates: Version, Origin and Record are made for every message.
+new_tuple = tuple.__new__
+
 
 class Op(StrEnum):
     CREATE = "c"

@@ -37,12 +37,11 @@ from cdc.buffer import Buffer
 from cdc.consume import Partition, Record, topic_safe
 from cdc.decode.envelope import EnvelopeDecoder, PoisonMessage
 from cdc.errors import TransientError
-from cdc.events import Origin, TableId
+from cdc.events import Origin, TableId, new_tuple
 from cdc.warehouse import DeadLetter, Flush, Warehouse
 
 log = logging.getLogger("cdc.sync")
 
-_new_tuple = tuple.__new__
 _KEY_CHANGE_GRACE = 2.0  # seconds a flush may wait for the second half of a primary-key change
 
 
@@ -157,7 +156,7 @@ class Sync:
                 continue  # fetched before the warehouse positioned it: it will be read again
             self._positions[partition] = record.offset + 1
             self.stats.events += 1
-            origin = _new_tuple(Origin, record[:3])  # (topic, partition, offset), without NamedTuple's __new__
+            origin = new_tuple(Origin, record[:3])  # (topic, partition, offset), without NamedTuple's __new__
             try:
                 event = self._decoder.decode(origin, record.key, record.value, record.headers)
             except PoisonMessage as exc:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg2
+from psycopg2 import sql
 
 
 def execute(url: str, statement: str) -> None:
@@ -11,5 +14,16 @@ def execute(url: str, statement: str) -> None:
     try:
         with conn.cursor() as cur:
             cur.execute(statement)
+    finally:
+        conn.close()
+
+
+def query(url: str, statement: str | sql.Composable, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """All rows of one query, on a connection of its own."""
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall()
     finally:
         conn.close()

@@ -17,9 +17,8 @@ import orjson
 from cdc.decode.toast import maybe_unavailable
 from cdc.decode.types import field_type
 from cdc.errors import CdcError
-from cdc.events import ZERO, ChangeEvent, Column, Op, Origin, TableId, TableSchema, Version
+from cdc.events import ZERO, ChangeEvent, Column, Op, Origin, TableId, TableSchema, Version, new_tuple
 
-_new_tuple = tuple.__new__  # builds a NamedTuple without the Python-level __new__ (hot path)
 _SCHEMA_START = b'{"schema":'
 _PAYLOAD_MARK = b',"payload":'
 _OPS = {op.value: op for op in Op}
@@ -226,7 +225,7 @@ def version_of(source: dict[str, Any]) -> Version:
         if sequence.startswith('["') and sequence.endswith('"]'):
             commit, sep, change = sequence[2:-2].partition('","')
             if sep and commit.isdecimal() and change.isdecimal():
-                return _new_tuple(Version, (int(commit), int(change)))
+                return new_tuple(Version, (int(commit), int(change)))
         try:
             last_commit, lsn = orjson.loads(sequence)
             return Version(int(last_commit or 0), int(lsn or 0))

@@ -190,7 +190,7 @@ class PostgresWarehouse:
         unchanged = [c.name for c in schema.columns if c.varlena and is_unavailable(after.get(c.name))]
         if not unchanged or event.key is None or event.old_key is None:
             return
-        key = [c for name in schema.key for c in schema.columns if c.name == name]
+        key = [c for c in map(schema.column, schema.key) if c is not None]
         params = [c.encode(v) for c, v in zip(key, event.key, strict=True)]
         params += [c.encode(v) for c, v in zip(key, event.old_key, strict=True)]
         cur.execute(stmt.fill_from_old_key(target, staging, key, unchanged), params)

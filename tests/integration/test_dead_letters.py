@@ -14,7 +14,7 @@ from cdc import connector
 from cdc.resources import cdc_command
 from cdc.settings import Settings
 from tests.compare import assert_same_rows
-from tests.db import execute
+from tests.db import execute, query
 from tests.kafka_reader import read_topic, settled
 from tests.syncing import REPO, Lane, run_sync, sync_env, target_of, wait_for_events
 
@@ -22,17 +22,12 @@ pytestmark = pytest.mark.stack
 
 
 def dead_letters(stack: Settings, group: str) -> list[tuple[int, str, bool]]:
-    conn = psycopg2.connect(stack.require_warehouse_url())
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT kafka_offset, reason, replayed_at IS NOT NULL FROM cdc.dead_letter "
-                "WHERE consumer_group = %s ORDER BY kafka_offset",
-                (group,),
-            )
-            return cur.fetchall()
-    finally:
-        conn.close()
+    return query(
+        stack.require_warehouse_url(),
+        "SELECT kafka_offset, reason, replayed_at IS NOT NULL FROM cdc.dead_letter "
+        "WHERE consumer_group = %s ORDER BY kafka_offset",
+        (group,),
+    )
 
 
 @pytest.mark.both_clients

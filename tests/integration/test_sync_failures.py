@@ -26,7 +26,7 @@ from cdc import capture, connector
 from cdc.settings import Settings
 from cdc.stack.control import restart_postgres
 from tests.compare import assert_same_rows
-from tests.db import execute
+from tests.db import execute, query
 from tests.syncing import Lane, run_sync, start_sync, target_of, wait_for_events
 from tests.workloads import TABLES, Workload, create_tables
 
@@ -160,18 +160,12 @@ def assignments(text: str) -> list[int]:
 
 def stored_offsets(stack: Settings, lane: Lane) -> int:
     """The sum of the next offsets the warehouse holds for the lane's topics."""
-    conn = psycopg2.connect(stack.require_warehouse_url())
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT coalesce(sum(next_offset), 0) FROM cdc.kafka_offsets "
-                "WHERE consumer_group = %s AND topic LIKE %s",
-                (lane.group, f"{stack.topic_prefix}.{lane.source_schema}.%"),
-            )
-            row = cur.fetchone()
-    finally:
-        conn.close()
-    return int(row[0]) if row else 0
+    rows = query(
+        stack.require_warehouse_url(),
+        "SELECT coalesce(sum(next_offset), 0) FROM cdc.kafka_offsets WHERE consumer_group = %s AND topic LIKE %s",
+        (lane.group, f"{stack.topic_prefix}.{lane.source_schema}.%"),
+    )
+    return int(rows[0][0])
 
 
 def stop_and_wait(proc: subprocess.Popen[bytes], sig: signal.Signals, log: Path, timeout: float = 30) -> int:
@@ -209,17 +203,12 @@ def member_shares(stack: Settings, group: str) -> list[int] | None:
 
 def in_transaction(stack: Settings, application: str) -> bool:
     """Whether the sync process connected as `application` has a warehouse transaction open (a flush)."""
-    conn = psycopg2.connect(stack.require_warehouse_url())
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND xact_start IS NOT NULL",
-                (application,),
-            )
-            row = cur.fetchone()
-    finally:
-        conn.close()
-    return bool(row and row[0])
+    rows = query(
+        stack.require_warehouse_url(),
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND xact_start IS NOT NULL",
+        (application,),
+    )
+    return bool(rows[0][0])
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, every: float = 0.1) -> None:
@@ -453,13 +442,7 @@ def test_primary_key_change_keeps_an_unchanged_toasted_value(stack: Settings, la
 
 
 def _body_lengths(url: str, target: tuple[str, str]) -> dict[int, int | None]:
-    conn = psycopg2.connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("SELECT id, length(body) FROM {}.{}").format(*map(sql.Identifier, target)))
-            return dict(cur.fetchall())
-    finally:
-        conn.close()
+    return dict(query(url, sql.SQL("SELECT id, length(body) FROM {}.{}").format(*map(sql.Identifier, target))))
 
 
 def test_a_fetch_over_one_megabyte_is_no_error(stack: Settings, lane: Lane) -> None:
