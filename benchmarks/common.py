@@ -208,7 +208,7 @@ def other_topic_messages(bootstrap: str, prefix: str, exclude: str, tables: tupl
     so reads from their beginning), by cdc's own topic pattern."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from cdc.consume import change_topics
+    from cdc.sync.consume import change_topics
 
     try:
         pattern = re.compile(change_topics(prefix, tables))  # type: ignore[call-arg]
@@ -233,7 +233,7 @@ def confluent_batches(bootstrap: str, topic: str, end: int) -> Iterator[list[Any
     hands over, read as cdc's confluent backend reads (its fetch settings and take_available)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from cdc.consume_confluent import FETCH_SETTINGS, take_available
+    from cdc.sync.consume_confluent import FETCH_SETTINGS, take_available
 
     consumer = Consumer(
         {

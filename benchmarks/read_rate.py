@@ -3,7 +3,7 @@ them: the ceiling the consumer backend puts on `cdc sync`.
 
     python -m benchmarks.read_rate --topic cdc.bench_<run>.orders   # e.g. a topic kept with --keep
 
-Both clients are configured as cdc/consume.py and cdc/consume_confluent.py configure them, read
+Both clients are configured as cdc/sync/consume.py and cdc/sync/consume_confluent.py configure them, read
 the whole topic from offset 0 into cdc's Record tuples, and report messages/s and their own CPU.
 """
 
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from benchmarks import common as c
-from cdc.consume import FETCH_SETTINGS, Record
+from cdc.sync.consume import FETCH_SETTINGS, Record
 
 
 def kafka_python(bootstrap: str, topic: str, end: int) -> int:

@@ -230,7 +230,7 @@ def run_jdbc(  # noqa: PLR0915
         "connection.restart.on.errors": "true",
         # batch.size only helps if a poll hands the sink that many records (Debezium's docs):
         "consumer.override.max.poll.records": str(args.jdbc_batch_size),
-        # larger fetches than cdc's own (4 MiB / 1 MiB, cdc/consume.py): the sink is never starved
+        # larger fetches than cdc's own (4 MiB / 1 MiB, cdc/sync/consume.py): the sink is never starved
         "consumer.override.fetch.max.bytes": str(32 * 1024 * 1024),
         "consumer.override.max.partition.fetch.bytes": str(8 * 1024 * 1024),
         "consumer.override.auto.offset.reset": "earliest",
@@ -620,8 +620,8 @@ def profile_areas(path: Path) -> list[tuple[str, float, float]]:
 
 
 PHASES = (
-    ("cdc/sync.py", "run", "the sync loop, all of it"),
-    ("cdc/consume.py", "poll", "  Kafka: KafkaSource.poll (kafka-python fetch + record parsing)"),
+    ("cdc/sync/loop.py", "run", "the sync loop, all of it"),
+    ("cdc/sync/consume.py", "poll", "  Kafka: KafkaSource.poll (kafka-python fetch + record parsing)"),
     ("cdc/decode/envelope.py", "decode", "  decode: EnvelopeDecoder.decode"),
     ("cdc/buffer.py", "add", "  buffer: Buffer.add (compaction by key)"),
     ("cdc/warehouse/postgres.py", "apply", "  flush: PostgresWarehouse.apply"),

@@ -211,8 +211,8 @@ def sync(
 ) -> None:
     """Apply the change events from Kafka to the warehouse, continuously, exactly once in effect."""
     from cdc import logs
-    from cdc.consume import KafkaSource, change_topics
-    from cdc.sync import Sync, SyncOptions, stop_on_signals
+    from cdc.sync.consume import KafkaSource, change_topics
+    from cdc.sync.loop import Sync, SyncOptions, stop_on_signals
     from cdc.warehouse.postgres import PostgresWarehouse
 
     settings = load_settings()
@@ -238,7 +238,7 @@ def sync(
     source_class: Any = KafkaSource
     if settings.kafka_client == "confluent":
         try:
-            from cdc.consume_confluent import ConfluentSource
+            from cdc.sync.consume_confluent import ConfluentSource
         except ImportError as exc:
             raise CdcError(
                 f"CDC_KAFKA_CLIENT=confluent, but confluent-kafka cannot be imported ({exc}).",

@@ -110,7 +110,7 @@ def test_unknown_op_and_missing_key_are_poison() -> None:
 def test_change_topics_pattern() -> None:
     import re
 
-    from cdc.consume import change_topics
+    from cdc.sync.consume import change_topics
 
     every = re.compile(change_topics("cdc"))
     assert every.match("cdc.shop.orders") and every.match("cdc.fx.Mixed_Case__Quoted___")

@@ -34,10 +34,10 @@ from tenacity import (
 )
 
 from cdc.buffer import Buffer
-from cdc.consume import Partition, Record, topic_safe
 from cdc.decode.envelope import EnvelopeDecoder, PoisonMessage
 from cdc.errors import TransientError
 from cdc.events import Origin, TableId, new_tuple
+from cdc.sync.consume import Partition, Record, topic_safe
 from cdc.warehouse import DeadLetter, Flush, Warehouse
 
 log = logging.getLogger("cdc.sync")

@@ -1,4 +1,4 @@
-"""The same consumer-group member as cdc.consume.KafkaSource, on confluent-kafka (librdkafka).
+"""The same consumer-group member as cdc.sync.consume.KafkaSource, on confluent-kafka (librdkafka).
 
 kafka-python decodes every record batch in Python; on large Debezium messages that is a third of
 `cdc sync`'s time (see benchmarks/README.md). librdkafka fetches, decompresses and splits batches
@@ -30,9 +30,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from cdc.consume import Partition, Record
 from cdc.errors import TransientError
 from cdc.events import new_tuple
+from cdc.sync.consume import Partition, Record
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class ConfluentSource:
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
-                # Every change topic has one partition: see cdc.consume._RoundRobin. The protocol
+                # Every change topic has one partition: see cdc.sync.consume._RoundRobin. The protocol
                 # name is the same as kafka-python's, so members of either client share a group.
                 "partition.assignment.strategy": "roundrobin",
                 "session.timeout.ms": 10_000,
@@ -141,7 +141,7 @@ class ConfluentSource:
         consumer.assign([TopicPartition(t, p, self._pending.get((t, p), OFFSET_INVALID)) for t, p in assigned])
         self._pending = {}
 
-    # -- the Source interface (cdc.sync.Source) ----------------------------------------------
+    # -- the Source interface (cdc.sync.loop.Source) ----------------------------------------------
     def poll(self, timeout_ms: int) -> list[Record]:
         self._update_subscription()
         if not self._topics:
