@@ -198,6 +198,7 @@ def demo_run(
 @app.command()
 @reports_errors
 def sync(
+    *,
     table: Annotated[
         list[str] | None, typer.Option("--table", help="Only this source table (schema.table, globs ok); repeatable.")
     ] = None,
@@ -208,6 +209,13 @@ def sync(
     ] = None,
     log_format: Annotated[str | None, typer.Option(help="text or json (default CDC_LOG_FORMAT).")] = None,
     progress_every: Annotated[float, typer.Option(help="Seconds between progress lines.")] = 10.0,
+    stall_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="Exit 1 when lag stays above zero while nothing is read this long (default CDC_STALL_SECONDS, 60).",
+            min=1,
+        ),
+    ] = None,
 ) -> None:
     """Apply the change events from Kafka to the warehouse, continuously, exactly once in effect."""
     from cdc import logs
@@ -227,6 +235,7 @@ def sync(
         until_idle=until_idle,
         progress_every=progress_every,
         retry_max_seconds=settings.retry_max_seconds,
+        stall_seconds=stall_seconds or settings.stall_seconds,
     )
     warehouse = PostgresWarehouse(
         settings.require_warehouse_url(),

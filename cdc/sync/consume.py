@@ -100,6 +100,28 @@ class _RoundRobin(RoundRobinPartitionAssignor):  # type: ignore[misc]
         }
 
 
+def _finish_every_rebalance(consumer: KafkaConsumer) -> None:
+    """Make kafka-python finish every rebalance it starts.
+
+    kafka-python 2.3 rejoins the group when its pattern subscription (or, on the leader, the
+    topics' metadata) changes, and tells so by comparing the subscription with the one it last
+    joined with. It records the new one when it *sends* the JoinGroup request. If the poll's
+    timeout runs out before the answer (the revoke callback flushes to the warehouse, which takes
+    longer than a 100 ms poll), the next poll sees nothing to rejoin for and never completes the
+    join: the partitions were revoked, the group moved on to a new generation, but the member
+    keeps its old assignment, never calls on_partitions_assigned, and never reads the new topics.
+    That is the "stall when topics appear" of issue 7 (reproduced in
+    tests/integration/test_new_topics.py). The Java client avoids it by also rejoining while a
+    join is pending or prepared (`rejoinNeededOrPending`); so does this."""
+    coordinator = consumer._coordinator
+    needs_rejoin = coordinator.need_rejoin
+
+    def need_rejoin_or_pending() -> bool:
+        return bool(needs_rejoin() or coordinator.rejoining or coordinator.join_future is not None)
+
+    coordinator.need_rejoin = need_rejoin_or_pending
+
+
 class KafkaSource:
     def __init__(
         self,
@@ -133,6 +155,7 @@ class KafkaSource:
                 f"cannot reach Kafka at {bootstrap} ({exc.__class__.__name__}).",
                 "check CDC_KAFKA_BOOTSTRAP_SERVERS and that the broker is up",
             ) from exc
+        _finish_every_rebalance(self._consumer)
         self._consumer.subscribe(pattern=topics_pattern, listener=_Listener(on_revoked, on_assigned))
 
     def poll(self, timeout_ms: int) -> list[Record]:
@@ -153,18 +176,17 @@ class KafkaSource:
     def assignment(self) -> list[Partition]:
         return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())
 
-    def lag(self, positions: dict[Partition, int]) -> int | None:
-        """Messages behind the end of the assigned partitions (None if Kafka did not answer)."""
-        assigned = [TopicPartition(*p) for p in self.assignment()]
-        if not assigned:
-            # Nothing assigned while matching topics exist: the group has not handed us our
-            # partitions yet (e.g. a crashed member's session has not expired), so lag is unknown.
-            return None if self._consumer.subscription() else 0
+    def end_offsets(self, partitions: list[Partition]) -> dict[Partition, int] | None:
+        """The offset after the last message of each partition (None if Kafka did not answer)."""
         try:
-            ends = self._consumer.end_offsets(assigned)
+            ends = self._consumer.end_offsets([TopicPartition(*p) for p in partitions])
         except KafkaError:
             return None
-        return sum(max(0, int(end) - positions.get((tp.topic, tp.partition), 0)) for tp, end in ends.items())
+        return {(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
+
+    def has_topics(self) -> bool:
+        """Whether any topic matches the subscription (so an empty assignment is not idleness)."""
+        return bool(self._consumer.subscription())
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)

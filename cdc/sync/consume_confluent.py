@@ -183,19 +183,20 @@ class ConfluentSource:
             return list(self._assigning)
         return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())
 
-    def lag(self, positions: dict[Partition, int]) -> int | None:
-        """Messages behind the end of the assigned partitions (None if Kafka did not answer)."""
-        assigned = self.assignment()
-        if not assigned:
-            return None if self._topics else 0
-        behind = 0
-        for topic, partition in assigned:
+    def end_offsets(self, partitions: list[Partition]) -> dict[Partition, int] | None:
+        """The offset after the last message of each partition (None if Kafka did not answer)."""
+        ends = {}
+        for topic, partition in partitions:
             try:
                 _low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
             except KafkaException:
                 return None
-            behind += max(0, high - positions.get((topic, partition), 0))
-        return behind
+            ends[(topic, partition)] = high
+        return ends
+
+    def has_topics(self) -> bool:
+        """Whether any topic matches the subscription (so an empty assignment is not idleness)."""
+        return bool(self._topics)
 
     def close(self) -> None:
         self._consumer.close()

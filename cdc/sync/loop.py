@@ -8,6 +8,11 @@ Flushes are pipelined: one flush at a time runs on a worker thread (psycopg2 rel
 PostgreSQL works) while the loop reads and decodes the next batch. Flushes still commit strictly
 one after the other, each waits for the one before, and once one fails for good nothing after it
 is flushed, so stored offsets never pass data that was not stored.
+
+Where each partition stands lives in one Positions object, shared by the rebalance callbacks and
+the loop; a record of a partition whose position is not known is never dropped while the
+consumer moves on (see cdc/sync/positions.py). A stall detector (cdc/sync/stall.py) stops the
+loop with an error when lag stays above zero and nothing is read.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from cdc.decode.envelope import EnvelopeDecoder, PoisonMessage
 from cdc.errors import TransientError
 from cdc.events import Origin, TableId, new_tuple
 from cdc.sync.consume import Partition, Record, topic_safe
+from cdc.sync.positions import Positions
+from cdc.sync.stall import StallDetector, StallError
 from cdc.warehouse import DeadLetter, Flush, Warehouse
 
 log = logging.getLogger("cdc.sync")
@@ -50,7 +57,8 @@ class Source(Protocol):
     def seek(self, partition: Partition, offset: int) -> None: ...
     def seek_to_beginning(self, partitions: list[Partition]) -> None: ...
     def assignment(self) -> list[Partition]: ...
-    def lag(self, positions: dict[Partition, int]) -> int | None: ...
+    def end_offsets(self, partitions: list[Partition]) -> dict[Partition, int] | None: ...
+    def has_topics(self) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -67,6 +75,7 @@ class SyncOptions:
     until_idle: float | None = None
     progress_every: float = 10.0
     retry_max_seconds: float = 0  # 0 = retry transient failures until stopped
+    stall_seconds: float = 60.0  # lag above zero and nothing read for this long: stop with an error
 
 
 @dataclass
@@ -86,9 +95,9 @@ class Sync:
         self._decoder = EnvelopeDecoder()
         self._buffer = Buffer()
         self._dead: list[DeadLetter] = []
-        self._positions: dict[Partition, int] = {}  # next offset to read, per assigned partition
-        self._stored: dict[Partition, int] = {}  # what the warehouse holds
-        self._unseeded: list[Partition] = []  # assigned, but not yet positioned from the warehouse
+        self._positions = Positions()
+        self._announce = False  # an assignment arrived: say so once its partitions are positioned
+        self._stall = StallDetector(options.stall_seconds)
         self._stop = threading.Event()
         self._first_buffered: float | None = None
         self._flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdc-flush")
@@ -102,38 +111,48 @@ class Sync:
         self._stop.set()
 
     def run(self) -> SyncStats:
-        last_record = time.monotonic()
-        last_progress = time.monotonic()
-        last_events = 0
         try:
-            while not self._stop.is_set():
-                self._seed_unseeded()
-                records = self._source.poll(timeout_ms=100)
-                now = time.monotonic()
-                if records:
-                    last_record = now
-                    self._take(records)
-                if self._due(now):
-                    try:
-                        self._flush(wait=False)
-                    except TransientError:
-                        if not self._stop.is_set():
-                            raise
-                        break  # stopping while the warehouse fails: _final_flush says what was not stored
-                if now - last_progress >= self.options.progress_every:
-                    self._progress(now - last_progress, self.stats.events - last_events)
-                    last_progress, last_events = now, self.stats.events
-                if self.options.until_idle is not None and now - last_record >= self.options.until_idle:
-                    self._flush()
-                    if self._caught_up():
-                        log.info("idle for %.1fs and caught up: exiting", self.options.until_idle)
-                        break
-                    last_record = now  # not caught up yet: wait another idle period
-            self._final_flush()
+            self._loop()
+        except StallError:
+            self._final_flush()  # what was read is good: store it before stopping
+            raise
         finally:
             self._source.close()
             self._flusher.shutdown(wait=True)
         return self.stats
+
+    def _loop(self) -> None:
+        last_record = last_progress = last_check = time.monotonic()
+        last_events = 0
+        check_every = min(5.0, self.options.stall_seconds / 4)
+        while not self._stop.is_set():
+            self._position_waiting()
+            records = self._source.poll(timeout_ms=100)
+            now = time.monotonic()
+            self._stall.tick(now)
+            if records:
+                last_record = now
+                self._take(records)
+            if self._due(now):
+                try:
+                    self._flush(wait=False)
+                except TransientError:
+                    if not self._stop.is_set():
+                        raise
+                    break  # stopping while the warehouse fails: _final_flush says what was not stored
+            if now - last_check >= check_every:
+                last_check = now
+                self._check_stall()
+            if now - last_progress >= self.options.progress_every:
+                self._progress(now - last_progress, self.stats.events - last_events)
+                last_progress, last_events = now, self.stats.events
+            if self.options.until_idle is not None and now - last_record >= self.options.until_idle:
+                self._flush()
+                if self._caught_up():
+                    log.info("idle for %.1fs and caught up: exiting", self.options.until_idle)
+                    break
+                last_record = now  # not caught up yet: wait another idle period
+        self._final_flush()
 
     def _final_flush(self) -> None:
         try:
@@ -149,12 +168,10 @@ class Sync:
 
     # -- consuming ---------------------------------------------------------------------------
     def _take(self, records: list[Record]) -> None:
-        unseeded = set(self._unseeded)
+        take = self._positions.take
         for record in records:
-            partition = (record.topic, record.partition)
-            if partition in unseeded or partition not in self._positions:
-                continue  # fetched before the warehouse positioned it: it will be read again
-            self._positions[partition] = record.offset + 1
+            if not take((record.topic, record.partition), record.offset):
+                continue  # read again after a seek, or fetched before its position was known
             self.stats.events += 1
             origin = new_tuple(Origin, record[:3])  # (topic, partition, offset), without NamedTuple's __new__
             try:
@@ -169,6 +186,15 @@ class Sync:
                 continue
             self._buffer.add(event)
             self._mark_buffered()
+        if self._positions.strays:
+            for topic, number in sorted(self._positions.strays):
+                log.warning(
+                    "records of %s[%d] arrived before its position was known: positioning it from the "
+                    "warehouse and reading them again",
+                    topic,
+                    number,
+                )
+            self._position_waiting()
 
     def _mark_buffered(self) -> None:
         if self._first_buffered is None:
@@ -212,7 +238,7 @@ class Sync:
         self._await_flush()
         if self._broken is not None:
             raise self._broken
-        moved = {p: o for p, o in self._positions.items() if self._stored.get(p) != o}
+        moved = self._positions.moved()
         if not self._buffer.tables and not self._dead and not moved:
             self._first_buffered = None
             return
@@ -237,7 +263,7 @@ class Sync:
         except BaseException as exc:
             self._broken = exc
             raise
-        self._stored.update(moved)
+        self._positions.committed(moved)
         self.stats.rows += result.rows
         self.stats.dead += result.dead
         self.stats.flushes += 1
@@ -269,41 +295,91 @@ class Sync:
             # Eager rebalancing: every partition this member gets next is positioned afresh from
             # the warehouse, so reading may go on.
             self._broken = None
-        for partition in partitions:
-            self._positions.pop(partition, None)
-            self._stored.pop(partition, None)
+        self._positions.revoked(partitions)
 
     def _on_assigned(self, partitions: list[Partition]) -> None:
-        self._unseeded = sorted(set(self._unseeded) | set(partitions))
+        self._positions.assigned(partitions)
+        self._announce = True
         try:
-            self._seed_unseeded()
-        except Exception as exc:  # kafka-python swallows listener errors: seed again from run()
+            self._position_waiting()
+        except Exception as exc:  # kafka-python swallows listener errors: position again from run()
             log.warning("could not read stored offsets on assignment (%s); will retry", exc)
 
-    def _seed_unseeded(self) -> None:
-        if not self._unseeded:
+    def _position_waiting(self) -> None:
+        """Seek every partition waiting to be positioned: to its own next offset if it has one,
+        else to the offset the warehouse stores, else to the beginning."""
+        positions = self._positions
+        if not positions.waiting:
             return
         self._await_flush()  # one warehouse connection: the flush in flight owns it until it commits
-        partitions = [p for p in self._unseeded if p in set(self._source.assignment())]
-        stored = self._retrying(
-            lambda: self.warehouse.stored_offsets(self.options.group, partitions), "reading stored offsets"
+        assigned = set(self._source.assignment())
+        waiting = sorted(positions.waiting & assigned)
+        positions.forget_waiting(positions.waiting - assigned)
+        unknown = [p for p in waiting if p not in positions.next]
+        stored = (
+            self._retrying(lambda: self.warehouse.stored_offsets(self.options.group, unknown), "reading stored offsets")
+            if unknown
+            else {}
         )
-        fresh = [p for p in partitions if p not in stored]
-        for partition, offset in stored.items():
-            self._source.seek(partition, offset)
+        fresh = [p for p in unknown if p not in stored]
+        for partition in waiting:
+            if partition in stored:
+                self._source.seek(partition, stored[partition])
+                positions.positioned(partition, stored[partition], stored=True)
+            elif partition not in fresh:
+                self._source.seek(partition, positions.next[partition])
+                positions.positioned(partition, positions.next[partition], stored=False)
         self._source.seek_to_beginning(fresh)
-        self._stored.update(stored)
-        for partition in partitions:
-            self._positions[partition] = stored.get(partition, 0)
-        self._unseeded = []
-        if partitions:
-            log.info("assigned %d partitions (%d resume from stored offsets)", len(partitions), len(stored))
+        for partition in fresh:
+            positions.positioned(partition, 0, stored=False)
+        if self._announce and not positions.waiting:
+            self._announce = False
+            log.info("assigned %d partitions (%d resume from stored offsets)", len(assigned), len(stored))
 
     def _caught_up(self) -> bool:
-        return not self._unseeded and self._source.lag(self._positions) == 0
+        return not self._positions.waiting and self._lag() == 0
+
+    def _lag(self) -> int | None:
+        """Messages behind the end of the assigned partitions (None: unknown, Kafka did not answer
+        or the group has not handed this member its partitions yet)."""
+        assigned = self._source.assignment()
+        if not assigned:
+            return None if self._source.has_topics() else 0
+        ends = self._source.end_offsets(assigned)
+        if ends is None:
+            return None
+        nexts = self._positions.next
+        return sum(max(0, end - nexts.get(p, 0)) for p, end in ends.items())
+
+    def _check_stall(self) -> None:
+        assigned = self._source.assignment()
+        limit = self.options.stall_seconds
+        if not assigned:
+            # An idle member of a group with more members than partitions is fine when running
+            # for good; --until-idle must not wait forever for partitions that never come.
+            waiting = self.options.until_idle is not None and self._source.has_topics()
+            if waiting and self._stall.unassigned_for() >= limit:
+                raise StallError(
+                    f"no partition was assigned to this member for {limit:.0f}s, though topics match.",
+                    "another member of the group holds them all, or the group cannot finish a "
+                    "rebalance; restart cdc sync",
+                )
+            return
+        ends = self._source.end_offsets(assigned)
+        if ends is None:
+            return  # Kafka did not answer: its client retries; not this member's stall
+        stalled = self._stall.check(ends, self._positions.next, self._positions.stored)
+        if stalled:
+            detail = "; ".join(s.describe() for s in stalled)
+            log.error("stalled: nothing read for %.0fs from partitions with unread messages: %s", limit, detail)
+            raise StallError(
+                f"nothing was read for {limit:.0f}s from {len(stalled)} partition(s) with unread messages: {detail}.",
+                "cdc sync stopped so that it can be restarted; it resumes from the offsets the warehouse "
+                "stores, nothing is lost (CDC_STALL_SECONDS sets the limit)",
+            )
 
     def _progress(self, seconds: float, events: int) -> None:
-        lag = self._source.lag(self._positions)
+        lag = self._lag()
         log.info(
             "%.0f events/s, lag %s, %d events, %d rows written, %d dead letters, %d flushes",
             events / seconds if seconds else 0.0,
