@@ -168,6 +168,9 @@ def demo_seed(
     customers: Annotated[int, typer.Option(help="Customers to create.")] = 1000,
     products: Annotated[int, typer.Option(help="Products to create.")] = 200,
     orders: Annotated[int, typer.Option(help="Orders to create.")] = 2000,
+    schema_only: Annotated[
+        bool, typer.Option("--schema-only", help="Create the tables, empty (capture them, then seed).")
+    ] = False,
 ) -> None:
     """Create the demo shop schema in the source database and fill it (no-op if already filled)."""
     from cdc.demo.seed import seed
@@ -177,6 +180,7 @@ def demo_seed(
         customers=customers,
         products=products,
         orders=orders,
+        schema_only=schema_only,
         say=say,
     )
     say("demo shop: " + ", ".join(f"{table} {n:,}" for table, n in counts.items()))
@@ -263,6 +267,7 @@ def sync(
             topics_pattern=change_topics(settings.topic_prefix, options.tables),
             on_revoked=revoked,
             on_assigned=assigned,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
         ),
     )
     try:

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
         default="kafka-python", description="consumer library of cdc sync; confluent needs the cdc[confluent] extra"
     )
     retry_max_seconds: float = Field(default=0, description="give up a failing flush after this long; 0 = never")
+    kafka_session_timeout_ms: int = Field(
+        default=10_000, ge=6000, description="how long a member that stops heartbeating (a crash) keeps its partitions"
+    )
     stall_seconds: float = Field(
         default=60, gt=0, description="stop with an error when lag stays above zero and nothing is read this long"
     )

@@ -83,6 +83,9 @@ KAFKA_CLIENTS = ("kafka-python", "confluent")
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests marked both_clients run once per consumer backend (CDC_KAFKA_CLIENT); the others
     use the default, kafka-python."""
-    if "kafka_client" in metafunc.fixturenames:
+    chosen = any(
+        "kafka_client" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize")
+    )  # the test names its backends itself
+    if "kafka_client" in metafunc.fixturenames and not chosen:
         both = metafunc.definition.get_closest_marker("both_clients") is not None
         metafunc.parametrize("kafka_client", KAFKA_CLIENTS if both else KAFKA_CLIENTS[:1], ids=lambda c: c)

@@ -49,8 +49,10 @@ def sync_env(stack: Settings, lane: Lane, **extra: str) -> dict[str, str]:
     return env | extra
 
 
-def sync_command(lane: Lane, *args: str) -> list[str]:
-    return [*cdc_command(), "sync", "--table", f"{lane.source_schema}.*", *args]
+def sync_command(lane: Lane, *args: str, all_tables: bool = False) -> list[str]:
+    """`cdc sync` of the lane's tables (of every captured table, with all_tables)."""
+    tables = [] if all_tables else ["--table", f"{lane.source_schema}.*"]
+    return [*cdc_command(), "sync", *tables, *args]
 
 
 def run_sync(
@@ -68,11 +70,13 @@ def run_sync(
     )
 
 
-def start_sync(stack: Settings, lane: Lane, *args: str, log: Path, **extra: str) -> subprocess.Popen[bytes]:
+def start_sync(
+    stack: Settings, lane: Lane, *args: str, log: Path, all_tables: bool = False, **extra: str
+) -> subprocess.Popen[bytes]:
     """`cdc sync` running in the background (stop it with a signal)."""
     with log.open("ab") as out:
         return subprocess.Popen(
-            sync_command(lane, "--progress-every", "2", *args),
+            sync_command(lane, "--progress-every", "2", *args, all_tables=all_tables),
             env=sync_env(stack, lane, **extra),
             cwd=REPO,
             stdout=out,
@@ -88,8 +92,8 @@ def wait_for_events(stack: Settings, schema: str, table: str, minimum: int) -> N
     read_topic(stack.require_kafka(), f"{stack.topic_prefix}.{schema}.{table}", done=settled(1, minimum=minimum))
 
 
-def target_of(stack: Settings, lane: Lane, table: str) -> tuple[str, str]:
-    conn = psycopg2.connect(stack.require_warehouse_url())
+def target_of(stack: Settings, lane: Lane, table: str, warehouse_url: str | None = None) -> tuple[str, str]:
+    conn = psycopg2.connect(warehouse_url or stack.require_warehouse_url())
     try:
         with conn.cursor() as cur:
             cur.execute(

@@ -46,10 +46,11 @@ def seed(
     customers: int = 1000,
     products: int = 200,
     orders: int = 2000,
+    schema_only: bool = False,
     say: Callable[[str], None] = print,
 ) -> dict[str, int]:
-    """Create schema `shop` (sql/demo_shop.sql) and fill it, unless its tables already hold rows.
-    Returns the row count of every table."""
+    """Create schema `shop` (sql/demo_shop.sql) and fill it (unless schema_only), unless its tables
+    already hold rows. Returns the row count of every table."""
     if customers < 1 or products < 1 or orders < 0:
         raise ConfigError(
             f"cannot seed {customers} customers, {products} products and {orders} orders.",
@@ -70,9 +71,10 @@ def seed(
                     f"the source database refused to create the demo schema: {demo.db_message(exc)}",
                     "seed as a role that may create schemas in that database (its owner, say)",
                 ) from exc
-            if _has_rows(cur):
+            if schema_only or _has_rows(cur):
                 conn.commit()
-                say(f"schema {SCHEMA} already holds data; seeding nothing")
+                if not schema_only:
+                    say(f"schema {SCHEMA} already holds data; seeding nothing")
                 return demo.table_counts(conn)
             say(f"seeding {customers} customers, {products} products and {orders} orders")
             started = time.monotonic()

@@ -132,6 +132,7 @@ class KafkaSource:
         on_revoked: Callable[[list[Partition]], None],
         on_assigned: Callable[[list[Partition]], None],
         max_poll_records: int = 10_000,
+        session_timeout_ms: int = 10_000,
     ) -> None:
         try:
             self._consumer = KafkaConsumer(
@@ -144,11 +145,11 @@ class KafkaSource:
                 **FETCH_SETTINGS,
                 # New tables get new topics: find them within seconds, not Kafka's default 5 minutes.
                 metadata_max_age_ms=5000,
-                session_timeout_ms=10_000,
+                session_timeout_ms=session_timeout_ms,
                 # Every change topic has one partition: the default range assignor would give
                 # partition 0 of every topic to the same member, and a second member no work.
                 partition_assignment_strategy=[_RoundRobin],
-                heartbeat_interval_ms=3000,
+                heartbeat_interval_ms=min(3000, session_timeout_ms // 3),
             )
         except KafkaError as exc:
             raise TransientError(

@@ -69,6 +69,7 @@ class ConfluentSource:
         on_revoked: Callable[[list[Partition]], None],
         on_assigned: Callable[[list[Partition]], None],
         max_poll_records: int = 10_000,
+        session_timeout_ms: int = 10_000,
         metadata_refresh: float = 5.0,
     ) -> None:
         self._bootstrap = bootstrap
@@ -92,8 +93,8 @@ class ConfluentSource:
                 # Every change topic has one partition: see cdc.sync.consume._RoundRobin. The protocol
                 # name is the same as kafka-python's, so members of either client share a group.
                 "partition.assignment.strategy": "roundrobin",
-                "session.timeout.ms": 10_000,
-                "heartbeat.interval.ms": 3000,
+                "session.timeout.ms": session_timeout_ms,
+                "heartbeat.interval.ms": min(3000, session_timeout_ms // 3),
                 **FETCH_SETTINGS,
                 "error_cb": _log_error,
                 "logger": logging.getLogger("cdc.librdkafka"),

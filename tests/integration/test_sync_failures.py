@@ -7,19 +7,16 @@ from __future__ import annotations
 
 import functools
 import random
-import re
 import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from psycopg2 import sql
 
 from cdc import capture, connector
@@ -27,104 +24,28 @@ from cdc.settings import Settings
 from cdc.stack.control import restart_postgres
 from tests.compare import assert_same_rows
 from tests.db import execute, query
+from tests.processes import (
+    apply_connector,
+    assert_all_same,
+    assert_converges,
+    assert_stopped_cleanly,
+    assignments,
+    captured_lane,
+    group_state,
+    last_assigned_at,
+    log_of,
+    member_shares,
+    wait_for_log,
+    wait_for_quiet_topics,
+    wait_until,
+)
 from tests.syncing import Lane, run_sync, start_sync, target_of, wait_for_events
-from tests.workloads import TABLES, Workload, create_tables
+from tests.workloads import Workload
 
 pytestmark = pytest.mark.stack
 
-ASSIGNED = re.compile(r"assigned (\d+) partitions")
-
 
 # -- fixtures and helpers ---------------------------------------------------------------------
-@pytest.fixture
-def lane(lane: Lane, stack: Settings) -> Iterator[Lane]:
-    """The shared lane fixture, and the lane's bookkeeping rows in the warehouse removed afterwards."""
-    yield lane
-    wh = stack.require_warehouse_url()
-    execute(wh, f"DELETE FROM cdc.kafka_offsets WHERE consumer_group = '{lane.group}'")
-    execute(wh, f"DELETE FROM cdc.dead_letter WHERE consumer_group = '{lane.group}'")
-    execute(wh, f"DELETE FROM cdc.table_map WHERE source_schema = '{lane.source_schema}'")
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Every `cdc sync` a test starts; whichever still runs at the end is killed (by its own pid)."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-
-
-def wait_for_quiet_topics(stack: Settings, lane: Lane, quiet: float = 3, timeout: float = 90) -> None:
-    """Block until Debezium has written everything: the lane's topics grew no more for `quiet` s."""
-    consumer = KafkaConsumer(bootstrap_servers=stack.require_kafka())
-    own = f"{stack.topic_prefix}.{lane.source_schema}."
-    try:
-        deadline = time.monotonic() + timeout
-        last: dict[TopicPartition, int] = {}
-        since = time.monotonic()
-        while time.monotonic() - since < quiet:
-            assert time.monotonic() < deadline, f"the lane's topics still grow after {timeout:.0f}s"
-            partitions = [
-                TopicPartition(topic, p)
-                for topic in consumer.topics()
-                if topic.startswith(own)
-                for p in consumer.partitions_for_topic(topic) or ()
-            ]
-            ends = consumer.end_offsets(partitions)
-            if ends != last:
-                last, since = ends, time.monotonic()
-            time.sleep(0.5)
-    finally:
-        consumer.close()
-
-
-def apply_connector(stack: Settings) -> None:
-    """`cdc connector apply`, tried again when another test dropped a table it had just listed
-    (see test_connector_apply_survives_a_table_dropped_meanwhile)."""
-    for attempt in range(3):
-        try:
-            connector.apply(stack, None, lambda _: None)
-        except (psycopg2.errors.UndefinedTable, psycopg2.errors.InvalidSchemaName):
-            if attempt == 2:
-                raise
-        else:
-            return
-
-
-def captured_lane(stack: Settings, lane: Lane) -> None:
-    """The workload's tables in the lane's source schema, captured by the connector."""
-    create_tables(stack.require_source_url(), lane.source_schema)
-    apply_connector(stack)
-
-
-def assert_all_same(stack: Settings, lane: Lane) -> dict[str, int]:
-    src, wh = stack.require_source_url(), stack.require_warehouse_url()
-    return {
-        table: assert_same_rows(src, (lane.source_schema, table), wh, target_of(stack, lane, table)) for table in TABLES
-    }
-
-
-def assert_converges(stack: Settings, lane: Lane, timeout: float, *, running: list[subprocess.Popen[bytes]]) -> None:
-    """Poll until the warehouse equals the source (the processes in `running` must keep running)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for proc in running:
-            assert proc.poll() is None, f"cdc sync exited with {proc.returncode} before the warehouse converged"
-        try:
-            assert_all_same(stack, lane)
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1)
-        else:
-            return
-
-
-def log_of(path: Path) -> str:
-    return path.read_text(errors="replace")
 
 
 def start_captured_sync(
@@ -143,21 +64,6 @@ def wait_replicating(log: Path, proc: subprocess.Popen[bytes]) -> None:
     time.sleep(2)
 
 
-def wait_for_log(path: Path, proc: subprocess.Popen[bytes], predicate: Callable[[str], bool], timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        text = log_of(path)
-        if predicate(text):
-            return text
-        assert proc.poll() is None, f"cdc sync exited with {proc.returncode}; its log:\n{text[-3000:]}"
-        assert time.monotonic() < deadline, f"waited {timeout:.0f}s in vain; the log:\n{text[-3000:]}"
-        time.sleep(0.05)
-
-
-def assignments(text: str) -> list[int]:
-    return [int(n) for n in ASSIGNED.findall(text)]
-
-
 def stored_offsets(stack: Settings, lane: Lane) -> int:
     """The sum of the next offsets the warehouse holds for the lane's topics."""
     rows = query(
@@ -166,39 +72,6 @@ def stored_offsets(stack: Settings, lane: Lane) -> int:
         (lane.group, f"{stack.topic_prefix}.{lane.source_schema}.%"),
     )
     return int(rows[0][0])
-
-
-def stop_and_wait(proc: subprocess.Popen[bytes], sig: signal.Signals, log: Path, timeout: float = 30) -> int:
-    proc.send_signal(sig)
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        raise AssertionError(
-            f"cdc sync did not exit within {timeout:.0f}s of {sig.name}; its log:\n{log_of(log)[-3000:]}"
-        ) from None
-
-
-def group_state(stack: Settings, group: str) -> str:
-    admin = KafkaAdminClient(bootstrap_servers=stack.require_kafka())
-    try:
-        (info,) = admin.describe_consumer_groups([group])
-    finally:
-        admin.close()
-    return str(info.state)
-
-
-def member_shares(stack: Settings, group: str) -> list[int] | None:
-    """Partitions held by each member of a group, once it is stable (None while it rebalances)."""
-    admin = KafkaAdminClient(bootstrap_servers=stack.require_kafka())
-    try:
-        (info,) = admin.describe_consumer_groups([group])
-    finally:
-        admin.close()
-    if info.state != "Stable":
-        return None
-    return sorted(
-        sum(len(parts) for _, parts in getattr(m.member_assignment, "assignment", None) or ()) for m in info.members
-    )
 
 
 def in_transaction(stack: Settings, application: str) -> bool:
@@ -211,32 +84,9 @@ def in_transaction(stack: Settings, application: str) -> bool:
     return bool(rows[0][0])
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str, every: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"waited {timeout:.0f}s in vain for {what}"
-        time.sleep(every)
-
-
-def assert_stopped_cleanly(proc: subprocess.Popen[bytes], sig: signal.Signals, log: Path) -> None:
-    """Signal the process: it must exit 0 within 30 s, its last lines saying it stopped."""
-    code = stop_and_wait(proc, sig, log)
-    text = log_of(log)
-    assert code == 0, text[-3000:]
-    last = text.strip().splitlines()[-3:]
-    assert any(f"received {sig.name}: finishing the current flush and stopping" in line for line in last), last
-    assert last[-1].startswith("sync stopped: "), last
-    assert "Traceback" not in text, text[-3000:]
-
-
-def last_assigned_at(text: str) -> str:
-    """The timestamp of the last 'assigned N partitions' line ('' if none)."""
-    lines = [line for line in text.splitlines() if ASSIGNED.search(line)]
-    return lines[-1][:23] if lines else ""
-
-
 # -- 1. kill -9 at random moments -------------------------------------------------------------
 KILLS = 20
+SESSION_MS = "6000"  # the broker's least: each kill costs the session's length before the next member reads
 
 
 @pytest.mark.both_clients
@@ -248,9 +98,10 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
     multiset (a replayed insert there has no key to merge on: only offsets stored in the same
     transaction as the rows keep it from being applied twice).
 
-    A member killed -9 stays in the group until its 10 s session expires, and only then does the
-    next process get the partitions; so each random moment is counted from the assignment (else
-    nearly every kill would hit a process still waiting to join), and each kill costs over 10 s.
+    A member killed -9 stays in the group until its session expires (6 s here, the broker's least;
+    10 s by default), and only then does the next process get the partitions; so each random moment
+    is counted from the assignment (else nearly every kill would hit a process still waiting to
+    join), and each kill costs over 6 s.
     Every other kill lands at any moment 0.5-3 s after the assignment (often inside the first,
     catch-up flush); the others after the process stored its first flush: at any moment 0-1.5 s
     later, or (every fourth kill) at the first moment after that inside a flush transaction."""
@@ -263,7 +114,7 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
             log = tmp_path / f"sync-{i}.log"
             application = f"cdc-kill-{i}-{lane.group}"
             stored = stored_offsets(stack, lane)
-            proc = start_sync(stack, lane, log=log, PGAPPNAME=application)
+            proc = start_sync(stack, lane, log=log, PGAPPNAME=application, CDC_KAFKA_SESSION_TIMEOUT_MS=SESSION_MS)
             processes.append(proc)
             wait_for_log(log, proc, lambda text: bool(assignments(text)), timeout=40)
             if i % 2 == 0:

@@ -1,0 +1,34 @@
+"""Fixtures of the integration tests: the lane's bookkeeping rows removed afterwards, and every
+`cdc sync` process a test starts killed at its end."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from cdc.settings import Settings
+from tests.db import execute
+from tests.syncing import Lane
+
+
+@pytest.fixture
+def lane(lane: Lane, stack: Settings) -> Iterator[Lane]:
+    """The shared lane fixture, and the lane's bookkeeping rows in the warehouse removed afterwards."""
+    yield lane
+    wh = stack.require_warehouse_url()
+    execute(wh, f"DELETE FROM cdc.kafka_offsets WHERE consumer_group = '{lane.group}'")
+    execute(wh, f"DELETE FROM cdc.dead_letter WHERE consumer_group = '{lane.group}'")
+    execute(wh, f"DELETE FROM cdc.table_map WHERE source_schema = '{lane.source_schema}'")
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Every `cdc sync` a test starts; whichever still runs at the end is killed (by its own pid)."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
