@@ -139,7 +139,7 @@ def apply(settings: Settings, path: Path | None, say: Callable[[str], None]) -> 
         if snapshot:
             capture.request_incremental_snapshot(conn, snapshot)
             say("incremental snapshot requested for " + ", ".join(t.qualified for t in snapshot))
-        for table in (t for t in added if existed and not t.has_primary_key):
+        for table in (t for t in added if existed and not t.has_primary_key and capture.has_rows(conn, t)):
             say(
                 f"{table.qualified} has no primary key: Debezium cannot snapshot it incrementally; "
                 "its new changes are captured, its existing rows are not"

@@ -62,6 +62,10 @@ FETCH_SETTINGS: dict[str, int] = {
 }
 
 
+END_OFFSETS_TIMEOUT_MS = 5000
+BATCH = 10_000  # records one poll returns at most (both backends)
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, revoked: Callable[[list[Partition]], None], assigned: Callable[[list[Partition]], None]):
         self._revoked = revoked
@@ -131,7 +135,7 @@ class KafkaSource:
         topics_pattern: str,
         on_revoked: Callable[[list[Partition]], None],
         on_assigned: Callable[[list[Partition]], None],
-        max_poll_records: int = 10_000,
+        max_poll_records: int = BATCH,
         session_timeout_ms: int = 10_000,
     ) -> None:
         try:
@@ -180,7 +184,9 @@ class KafkaSource:
     def end_offsets(self, partitions: list[Partition]) -> dict[Partition, int] | None:
         """The offset after the last message of each partition (None if Kafka did not answer)."""
         try:
-            ends = self._consumer.end_offsets([TopicPartition(*p) for p in partitions])
+            # KafkaConsumer.end_offsets waits request_timeout_ms (305 s) when Kafka is down: long
+            # enough to overrun max.poll.interval and be thrown out of the group.
+            ends = self._consumer._fetcher.end_offsets([TopicPartition(*p) for p in partitions], END_OFFSETS_TIMEOUT_MS)
         except KafkaError:
             return None
         return {(tp.topic, tp.partition): int(end) for tp, end in ends.items()}

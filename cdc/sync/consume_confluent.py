@@ -32,7 +32,7 @@ from confluent_kafka import (
 
 from cdc.errors import TransientError
 from cdc.events import new_tuple
-from cdc.sync.consume import Partition, Record
+from cdc.sync.consume import BATCH, Partition, Record
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class ConfluentSource:
         topics_pattern: str,
         on_revoked: Callable[[list[Partition]], None],
         on_assigned: Callable[[list[Partition]], None],
-        max_poll_records: int = 10_000,
+        max_poll_records: int = BATCH,
         session_timeout_ms: int = 10_000,
         metadata_refresh: float = 5.0,
     ) -> None:
@@ -82,6 +82,7 @@ class ConfluentSource:
         self._checked = 0.0
         self._assigning: list[Partition] | None = None  # set while the assignment callback runs
         self._pending: dict[Partition, int] = {}  # seeks asked for during that callback
+        self._sought: dict[Partition, int] = {}  # the last seek of each partition
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -128,7 +129,10 @@ class ConfluentSource:
             self._consumer.unsubscribe()
 
     def _revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
-        self._on_revoked(sorted((tp.topic, tp.partition) for tp in partitions))
+        revoked = sorted((tp.topic, tp.partition) for tp in partitions)
+        for partition in revoked:
+            self._sought.pop(partition, None)
+        self._on_revoked(revoked)
 
     def _assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         assigned = sorted((tp.topic, tp.partition) for tp in partitions)
@@ -159,6 +163,7 @@ class ConfluentSource:
         return records
 
     def seek(self, partition: Partition, offset: int) -> None:
+        self._sought[partition] = offset
         if self._assigning is not None:
             self._pending[partition] = offset
             return
@@ -166,14 +171,17 @@ class ConfluentSource:
             self._consumer.seek(TopicPartition(*partition, offset))
         except KafkaException:
             # Not fetching yet (just assigned): assign again, this partition at the offset, the
-            # others where they are.
+            # others where they are. A partition that has delivered nothing since its seek has no
+            # position yet (OFFSET_INVALID, which would mean "from the beginning"): it stays at
+            # the offset it was sought to.
             current = self._consumer.position(self._consumer.assignment())
-            self._consumer.assign(
-                [
-                    TopicPartition(tp.topic, tp.partition, offset) if (tp.topic, tp.partition) == partition else tp
-                    for tp in current
-                ]
-            )
+            self._consumer.assign([self._where(tp) for tp in current])
+
+    def _where(self, tp: TopicPartition) -> TopicPartition:
+        key = (tp.topic, tp.partition)
+        if tp.offset < 0 and key in self._sought:
+            return TopicPartition(tp.topic, tp.partition, self._sought[key])
+        return tp
 
     def seek_to_beginning(self, partitions: list[Partition]) -> None:
         for partition in partitions:

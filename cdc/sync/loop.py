@@ -42,7 +42,7 @@ from cdc.buffer import Buffer
 from cdc.decode.envelope import EnvelopeDecoder, PoisonMessage
 from cdc.errors import TransientError
 from cdc.events import Origin, TableId, new_tuple
-from cdc.sync.consume import Partition, Record, topic_safe
+from cdc.sync.consume import BATCH, Partition, Record, topic_safe
 from cdc.sync.positions import Positions
 from cdc.sync.stall import StallDetector, StallError
 from cdc.warehouse import DeadLetter, Flush, Warehouse
@@ -50,6 +50,9 @@ from cdc.warehouse import DeadLetter, Flush, Warehouse
 log = logging.getLogger("cdc.sync")
 
 _KEY_CHANGE_GRACE = 2.0  # seconds a flush may wait for the second half of a primary-key change
+# A rebalance waits for every member to rejoin, up to their max.poll.interval (300 s by default):
+# one that lasts longer than this never ends.
+_REBALANCE_LIMIT = 330.0
 
 
 class Source(Protocol):
@@ -98,6 +101,7 @@ class Sync:
         self._positions = Positions()
         self._announce = False  # an assignment arrived: say so once its partitions are positioned
         self._stall = StallDetector(options.stall_seconds)
+        self._rebalance_began: float | None = None  # partitions revoked, the next assignment not seen yet
         self._stop = threading.Event()
         self._first_buffered: float | None = None
         self._flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdc-flush")
@@ -129,7 +133,7 @@ class Sync:
             self._position_waiting()
             records = self._source.poll(timeout_ms=100)
             now = time.monotonic()
-            self._stall.tick(now)
+            self._stall.tick(now, busy=len(records) >= BATCH)
             if records:
                 last_record = now
                 self._take(records)
@@ -186,6 +190,18 @@ class Sync:
                 continue
             self._buffer.add(event)
             self._mark_buffered()
+        if self._positions.rewound:
+            for (topic, number), (offset, expected) in sorted(self._positions.rewound.items()):
+                log.warning(
+                    "%s[%d] went back to offset %d, behind %d already read: was the topic deleted and "
+                    "made again, or its log cut back? Offsets below %d are not read again",
+                    topic,
+                    number,
+                    offset,
+                    expected,
+                    expected,
+                )
+            self._positions.rewound.clear()
         if self._positions.strays:
             for topic, number in sorted(self._positions.strays):
                 log.warning(
@@ -296,8 +312,12 @@ class Sync:
             # the warehouse, so reading may go on.
             self._broken = None
         self._positions.revoked(partitions)
+        self._stall.forget()
+        if self._rebalance_began is None:
+            self._rebalance_began = time.monotonic()
 
     def _on_assigned(self, partitions: list[Partition]) -> None:
+        self._rebalance_began = None
         self._positions.assigned(partitions)
         self._announce = True
         try:
@@ -352,8 +372,18 @@ class Sync:
         return sum(max(0, end - nexts.get(p, 0)) for p, end in ends.items())
 
     def _check_stall(self) -> None:
-        assigned = self._source.assignment()
         limit = self.options.stall_seconds
+        if self._rebalance_began is not None:
+            # Positions are unknown until the assignment: not a stall, unless it never comes.
+            began = time.monotonic() - self._rebalance_began
+            if began >= max(limit, _REBALANCE_LIMIT):
+                raise StallError(
+                    f"a rebalance began {began:.0f}s ago (partitions revoked) and no assignment followed.",
+                    "cdc sync stopped so that it can be restarted and join the group afresh; it resumes "
+                    "from the offsets the warehouse stores",
+                )
+            return
+        assigned = self._source.assignment()
         if not assigned:
             # An idle member of a group with more members than partitions is fine when running
             # for good; --until-idle must not wait forever for partitions that never come.

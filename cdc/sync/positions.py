@@ -21,6 +21,7 @@ class Positions:
         self.stored: dict[Partition, int] = {}  # what the warehouse holds, as far as we know
         self.waiting: set[Partition] = set()  # to be positioned from the warehouse
         self.strays: set[Partition] = set()  # records arrived for these while they were unknown
+        self.rewound: dict[Partition, tuple[int, int]] = {}  # (offset, next) of a record from behind
 
     def assigned(self, partitions: Iterable[Partition]) -> None:
         """The consumer now reads these, from wherever it likes: each is to be sought to its next
@@ -32,6 +33,7 @@ class Positions:
             self.next.pop(partition, None)
             self.stored.pop(partition, None)
             self.waiting.discard(partition)
+            self.strays.discard(partition)
 
     def positioned(self, partition: Partition, offset: int, *, stored: bool) -> None:
         """The consumer was sought to `offset`: the warehouse's if `stored`, else the beginning
@@ -58,7 +60,11 @@ class Positions:
                 self.waiting.add(partition)
             return False
         if offset < expected:
-            return False  # read again after a seek: it is in the buffer or the warehouse already
+            # Taken already (it is in the buffer or the warehouse). Nothing cdc does seeks behind
+            # a partition's next offset, so the consumer went back by itself: a topic deleted and
+            # made again, or a log cut back. The loop says so.
+            self.rewound.setdefault(partition, (offset, expected))
+            return False
         self.next[partition] = offset + 1
         return True
 

@@ -7,7 +7,10 @@ watches for it and stops with an error naming the partitions, so that a supervis
 and it resumes from the offsets the warehouse stores.
 
 Time is counted in reading time: each loop iteration adds at most `MAX_STEP` seconds, so minutes
-spent blocked in a flush that retries against an unreachable warehouse never look like a stall.
+spent blocked in a flush that retries against an unreachable warehouse never look like a stall,
+and an iteration whose poll came back full (a backlog larger than one batch: partitions are served
+in turn, and one may wait a while for its) adds nothing. While a rebalance is under way the loop
+does not check partitions at all, only that the rebalance ends.
 """
 
 from __future__ import annotations
@@ -46,11 +49,16 @@ class StallDetector:
         self._since: dict[Partition, tuple[int | None, float]] = {}  # position, and since when
         self._unassigned_since: float | None = None
 
-    def tick(self, now: float) -> None:
-        """Once per loop iteration, with the loop's monotonic time."""
-        if self._last is not None:
+    def tick(self, now: float, *, busy: bool = False) -> None:
+        """Once per loop iteration, with the loop's monotonic time; busy: the poll came back full."""
+        if self._last is not None and not busy:
             self.clock += min(max(now - self._last, 0.0), MAX_STEP)
         self._last = now
+
+    def forget(self) -> None:
+        """A rebalance: positions start anew."""
+        self._since = {}
+        self._unassigned_since = None
 
     def check(
         self, ends: dict[Partition, int], positions: dict[Partition, int], stored: dict[Partition, int]
@@ -61,7 +69,7 @@ class StallDetector:
         since: dict[Partition, tuple[int | None, float]] = {}
         for partition, end in ends.items():
             position = positions.get(partition)
-            if position is not None and position >= end:
+            if (stored.get(partition, 0) if position is None else position) >= end:
                 continue
             previous = self._since.get(partition)
             if previous is None or previous[0] != position:

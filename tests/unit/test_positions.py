@@ -161,3 +161,38 @@ def test_no_assignment_is_timed_from_the_first_check_without_one() -> None:
     assert detector.unassigned_for() == pytest.approx(4)
     detector.check({A: 1}, {A: 1}, {})  # an assignment resets it
     assert detector.unassigned_for() == 0
+
+
+def test_a_record_from_behind_the_next_offset_is_recorded_as_a_rewind() -> None:
+    """Nothing cdc does seeks behind a partition's next offset: a consumer that went back by itself
+    (a topic made again, a log cut back) is reported, not skipped in silence."""
+    positions = positioned((A, 10))
+    assert positions.take(A, 10) and positions.take(A, 11)
+    assert not positions.take(A, 0)
+    assert not positions.take(A, 1)
+    assert positions.rewound == {A: (0, 12)}
+
+
+def test_a_revoke_forgets_that_a_partition_was_a_stray() -> None:
+    positions = Positions()
+    assert not positions.take(A, 3)
+    positions.revoked([A])
+    assert positions.strays == set() and positions.waiting == set()
+
+
+def test_an_iteration_whose_poll_came_back_full_adds_no_reading_time() -> None:
+    """A backlog larger than one batch: partitions are served in turn, and one may wait for its."""
+    detector = StallDetector(limit=10)
+    detector.tick(0.0)
+    for second in range(1, 100):
+        detector.tick(float(second), busy=True)
+    assert detector.clock == 0
+    detector.tick(99.5)
+    assert detector.clock == pytest.approx(0.5)
+
+
+def test_an_empty_partition_without_a_position_is_not_stalled() -> None:
+    detector = StallDetector(limit=5)
+    detector.check({A: 0, B: 7}, {}, {B: 7})
+    run_clock(detector, 6)
+    assert detector.check({A: 0, B: 7}, {}, {B: 7}) == []
