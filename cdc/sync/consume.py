@@ -115,7 +115,7 @@ def _finish_every_rebalance(consumer: KafkaConsumer) -> None:
     join: the partitions were revoked, the group moved on to a new generation, but the member
     keeps its old assignment, never calls on_partitions_assigned, and never reads the new topics.
     That is the "stall when topics appear" of issue 7 (reproduced in
-    tests/integration/test_new_topics.py). The Java client avoids it by also rejoining while a
+    tests/integration/test_consumer_rebalance.py). The Java client avoids it by also rejoining while a
     join is pending or prepared (`rejoinNeededOrPending`); so does this."""
     coordinator = consumer._coordinator
     needs_rejoin = coordinator.need_rejoin
