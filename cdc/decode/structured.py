@@ -4,6 +4,7 @@ shortest text that reads back as the same double)."""
 
 from __future__ import annotations
 
+import re
 from binascii import a2b_base64
 from collections.abc import Callable
 from typing import Any, Literal
@@ -68,6 +69,40 @@ def decimal_encoder(scale: int) -> Encoder:
 def encode_variable_scale_decimal(value: Any) -> str:
     """io.debezium.data.VariableScaleDecimal: {"scale": int, "value": base64 unscaled}."""
     return _scaled(int.from_bytes(a2b_base64(value["value"]), "big", signed=True), value["scale"])
+
+
+# decimal.handling.mode=string: BigDecimal.toPlainString() ("-0.00", "123.4500", never an exponent),
+# or, for numeric's special values, the name of Debezium's SpecialValueDecimal enum constant. The text
+# goes into COPY as it is, so anything but a number literal PostgreSQL reads exactly is refused here
+# (the exponent form too: Debezium does not send it, but PostgreSQL reads it exactly).
+_NUMBER_TEXT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]{1,4})?")
+_number_text = _NUMBER_TEXT.fullmatch
+_SPECIAL_NUMERIC = {
+    "NAN": "NaN",  # SpecialValueDecimal.toString(): the enum constant's name
+    "POSITIVE_INFINITY": "Infinity",
+    "NEGATIVE_INFINITY": "-Infinity",
+    "NaN": "NaN",  # PostgreSQL's own spelling, should Debezium ever send it
+    "Infinity": "Infinity",
+    "-Infinity": "-Infinity",
+}
+
+
+def encode_numeric_text(value: Any) -> str:
+    """numeric as a string (decimal.handling.mode=string) -> the same text, checked; NaN and
+    ±Infinity (PostgreSQL 14+) in PostgreSQL's spelling. Raises ValueError for anything else."""
+    if value.__class__ is str and _number_text(value) is not None:
+        return value
+    special = _SPECIAL_NUMERIC.get(value) if value.__class__ is str else None
+    if special is None:
+        raise ValueError(f"{value!r:.80} is not a numeric as Debezium writes it")
+    return special
+
+
+def encode_money_text(value: Any) -> str:
+    """money as a string (decimal.handling.mode=string): a plain decimal; money has no NaN."""
+    if value.__class__ is str and _number_text(value) is not None:
+        return value
+    raise ValueError(f"{value!r:.80} is not a money amount as Debezium writes it")
 
 
 # --- bytes ---------------------------------------------------------------------------------------

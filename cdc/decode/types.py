@@ -1,13 +1,15 @@
 """Debezium Connect field schema -> warehouse column type and value encoder.
 
-The connector (connectors/postgres-source.json) runs with decimal.handling.mode=precise,
-interval.handling.mode=string, time.precision.mode=adaptive, hstore.handling.mode=json,
-binary.handling.mode=bytes, include.unknown.datatypes=true and column.propagate.source.type=.*, so
-every field says its Connect type, usually a logical type name, and its source column's type, length
-and scale (parameters "__debezium.source.column.type/length/scale"). The Connect schema decides how
-a value is decoded; the source type refines the warehouse type (numeric(10,2), varchar(50), time(3),
-inet, int4range...). Types the warehouse may lack (enums, domains, hstore, ltree, citext, isn) get
-a built-in type that holds every value: text, or jsonb for hstore.
+The connector (connectors/postgres-source.json) runs with decimal.handling.mode=string (numeric and
+money as plain decimal text, so numeric NaN and ±Infinity arrive too; messages written earlier in
+precise mode, base64 unscaled bytes + scale, still decode), interval.handling.mode=string,
+time.precision.mode=adaptive, hstore.handling.mode=json, binary.handling.mode=bytes,
+include.unknown.datatypes=true and column.propagate.source.type=.*, so every field says its Connect
+type, usually a logical type name, and its source column's type, length and scale (parameters
+"__debezium.source.column.type/length/scale"). The Connect schema decides how a value is decoded;
+the source type refines the warehouse type (numeric(10,2), varchar(50), time(3), inet,
+int4range...). Types the warehouse may lack (enums, domains, hstore, ltree, citext, isn) get a
+built-in type that holds every value: text, or jsonb for hstore.
 
 `field_type` runs once per column per schema; the encoders it returns run for every value, so each is
 a small function picked (and closed over its scale, length...) here, never re-dispatching per call.
@@ -169,6 +171,10 @@ _STRING_TYPES = {
 
 
 def _string(f: _Field) -> _Mapped:
+    if f.source in ("NUMERIC", "DECIMAL"):  # decimal.handling.mode=string
+        return _mapped(_numeric_type(f.length, f.scale), True, s.encode_numeric_text, True)
+    if f.source == "MONEY":
+        return _mapped("money", False, s.encode_money_text, True)
     if f.source in ("VARCHAR", "BPCHAR"):
         sized = f.length is not None and 0 < f.length <= _MAX_CHAR_LENGTH
         if f.source == "VARCHAR":
@@ -243,6 +249,23 @@ _PLAIN: dict[str, Callable[[_Field], _Mapped]] = {
 # --- logical types -------------------------------------------------------------------------------
 
 
+def _numeric_type(precision: int | None, scale: int | None) -> str:
+    """numeric(p,s) from the source column's length and scale; plain numeric when unconstrained
+    (Debezium reports length 131089 or 0 and scale 0 for it).
+
+    PostgreSQL 15 keeps a numeric's scale in the low 11 bits of its typmod (scale may be -1000 to
+    1000), and the JDBC driver Debezium uses reads those bits unsigned: numeric(5,-2) arrives as
+    scale 2046. Read back as signed, it is the column's own -2."""
+    if precision is None or not 0 < precision <= _MAX_NUMERIC_PRECISION:
+        return "numeric"
+    scale = scale or 0
+    if scale > _MAX_NUMERIC_PRECISION:
+        scale -= 2048
+    if not -_MAX_NUMERIC_PRECISION <= scale <= _MAX_NUMERIC_PRECISION:
+        return "numeric"
+    return f"numeric({precision},{scale})"
+
+
 def _decimal(f: _Field) -> _Mapped:
     scale = f.param("scale")
     if scale is None:
@@ -251,10 +274,10 @@ def _decimal(f: _Field) -> _Mapped:
     if f.source == "MONEY":
         return _mapped("money", False, encode, True)
     if f.source == "NUMERIC" and f.length is not None and 0 < f.length <= _MAX_NUMERIC_PRECISION:
-        return _mapped(f"numeric({f.length},{scale})", True, encode, True)
+        return _mapped(_numeric_type(f.length, scale), True, encode, True)
     precision = f.param("connect.decimal.precision")
     if precision is not None and 0 < precision <= _MAX_NUMERIC_PRECISION:
-        return _mapped(f"numeric({precision},{scale})", True, encode, True)
+        return _mapped(_numeric_type(precision, scale), True, encode, True)
     return _mapped("numeric", True, encode, True)
 
 

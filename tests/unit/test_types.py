@@ -170,6 +170,46 @@ CASES: list[tuple[str, dict[str, Any], Any, str, str]] = [
         "-92233720368547758.08",
     ),
     ("money small", field("bytes", DECIMAL, "MONEY", MAX_INT, 0, parameters={"scale": 2}), "BNI=", "money", "12.34"),
+    (
+        "numeric(5,-2): scale 2046 is -2",  # PostgreSQL's 11-bit typmod scale, read unsigned by the JDBC driver
+        numeric(5, 2046),
+        unscaled(123 * 10**2048),
+        "numeric(5,-2)",
+        "12300." + "0" * 2046,
+    ),
+    # decimal.handling.mode=string: BigDecimal.toPlainString(), special values by their enum names
+    ("numeric string", field("string", None, "NUMERIC", 131089, 0), "1.500", "numeric", "1.500"),
+    ("numeric string NaN", field("string", None, "NUMERIC", 131089, 0), "NAN", "numeric", "NaN"),
+    ("numeric string +inf", field("string", None, "NUMERIC", 131089, 0), "POSITIVE_INFINITY", "numeric", "Infinity"),
+    ("numeric string -inf", field("string", None, "NUMERIC", 131089, 0), "NEGATIVE_INFINITY", "numeric", "-Infinity"),
+    ("numeric string pg NaN", field("string", None, "NUMERIC", 131089, 0), "NaN", "numeric", "NaN"),
+    ("numeric string pg -inf", field("string", None, "NUMERIC", 131089, 0), "-Infinity", "numeric", "-Infinity"),
+    (
+        "numeric string tiny",
+        field("string", None, "NUMERIC", 131089, 0),
+        "0.000000000000000000000000000001",
+        "numeric",
+        "0.000000000000000000000000000001",
+    ),
+    ("numeric string exponent", field("string", None, "NUMERIC", 131089, 0), "1E-7", "numeric", "1E-7"),
+    ("numeric(10,2) string", field("string", None, "NUMERIC", 10, 2), "-0.00", "numeric(10,2)", "-0.00"),
+    ("numeric(10,2) string NaN", field("string", None, "NUMERIC", 10, 2), "NAN", "numeric(10,2)", "NaN"),
+    (
+        "numeric(38,10) string",
+        field("string", None, "NUMERIC", 38, 10),
+        "-9999999999999999999999999999.9999999999",
+        "numeric(38,10)",
+        "-9999999999999999999999999999.9999999999",
+    ),
+    ("numeric(5,-2) string", field("string", None, "NUMERIC", 5, 2046), "12300", "numeric(5,-2)", "12300"),
+    ("decimal string", field("string", None, "DECIMAL", 12, 3), "+1.5", "numeric(12,3)", "+1.5"),
+    (
+        "money string",
+        field("string", None, "MONEY", MAX_INT, 0),
+        "-92233720368547758.08",
+        "money",
+        "-92233720368547758.08",
+    ),
     # VariableScaleDecimal: unconstrained numeric
     (
         "numeric",
@@ -516,6 +556,14 @@ CASES: list[tuple[str, dict[str, Any], Any, str, str]] = [
         "{1.5,NULL}",
     ),
     (
+        "numeric[] string",
+        array({"type": "string"}, "_NUMERIC", 131089, 0),
+        ["NAN", "1.50", None, "POSITIVE_INFINITY", "NEGATIVE_INFINITY"],
+        "numeric[]",
+        "{NaN,1.50,NULL,Infinity,-Infinity}",
+    ),
+    ("numeric(10,2)[] string", array({"type": "string"}, "_NUMERIC", 10, 2), ["0.01"], "numeric(10,2)[]", "{0.01}"),
+    (
         "date[]",
         array({"type": "int32", "name": T + "Date"}, "_DATE", 13),
         [19782, -2440550, -2147472692],
@@ -660,6 +708,31 @@ def test_unknown_schema_is_a_terminal_error_naming_the_field(schema: dict[str, A
     assert repr(schema["field"]) in raised.value.problem
     assert named in raised.value.problem
     assert raised.value.fix
+
+
+NOT_NUMBERS = ["", " 1", "1 ", "1\n", "1;select 1", "-", ".", "1e", "1e12345", "\u0661", "nan", "inf", "0x1F", "1_000"]
+
+
+@pytest.mark.parametrize("text", [*NOT_NUMBERS, "NaN\t"], ids=repr)
+@pytest.mark.parametrize("source", ["NUMERIC", "MONEY"])
+def test_a_string_that_is_not_a_number_is_refused(source: str, text: str) -> None:
+    """The text goes into COPY as it is: anything but a number literal raises, and the message
+    becomes a dead letter."""
+    encode = field_type(field("string", None, source, 10, 2)).encode
+    with pytest.raises(ValueError, match="is not a"):
+        encode(text)
+
+
+@pytest.mark.parametrize("value", [None, 1.5, 2, ["1"], {"scale": 0, "value": "AQ=="}])
+def test_a_string_numeric_that_is_not_a_string_is_refused(value: Any) -> None:
+    with pytest.raises(ValueError, match="is not a numeric"):
+        field_type(field("string", None, "NUMERIC", 131089, 0)).encode(value)
+
+
+@pytest.mark.parametrize("special", ["NAN", "POSITIVE_INFINITY", "NEGATIVE_INFINITY", "NaN", "Infinity"])
+def test_money_has_no_special_values(special: str) -> None:
+    with pytest.raises(ValueError, match="is not a money amount"):
+        field_type(field("string", None, "MONEY", MAX_INT, 0)).encode(special)
 
 
 def test_interval_not_in_debeziums_form_is_a_terminal_error() -> None:
