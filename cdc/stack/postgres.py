@@ -197,7 +197,8 @@ def admin_connect(cluster: Cluster, dbname: str = "postgres") -> psycopg2.extens
 
 
 def ensure_database(cluster: Cluster, *, db: str, user: str, password: str, replication: bool) -> None:
-    """Create the login role and its database if missing; (re)set the role's password."""
+    """Create the login role and its database if missing; (re)set the role's password and its
+    search path (so also on a stack created before the search path was set)."""
     conn = admin_connect(cluster)
     try:
         with conn.cursor() as cur:
@@ -212,6 +213,12 @@ def ensure_database(cluster: Cluster, *, db: str, user: str, password: str, repl
                 ),
                 (password,),
             )
+            # The role shares its name with cdc's internal schema (`cdc`, in both clusters), so the
+            # default "$user", public would put a table created without a schema name (pgbench -i,
+            # say) there: not captured, and nothing would say so. Set on the role rather than on a
+            # database, so the scratch databases the role creates get it too; cdc itself names the
+            # schema of every table it uses and depends on no search path.
+            cur.execute(sql.SQL("ALTER ROLE {} SET search_path = public").format(sql.Identifier(user)))
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,))
             if cur.fetchone() is None:
                 cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db), sql.Identifier(user)))
