@@ -21,7 +21,8 @@ import httpx
 import psycopg2
 from sqlalchemy.engine import make_url
 
-from cdc.settings import Settings, load_settings
+from cdc.settings import Settings
+from cdc.stack.state import load_local_settings
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "benchmarks"
@@ -40,7 +41,7 @@ class Stack:
 
     @classmethod
     def load(cls) -> Stack:
-        s = load_settings()
+        s = load_local_settings()
         return cls(
             s,
             s.require_source_url(),

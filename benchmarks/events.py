@@ -538,9 +538,9 @@ def verify(ref_not_null: bool) -> int:  # noqa: PLR0915 - one linear check
     from kafka import KafkaConsumer, TopicPartition
 
     from cdc import connector
-    from cdc.settings import load_settings
+    from cdc.stack.state import load_local_settings
 
-    settings = load_settings()
+    settings = load_local_settings()
     schema = f"bench_verify_{uuid.uuid4().hex[:8]}"
     topic = f"{settings.topic_prefix}.{schema}.orders"
     conn = psycopg2.connect(settings.require_source_url())

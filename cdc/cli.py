@@ -1,23 +1,27 @@
-"""The `cdc` command line. Each command loads settings once and calls one function of the core."""
+"""The `cdc` command line. Each command loads settings once and calls one function of the core.
+
+Errors end here, in one place (`run`): a CdcError prints `error: <problem>` and `fix: <how>` and
+exits with its class's status (cdc/errors.py); anything else is a bug, reported as one. A traceback
+is printed only with --debug.
+"""
 
 from __future__ import annotations
 
-import functools
+import os
 import sys
-from collections.abc import Callable
+import traceback
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from cdc import __version__
-from cdc.errors import CdcError
-from cdc.settings import load_settings
-
-P = ParamSpec("P")
-R = TypeVar("R")
+from cdc.errors import EXIT_BUG, CdcError, ConfigError, NotFoundError
+from cdc.settings import Settings, load_settings
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -43,24 +47,42 @@ app.add_typer(demo_app, name="demo")
 app.add_typer(dlq_app, name="dlq")
 
 
-def reports_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn cdc's errors into a message naming the problem and the fix, and exit status 1."""
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
 
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except CdcError as exc:
-            err.print(f"[bold red]error:[/] {exc.problem}", markup=True, soft_wrap=True)
-            if exc.fix:
-                err.print(f"[bold]fix:[/] {exc.fix}", markup=True, soft_wrap=True)
-            raise typer.Exit(1) from None
 
-    return wrapper
+class _Options:
+    debug = False
+
+
+@app.callback()
+def root(
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar="CDC_DEBUG", help="Print the traceback of an error too.")
+    ] = False,
+) -> None:
+    """Change-data-capture replication: PostgreSQL -> Debezium -> Kafka -> warehouse."""
+    _Options.debug = debug
 
 
 def say(line: str) -> None:
     out.print(line, markup=False, soft_wrap=True)
+
+
+def _label(label: str, style: str, text: str) -> Text:
+    # Text, not markup: a message may hold brackets (topic[0], a JSON snippet) that rich would eat.
+    return Text.assemble((label, style), " ", text)
+
+
+def warn(line: str) -> None:
+    err.print(_label("warning:", "bold yellow", line), soft_wrap=True)
+
+
+def _settings() -> Settings:
+    from cdc.stack.state import with_stack_defaults
+
+    return with_stack_defaults(load_settings(warn=warn))
 
 
 @app.command()
@@ -73,18 +95,16 @@ def version() -> None:
 
 
 @stack_app.command("up")
-@reports_errors
 def stack_up() -> None:
     """Start the stack (idempotent) and wait until every part is ready and the connector RUNNING."""
     from cdc.stack import control
 
     say("cdc stack up")
-    control.up(load_settings(), say)
+    control.up(_settings(), say)
     say('ready. Point your shell at it with: eval "$(cdc stack env)"')
 
 
 @stack_app.command("down")
-@reports_errors
 def stack_down(
     wipe: Annotated[bool, typer.Option("--wipe", help="Also delete all data (jars are kept).")] = False,
 ) -> None:
@@ -92,16 +112,15 @@ def stack_down(
     from cdc.stack import control
 
     say("cdc stack down")
-    control.down(load_settings(), say, wipe=wipe)
+    control.down(_settings(), say, wipe=wipe)
 
 
 @stack_app.command("status")
-@reports_errors
 def stack_status() -> None:
     """Show each part of the stack and the source connector's state. Exit 1 if a part is down."""
     from cdc.stack import control
 
-    rows, connector_state = control.status(load_settings())
+    rows, connector_state = control.status(_settings())
     table = Table("part", "state", "pid", "endpoint")
     for row in rows:
         table.add_row(
@@ -119,17 +138,15 @@ def stack_status() -> None:
 
 
 @stack_app.command("env")
-@reports_errors
 def stack_env() -> None:
     """Print `export` lines for the stack's endpoints: eval "$(cdc stack env)"."""
     from cdc.stack import control
 
-    for line in control.env_lines(load_settings()):
+    for line in control.env_lines(_settings()):
         sys.stdout.write(line + "\n")
 
 
 @connector_app.command("apply")
-@reports_errors
 def connector_apply(
     file: Annotated[
         Path | None,
@@ -139,17 +156,16 @@ def connector_apply(
     """Create or update the connector, capture every selected table, wait until RUNNING."""
     from cdc import connector
 
-    report = connector.apply(load_settings(), file, say)
+    report = connector.apply(_settings(), file, say)
     say(f"connector {report.name}: {report.state.state}; {len(report.tables)} tables captured")
 
 
 @connector_app.command("status")
-@reports_errors
 def connector_status() -> None:
     """The connector's state, its tasks, and the tables it captures."""
     from cdc import connector
 
-    state, config = connector.status(load_settings())
+    state, config = connector.status(_settings())
     say(f"connector {state.name}: {state.state}")
     for task_id, task_state in state.tasks:
         say(f"  task {task_id}: {task_state}")
@@ -163,7 +179,6 @@ def connector_status() -> None:
 
 
 @demo_app.command("seed")
-@reports_errors
 def demo_seed(
     customers: Annotated[int, typer.Option(help="Customers to create.")] = 1000,
     products: Annotated[int, typer.Option(help="Products to create.")] = 200,
@@ -176,7 +191,7 @@ def demo_seed(
     from cdc.demo.seed import seed
 
     counts = seed(
-        load_settings().require_source_url(),
+        _settings().require_source_url(),
         customers=customers,
         products=products,
         orders=orders,
@@ -187,7 +202,6 @@ def demo_seed(
 
 
 @demo_app.command("run")
-@reports_errors
 def demo_run(
     rate: Annotated[float, typer.Option(help="Source transactions per second.")] = 50.0,
     duration: Annotated[float | None, typer.Option(help="Seconds to run; omit to run until Ctrl-C.")] = 60.0,
@@ -196,11 +210,10 @@ def demo_run(
     """Run a live insert/update/delete workload against the demo shop."""
     from cdc.demo.workload import run_workload
 
-    run_workload(load_settings().require_source_url(), rate=rate, duration=duration, seed=seed, say=say)
+    run_workload(_settings().require_source_url(), rate=rate, duration=duration, seed=seed, say=say)
 
 
 @app.command()
-@reports_errors
 def sync(
     *,
     table: Annotated[
@@ -209,10 +222,13 @@ def sync(
     group: Annotated[str | None, typer.Option(help="Consumer group (default CDC_CONSUMER_GROUP).")] = None,
     until_idle: Annotated[
         float | None,
-        typer.Option(help="Exit 0 once caught up and nothing new arrived for this many seconds."),
+        typer.Option(help="Exit 0 once caught up and nothing new arrived for this many seconds.", min=0),
     ] = None,
-    log_format: Annotated[str | None, typer.Option(help="text or json (default CDC_LOG_FORMAT).")] = None,
-    progress_every: Annotated[float, typer.Option(help="Seconds between progress lines.")] = 10.0,
+    log_format: Annotated[
+        LogFormat | None,
+        typer.Option(help="Log lines as text or json (default CDC_LOG_FORMAT)."),
+    ] = None,
+    progress_every: Annotated[float, typer.Option(help="Seconds between progress lines.", min=0.5)] = 10.0,
     stall_seconds: Annotated[
         float | None,
         typer.Option(
@@ -227,8 +243,8 @@ def sync(
     from cdc.sync.loop import Sync, SyncOptions, stop_on_signals
     from cdc.warehouse.postgres import PostgresWarehouse
 
-    settings = load_settings()
-    logs.configure(log_format or settings.log_format)
+    settings = _settings()
+    logs.configure(log_format.value if log_format else settings.log_format)
     group_id = group or settings.consumer_group
     options = SyncOptions(
         group=group_id,
@@ -236,6 +252,7 @@ def sync(
         flush_bytes=settings.flush_bytes,
         flush_interval=settings.flush_interval_ms / 1000,
         tables=tuple(table or ()),
+        topic_prefix=settings.topic_prefix,
         until_idle=until_idle,
         progress_every=progress_every,
         retry_max_seconds=settings.retry_max_seconds,
@@ -253,7 +270,7 @@ def sync(
         try:
             from cdc.sync.consume_confluent import ConfluentSource
         except ImportError as exc:
-            raise CdcError(
+            raise ConfigError(
                 f"CDC_KAFKA_CLIENT=confluent, but confluent-kafka cannot be imported ({exc}).",
                 "pip install 'cdc[confluent]', or unset CDC_KAFKA_CLIENT to use kafka-python",
             ) from exc
@@ -275,13 +292,22 @@ def sync(
             stats = runner.run()
     finally:
         warehouse.close()
-    say(f"sync stopped: {stats.events} events read, {stats.rows} rows written, {stats.dead} dead letters")
+    if stats.unstored_partitions:
+        stored = (
+            f"{stats.unstored_partitions} partition(s) were read past what the warehouse holds: the next start"
+            " reads them again from there"
+        )
+    elif stats.stored_partitions:
+        stored = f"all that was read is stored, with the offsets of its {stats.stored_partitions} partition(s)"
+    else:
+        stored = "no partition was assigned"
+    say(f"sync stopped: {stats.events} events read, {stats.rows} rows written, {stats.dead} dead letters; {stored}")
 
 
 def _warehouse(group: str) -> Any:
     from cdc.warehouse.postgres import PostgresWarehouse
 
-    settings = load_settings()
+    settings = _settings()
     return PostgresWarehouse(
         settings.require_warehouse_url(),
         schema=settings.warehouse_schema,
@@ -291,13 +317,12 @@ def _warehouse(group: str) -> Any:
 
 
 @dlq_app.command("list")
-@reports_errors
 def dlq_list(
     group: Annotated[str | None, typer.Option(help="Consumer group (default CDC_CONSUMER_GROUP).")] = None,
     all_letters: Annotated[bool, typer.Option("--all", help="Include letters already replayed.")] = False,
 ) -> None:
     """List the dead letters: where each message was in Kafka, and why it was not applied."""
-    group_id = group or load_settings().consumer_group
+    group_id = group or _settings().consumer_group
     warehouse = _warehouse(group_id)
     try:
         letters = warehouse.dead_letters(group_id, include_replayed=all_letters)
@@ -319,7 +344,6 @@ def dlq_list(
 
 
 @dlq_app.command("replay")
-@reports_errors
 def dlq_replay(
     group: Annotated[str | None, typer.Option(help="Consumer group (default CDC_CONSUMER_GROUP).")] = None,
     ids: Annotated[list[int] | None, typer.Option("--id", help="Only this letter; repeatable.")] = None,
@@ -327,12 +351,21 @@ def dlq_replay(
     """Apply the dead letters again (after fixing their cause). Exit 1 if some still fail."""
     from cdc import dlq
 
-    group_id = group or load_settings().consumer_group
+    group_id = group or _settings().consumer_group
     warehouse = _warehouse(group_id)
     try:
         report = dlq.replay(warehouse, group_id, ids)
     finally:
         warehouse.close()
+    if ids:
+        missing = sorted(set(ids) - {letter.id for letter in report.replayed + report.still_failing})
+        if missing:
+            raise NotFoundError(
+                f"no dead letter of group {group_id} has id {', '.join(map(str, missing))}"
+                + (f" (the others, {len(report.replayed)}, were replayed)" if report.replayed else "")
+                + ".",
+                f"list them with: cdc dlq list --all{'' if group is None else ' --group ' + group_id}",
+            )
     say(f"replayed {len(report.replayed)} dead letter(s); {len(report.still_failing)} still failing")
     for letter in report.still_failing:
         say(f"  {letter.id} {letter.origin.topic}[{letter.origin.partition}]@{letter.origin.offset}: {letter.reason}")
@@ -341,7 +374,6 @@ def dlq_replay(
 
 
 @app.command()
-@reports_errors
 def topics(
     prefix: Annotated[
         str | None, typer.Option(help="Only topics starting with this (default: the topic prefix + '.').")
@@ -350,7 +382,7 @@ def topics(
     """List the change topics in Kafka with their message counts."""
     from cdc import topics as topic_counts
 
-    settings = load_settings()
+    settings = _settings()
     rows = topic_counts.count(settings.require_kafka(), prefix or f"{settings.topic_prefix}.")
     table = Table("topic", "partitions", "messages")
     for row in rows:
@@ -358,8 +390,40 @@ def topics(
     out.print(table)
 
 
+def run(argv: list[str]) -> int:
+    """Run the command line and return its exit status: the one place errors are reported."""
+    _Options.debug = os.environ.get("CDC_DEBUG", "") not in ("", "0", "false")
+    try:
+        # Standalone: typer reports usage errors itself (status 2) and turns Ctrl-C into "Aborted!".
+        app(args=argv, prog_name="cdc")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except CdcError as exc:
+        if _Options.debug:
+            traceback.print_exc()
+        err.print(_label("error:", "bold red", exc.problem), soft_wrap=True)
+        if exc.fix:
+            err.print(_label("fix:", "bold", exc.fix), soft_wrap=True)
+        return exc.exit_code
+    except Exception as exc:
+        if _Options.debug:
+            traceback.print_exc()
+        err.print(_label("error:", "bold red", f"cdc failed unexpectedly: {exc.__class__.__name__}: {exc}"))
+        err.print(
+            _label(
+                "fix:",
+                "bold",
+                "this is a bug in cdc: please report it to the cdc project's issue tracker, with the output of "
+                "the same command run with --debug (cdc --debug ...), which adds the traceback",
+            ),
+            soft_wrap=True,
+        )
+        return EXIT_BUG
+    return 0
+
+
 def main() -> None:
-    app()
+    sys.exit(run(sys.argv[1:]))
 
 
 if __name__ == "__main__":

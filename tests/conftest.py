@@ -10,8 +10,9 @@ import pytest
 
 from cdc.connect_api import ConnectClient
 from cdc.errors import CdcError
-from cdc.settings import Settings, load_settings
+from cdc.settings import Settings
 from cdc.stack.kafka import broker_answers
+from cdc.stack.state import load_local_settings
 from tests.db import execute
 from tests.syncing import Lane
 
@@ -45,7 +46,7 @@ def _probe(settings: Settings) -> list[str]:
 
 @pytest.fixture(scope="session")
 def stack() -> Settings:
-    settings = load_settings()
+    settings = load_local_settings()
     problems = _probe(settings)
     if problems:
         pytest.fail(

@@ -9,13 +9,13 @@ from __future__ import annotations
 import sys
 
 from cdc.demo import SCHEMA, TABLES
-from cdc.settings import load_settings
+from cdc.stack.state import load_local_settings
 from tests.compare import assert_same_rows
 from tests.db import query
 
 
 def main() -> int:
-    settings = load_settings()
+    settings = load_local_settings()
     src, wh = settings.require_source_url(), settings.require_warehouse_url()
     targets = dict(
         query(

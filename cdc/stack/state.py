@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from cdc.settings import Settings
+from cdc.settings import Settings, load_settings
 
 SOURCE_DB = "cdc_source"
 WAREHOUSE_DB = "cdc_warehouse"
@@ -134,6 +134,23 @@ def stack_defaults(settings: Settings) -> dict[str, Any]:
         "connect_url": connect_url(settings),
         "connect_password_ref": f"${{file:{lay.connect_secrets}:source_password}}",
     }
+
+
+def with_stack_defaults(settings: Settings) -> Settings:
+    """The settings with unset endpoints filled from a local stack set up under settings.stack_dir
+    (what was set explicitly is kept)."""
+    defaults = stack_defaults(settings)
+    if settings.source_url is not None:
+        # The stack's password reference names the stack's password: useless for another source.
+        defaults.pop("connect_password_ref", None)
+    missing = {key: value for key, value in defaults.items() if getattr(settings, key) is None}
+    return settings.model_copy(update=missing) if missing else settings
+
+
+def load_local_settings() -> Settings:
+    """Settings from the environment and cdc.toml, endpoints defaulting to the local stack's: what
+    every command of the CLI (and the tests and benchmarks, run beside a stack) work with."""
+    return with_stack_defaults(load_settings())
 
 
 def write_connect_secrets(lay: Layout, state: StackState) -> None:

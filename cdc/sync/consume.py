@@ -16,8 +16,8 @@ from kafka.coordinator.protocol import ConsumerProtocolMemberAssignment_v0
 from kafka.errors import KafkaError
 
 from cdc.decode.envelope import Headers
-from cdc.errors import TransientError
 from cdc.events import new_tuple
+from cdc.sync.kafka_errors import check_resolvable, kafka_error
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,8 @@ class KafkaSource:
         max_poll_records: int = BATCH,
         session_timeout_ms: int = 10_000,
     ) -> None:
+        self._bootstrap = bootstrap
+        check_resolvable(bootstrap)
         try:
             self._consumer = KafkaConsumer(
                 bootstrap_servers=bootstrap,
@@ -156,15 +158,15 @@ class KafkaSource:
                 heartbeat_interval_ms=min(3000, session_timeout_ms // 3),
             )
         except KafkaError as exc:
-            raise TransientError(
-                f"cannot reach Kafka at {bootstrap} ({exc.__class__.__name__}).",
-                "check CDC_KAFKA_BOOTSTRAP_SERVERS and that the broker is up",
-            ) from exc
+            raise kafka_error(exc, bootstrap) from exc
         _finish_every_rebalance(self._consumer)
         self._consumer.subscribe(pattern=topics_pattern, listener=_Listener(on_revoked, on_assigned))
 
     def poll(self, timeout_ms: int) -> list[Record]:
-        batches = self._consumer.poll(timeout_ms=timeout_ms)
+        try:
+            batches = self._consumer.poll(timeout_ms=timeout_ms)
+        except KafkaError as exc:  # kafka-python retries what it can itself: what comes out is final
+            raise kafka_error(exc, self._bootstrap) from exc
         return [
             new_tuple(Record, (r.topic, r.partition, r.offset, r.key, r.value, r.headers))
             for records in batches.values()
@@ -194,6 +196,13 @@ class KafkaSource:
     def has_topics(self) -> bool:
         """Whether any topic matches the subscription (so an empty assignment is not idleness)."""
         return bool(self._consumer.subscription())
+
+    def topics(self) -> list[str]:
+        """Every topic in the cluster."""
+        try:
+            return sorted(self._consumer.topics())
+        except KafkaError as exc:
+            raise kafka_error(exc, self._bootstrap) from exc
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)

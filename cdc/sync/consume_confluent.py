@@ -30,9 +30,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from cdc.errors import TransientError
+from cdc.errors import CdcError
 from cdc.events import new_tuple
 from cdc.sync.consume import BATCH, Partition, Record
+from cdc.sync.kafka_errors import check_resolvable, confluent_error, is_refusal
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class ConfluentSource:
         metadata_refresh: float = 5.0,
     ) -> None:
         self._bootstrap = bootstrap
+        check_resolvable(bootstrap)
+        self._failed: CdcError | None = None  # a refusal reported in a callback, raised by poll
         self._pattern = re.compile(topics_pattern)
         self._on_revoked = on_revoked
         self._on_assigned = on_assigned
@@ -97,7 +100,7 @@ class ConfluentSource:
                 "session.timeout.ms": session_timeout_ms,
                 "heartbeat.interval.ms": min(3000, session_timeout_ms // 3),
                 **FETCH_SETTINGS,
-                "error_cb": _log_error,
+                "error_cb": self._on_error,
                 "logger": logging.getLogger("cdc.librdkafka"),
             }
         )
@@ -115,10 +118,7 @@ class ConfluentSource:
             if not force:
                 log.warning("could not list Kafka topics (%s); keeping the subscription", exc)
                 return
-            raise TransientError(
-                f"cannot reach Kafka at {self._bootstrap} ({exc}).",
-                "check CDC_KAFKA_BOOTSTRAP_SERVERS and that the broker is up",
-            ) from exc
+            raise confluent_error(exc.args[0], self._bootstrap) from exc
         topics = sorted(t for t in metadata.topics if self._pattern.match(t))
         if topics == self._topics:
             return
@@ -156,10 +156,12 @@ class ConfluentSource:
         for m in take_available(self._consumer, timeout_ms / 1000, self._max):
             error = m.error()
             if error is not None:
-                _log_error(error)
+                self._on_error(error)
                 continue
             # topic, partition and offset are set on every fetched (non-error) message
             records.append(new_tuple(Record, (m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.headers)))
+        if self._failed is not None:
+            raise self._failed
         return records
 
     def seek(self, partition: Partition, offset: int) -> None:
@@ -207,12 +209,20 @@ class ConfluentSource:
         """Whether any topic matches the subscription (so an empty assignment is not idleness)."""
         return bool(self._topics)
 
+    def topics(self) -> list[str]:
+        """Every topic in the cluster."""
+        try:
+            return sorted(self._consumer.list_topics(timeout=10).topics)
+        except KafkaException as exc:
+            raise confluent_error(exc.args[0], self._bootstrap) from exc
+
     def close(self) -> None:
         self._consumer.close()
 
-
-def _log_error(error: KafkaError) -> None:
-    if error.fatal():
-        log.error("Kafka client error: %s", error)
-    else:
-        log.warning("Kafka client: %s", error)
+    def _on_error(self, error: KafkaError) -> None:
+        """librdkafka retries what it can by itself; a refusal or a fatal error stops cdc sync."""
+        if is_refusal(error):
+            log.error("Kafka client error: %s", error)
+            self._failed = self._failed or confluent_error(error, self._bootstrap)
+        else:
+            log.warning("Kafka client: %s", error)

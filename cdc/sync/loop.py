@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import re
 import signal
 import threading
 import time
@@ -40,9 +41,9 @@ from tenacity import (
 
 from cdc.buffer import Buffer
 from cdc.decode.envelope import EnvelopeDecoder, PoisonMessage
-from cdc.errors import TransientError
+from cdc.errors import CdcError, TransientError
 from cdc.events import Origin, TableId, new_tuple
-from cdc.sync.consume import BATCH, Partition, Record, topic_safe
+from cdc.sync.consume import BATCH, Partition, Record, change_topics, topic_safe
 from cdc.sync.positions import Positions
 from cdc.sync.stall import StallDetector, StallError
 from cdc.warehouse import DeadLetter, Flush, Warehouse
@@ -62,6 +63,7 @@ class Source(Protocol):
     def assignment(self) -> list[Partition]: ...
     def end_offsets(self, partitions: list[Partition]) -> dict[Partition, int] | None: ...
     def has_topics(self) -> bool: ...
+    def topics(self) -> list[str]: ...
     def close(self) -> None: ...
 
 
@@ -75,6 +77,7 @@ class SyncOptions:
     flush_bytes: int = 64 * 1024 * 1024
     flush_interval: float = 0.5
     tables: tuple[str, ...] = ()  # schema.table glob patterns; empty = every captured table
+    topic_prefix: str = "cdc"
     until_idle: float | None = None
     progress_every: float = 10.0
     retry_max_seconds: float = 0  # 0 = retry transient failures until stopped
@@ -88,6 +91,8 @@ class SyncStats:
     dead: int = 0
     flushes: int = 0
     started: float = field(default_factory=time.monotonic)
+    stored_partitions: int = 0  # partitions whose read position the warehouse holds at the end
+    unstored_partitions: int = 0  # partitions read further than the warehouse holds (read again next time)
 
 
 class Sync:
@@ -108,13 +113,22 @@ class Sync:
         self._in_flight: tuple[Future[Any], dict[Partition, int]] | None = None
         self._broken: BaseException | None = None  # a flush that failed for good: none may follow it
         self._wanted: dict[TableId, bool] = {}
-        self._source = source_factory(self._on_revoked, self._on_assigned)
+        self._source_factory = source_factory
+        self._source: Source  # connected by run(), retried like any other transient failure
 
     # -- lifecycle ---------------------------------------------------------------------------
     def stop(self) -> None:
         self._stop.set()
 
     def run(self) -> SyncStats:
+        try:
+            self._connect()
+        except TransientError as exc:
+            if not self._stop.is_set():
+                raise
+            log.info("stopped while connecting (%s); nothing was read", exc.problem)
+            self._flusher.shutdown(wait=True)
+            return self.stats
         try:
             self._loop()
         except StallError:
@@ -123,7 +137,36 @@ class Sync:
         finally:
             self._source.close()
             self._flusher.shutdown(wait=True)
+            self.stats.stored_partitions = len(self._positions.stored)
+            self.stats.unstored_partitions = len(self._positions.moved())
         return self.stats
+
+    def _connect(self) -> None:
+        """The warehouse first (a wrong password ends the command before it joins the group), then
+        Kafka; both retried while their failures are transient."""
+        self._retrying(self.warehouse.prepare, "connecting to the warehouse")
+        self._source = self._retrying(
+            lambda: self._source_factory(self._on_revoked, self._on_assigned), "connecting to Kafka"
+        )
+        if self.options.tables:
+            self._warn_unmatched(self._source.topics())
+
+    def _warn_unmatched(self, topics: list[str]) -> None:
+        """A --table pattern that matches no change topic is most likely a typo: say so, and list
+        what is captured. Sync goes on: a table created later may still match."""
+        prefix = self.options.topic_prefix
+        every = re.compile(change_topics(prefix))
+        captured = sorted(t.removeprefix(prefix + ".") for t in topics if every.match(t))
+        for pattern in self.options.tables:
+            regex = re.compile(change_topics(prefix, (pattern,)))
+            if not any(regex.match(topic) for topic in topics):
+                shown = ", ".join(captured[:20]) + (f" and {len(captured) - 20} more" if len(captured) > 20 else "")
+                log.warning(
+                    "--table %r matches no captured table (no topic %s.<schema>.<table> matches it); captured: %s",
+                    pattern,
+                    prefix,
+                    shown or f"nothing yet under prefix {prefix!r} (run cdc connector apply; check CDC_TOPIC_PREFIX)",
+                )
 
     def _loop(self) -> None:
         last_record = last_progress = last_check = time.monotonic()
@@ -291,12 +334,16 @@ class Sync:
             retry=retry_if_exception_type(TransientError),
             wait=wait_exponential_jitter(initial=0.5, max=30, jitter=1),
             stop=stop | stop_when_event_set(self._stop),
+            sleep=self._wait,  # a stop asked for during a wait ends it at once
             before_sleep=_log_retry(what),
             reraise=True,
         ):
             with attempt:
                 return action()
         raise AssertionError("unreachable")  # Retrying either returns, or re-raises the last error
+
+    def _wait(self, seconds: float) -> None:
+        self._stop.wait(seconds)
 
     # -- rebalancing -------------------------------------------------------------------------
     def _on_revoked(self, partitions: list[Partition]) -> None:
@@ -425,8 +472,9 @@ class Sync:
 def _log_retry(what: str) -> Callable[[RetryCallState], None]:
     def before_sleep(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
+        cause = error.problem if isinstance(error, CdcError) else error
         delay = state.next_action.sleep if state.next_action else 0
-        log.warning("%s failed (attempt %d): %s; retrying in %.1fs", what, state.attempt_number, error, delay)
+        log.warning("%s failed (attempt %d): %s; retrying in %.1fs", what, state.attempt_number, cause, delay)
 
     return before_sleep
 

@@ -19,7 +19,7 @@ from sqlalchemy.pool import NullPool
 
 from cdc.buffer import TableBatch
 from cdc.decode.toast import is_unavailable
-from cdc.errors import TerminalError
+from cdc.errors import ConfigError, TerminalError
 from cdc.events import ChangeEvent, Column, Op, Origin, TableId, TableSchema
 from cdc.resources import sql_file
 from cdc.warehouse import DeadLetter, Flush, FlushResult, StoredLetter, TopicPartition
@@ -36,7 +36,12 @@ _MAX_IDENT = 63  # bytes; PostgreSQL truncates longer identifiers silently
 class PostgresWarehouse:
     def __init__(self, url: str, *, schema: str, group: str, soft_delete: bool = False) -> None:
         # NullPool: cdc holds one connection for its whole life and replaces it after a failure.
-        self._engine = create_engine(make_url(url).set(drivername="postgresql+psycopg2"), poolclass=NullPool)
+        # connect_timeout: a host that drops packets must fail (and be retried), not hang a flush.
+        self._engine = create_engine(
+            make_url(url).set(drivername="postgresql+psycopg2"),
+            poolclass=NullPool,
+            connect_args={"connect_timeout": 10},
+        )
         self._schema = schema
         self._group = group
         self._soft = soft_delete
@@ -50,22 +55,29 @@ class PostgresWarehouse:
     def _connection(self) -> Any:
         if self._conn is None or self._conn.closed:
             self._forget()
+            what = "connecting"
             try:
                 # Keep SQLAlchemy's wrapper referenced: when it is collected, it closes the connection.
                 self._raw = self._engine.raw_connection()
                 self._conn = self._raw.dbapi_connection
+                what = f"creating cdc's tables and schema {self._schema!r}"
                 self._bootstrap()
             except psycopg2.Error as exc:
                 self._forget()
-                raise translate(exc, "connecting") from exc
+                raise translate(exc, what) from exc
         return self._conn
+
+    def prepare(self) -> None:
+        """Connect and create what cdc needs in the warehouse, so that a wrong password or a
+        missing privilege stops a command before it starts, not at its first flush."""
+        self._connection()
 
     def _bootstrap(self) -> None:
         with self._conn.cursor() as cur:
             cur.execute("SHOW server_version_num")
             (version,) = cur.fetchone()
             if int(version) < 150000:
-                raise TerminalError(
+                raise ConfigError(
                     f"the warehouse runs PostgreSQL {int(version) // 10000}; cdc needs 15 or newer (MERGE).",
                     "point CDC_WAREHOUSE_URL at PostgreSQL 15+",
                 )

@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from cdc.errors import ConfigError
 from cdc.settings import Settings, load_settings, redact_url, split_list
 from cdc.stack import state
+from cdc.stack.state import load_local_settings
 
 PASSWORD = "hunter2-Zq9"
 SOURCE_URL = f"postgresql://cdc:{PASSWORD}@db.example:5432/shop"
@@ -22,7 +23,6 @@ def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     for key in [k for k in os.environ if k.startswith("CDC_")]:
         monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)  # the default cdc.toml is looked up in the working directory
-    monkeypatch.setenv("CDC_CONFIG", str(tmp_path / "absent.toml"))
     monkeypatch.setenv("CDC_STACK_DIR", str(tmp_path / "no-stack"))
     return tmp_path
 
@@ -39,7 +39,7 @@ def test_reads_cdc_environment_variables(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("CDC_STACK_PG_BIN", "/opt/pg/bin")
     monkeypatch.setenv("CDC_LOG_FORMAT", "json")
 
-    s = Settings()
+    s = load_settings()
 
     assert s.source_url is not None
     assert s.source_url.get_secret_value() == SOURCE_URL
@@ -60,7 +60,7 @@ def test_reads_the_toml_file_named_by_cdc_config(monkeypatch: pytest.MonkeyPatch
         "stack_kafka_port = 29092\n",
     )
 
-    s = Settings()
+    s = load_settings()
 
     assert s.require_source_url() == SOURCE_URL
     assert s.require_connect_url() == "http://connect.example:8083"
@@ -76,14 +76,14 @@ def test_environment_beats_toml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     )
     monkeypatch.setenv("CDC_TOPIC_PREFIX", "from_env")
 
-    s = Settings()
+    s = load_settings()
 
     assert s.topic_prefix == "from_env"
     assert s.slot_name == "toml_slot"  # not overridden by env: the file still counts
 
 
 def test_defaults_without_env_or_toml() -> None:
-    s = Settings()
+    s = load_settings()
     assert s.source_url is None
     assert s.topic_prefix == "cdc"
     assert s.stack_source_port == 54321
@@ -105,7 +105,7 @@ def test_redact_url_shows_nothing_of_an_unparsable_url() -> None:
 
 def test_require_source_url_without_settings_names_the_variable_and_the_fix() -> None:
     with pytest.raises(ConfigError) as caught:
-        Settings().require_source_url()
+        load_settings().require_source_url()
 
     message = str(caught.value)
     assert "CDC_SOURCE_URL" in message
@@ -124,7 +124,7 @@ def test_require_source_url_without_settings_names_the_variable_and_the_fix() ->
 )
 def test_every_required_endpoint_names_its_variable(method: str, variable: str) -> None:
     with pytest.raises(ConfigError, match=variable):
-        getattr(Settings(), method)()
+        getattr(load_settings(), method)()
 
 
 def test_repr_and_str_do_not_show_passwords() -> None:
@@ -141,7 +141,7 @@ def test_repr_and_str_do_not_show_passwords() -> None:
 
 def test_env_settings_are_not_shown_either(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CDC_SOURCE_URL", SOURCE_URL)
-    s = Settings()
+    s = load_settings()
     assert PASSWORD not in repr(s)
     assert PASSWORD not in str(s)
 
@@ -155,7 +155,7 @@ def test_load_settings_fills_unset_endpoints_from_the_local_stack(
     state.save_state(state.Layout(stack_dir.resolve()), st)
     monkeypatch.setenv("CDC_KAFKA_BOOTSTRAP_SERVERS", "elsewhere:9092")
 
-    s = load_settings()
+    s = load_local_settings()
 
     assert s.require_source_url() == f"postgresql://cdc:{st.source_password}@127.0.0.1:54321/cdc_source"
     assert s.require_warehouse_url().endswith("@127.0.0.1:54322/cdc_warehouse")
@@ -165,12 +165,12 @@ def test_load_settings_fills_unset_endpoints_from_the_local_stack(
 
     # Another source than the stack's: the stack's password reference would name the wrong password.
     monkeypatch.setenv("CDC_SOURCE_URL", "postgresql://u:p@db.example:5432/app")
-    other = load_settings()
+    other = load_local_settings()
     assert other.connect_password_ref is None
     assert other.require_source_url() == "postgresql://u:p@db.example:5432/app"
 
 
 def test_load_settings_without_a_stack_leaves_endpoints_unset() -> None:
-    s = load_settings()
+    s = load_local_settings()
     assert s.source_url is None
     assert s.connect_url is None
