@@ -12,7 +12,9 @@ import json
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
 
 import psycopg2
 import psycopg2.errors
@@ -27,6 +29,7 @@ SIGNAL_TABLE = "debezium_signal"
 HEARTBEAT_TABLE = "debezium_heartbeat"
 INTERNAL_TABLES = ((INTERNAL_SCHEMA, SIGNAL_TABLE), (INTERNAL_SCHEMA, HEARTBEAT_TABLE))
 _PLAIN = re.compile(r"[A-Za-z0-9_]+")
+_LOWER_PLAIN = re.compile(r"[a-z_][a-z0-9_]*")
 
 _TABLES_SQL = """
 SELECT n.nspname, c.relname, c.relreplident::text,
@@ -87,30 +90,119 @@ def setup_source(conn: psycopg2.extensions.connection) -> None:
         cur.execute(sql_file("source_setup.sql"))
 
 
-def discover(conn: psycopg2.extensions.connection, settings: Settings) -> list[SourceTable]:
-    """The tables to capture: every user table, filtered by the include/exclude settings, plus
-    cdc's own signal and heartbeat tables (Debezium must see both in the WAL)."""
-    with conn.cursor() as cur:
-        cur.execute(_TABLES_SQL)
-        rows = cur.fetchall()
-    tables = [SourceTable(s, n, r, pk) for s, n, r, pk in rows]
-    chosen = [t for t in tables if t.internal or (t.schema != INTERNAL_SCHEMA and _wanted(t, settings))]
-    return sorted(chosen)
+class Skip(StrEnum):
+    """Why a user table is not captured; in the order the filters apply, the first that holds."""
+
+    INTERNAL = "in cdc's internal schema"
+    SCHEMA_NOT_INCLUDED = "schema matched by no CDC_INCLUDE_SCHEMAS pattern"
+    SCHEMA_EXCLUDED = "schema excluded by CDC_EXCLUDE_SCHEMAS"
+    TABLE_NOT_INCLUDED = "matched by no CDC_INCLUDE_TABLES pattern"
+    TABLE_EXCLUDED = "excluded by CDC_EXCLUDE_TABLES"
 
 
-def _wanted(table: SourceTable, settings: Settings) -> bool:
+@dataclass(frozen=True)
+class Selection:
+    captured: list[SourceTable]  # with cdc's signal and heartbeat tables
+    skipped: dict[Skip, list[SourceTable]] = field(default_factory=dict)  # only reasons that hold for some
+    unmatched: list[tuple[str, str]] = field(default_factory=list)  # (setting, pattern) matching no table
+
+    @property
+    def captured_user_tables(self) -> list[SourceTable]:
+        return [t for t in self.captured if not t.internal]
+
+
+def classify(tables: Iterable[SourceTable], settings: Settings) -> Selection:
+    """Which tables the include/exclude settings capture, why each other one is not, and which
+    patterns match no table at all (a typo, most likely). cdc's own signal and heartbeat tables are
+    always captured (Debezium must see both in the WAL); other tables of its schema never are."""
+    listed = sorted(tables)
+    inc_s, exc_s = split_list(settings.include_schemas), split_list(settings.exclude_schemas)
+    inc_t, exc_t = split_list(settings.include_tables), split_list(settings.exclude_tables)
+
     def matches(value: str, patterns: list[str]) -> bool:
         return any(fnmatch.fnmatchcase(value, p) for p in patterns)
 
-    inc_s, exc_s = split_list(settings.include_schemas), split_list(settings.exclude_schemas)
-    inc_t, exc_t = split_list(settings.include_tables), split_list(settings.exclude_tables)
-    if inc_s and not matches(table.schema, inc_s):
-        return False
-    if exc_s and matches(table.schema, exc_s):
-        return False
-    if inc_t and not matches(table.qualified, inc_t):
-        return False
-    return not (exc_t and matches(table.qualified, exc_t))
+    rules: list[tuple[Skip, Callable[[SourceTable], bool]]] = [
+        (Skip.INTERNAL, lambda t: t.schema == INTERNAL_SCHEMA),
+        (Skip.SCHEMA_NOT_INCLUDED, lambda t: bool(inc_s) and not matches(t.schema, inc_s)),
+        (Skip.SCHEMA_EXCLUDED, lambda t: matches(t.schema, exc_s)),
+        (Skip.TABLE_NOT_INCLUDED, lambda t: bool(inc_t) and not matches(t.qualified, inc_t)),
+        (Skip.TABLE_EXCLUDED, lambda t: matches(t.qualified, exc_t)),
+    ]
+    captured: list[SourceTable] = []
+    skipped: dict[Skip, list[SourceTable]] = {}
+    for table in listed:
+        why = None if table.internal else next((skip for skip, holds in rules if holds(table)), None)
+        if why is None:
+            captured.append(table)
+        else:
+            skipped.setdefault(why, []).append(table)
+
+    schemas, names = {t.schema for t in listed}, [t.qualified for t in listed]
+    unmatched = [
+        (setting, pattern)
+        for setting, patterns, values in (
+            ("CDC_INCLUDE_SCHEMAS", inc_s, schemas),
+            ("CDC_EXCLUDE_SCHEMAS", exc_s, schemas),
+            ("CDC_INCLUDE_TABLES", inc_t, names),
+            ("CDC_EXCLUDE_TABLES", exc_t, names),
+        )
+        for pattern in patterns
+        if not any(fnmatch.fnmatchcase(value, pattern) for value in values)
+    ]
+    return Selection(captured, {why: skipped[why] for why in Skip if why in skipped}, unmatched)
+
+
+def survey(conn: psycopg2.extensions.connection, settings: Settings) -> Selection:
+    with conn.cursor() as cur:
+        cur.execute(_TABLES_SQL)
+        rows = cur.fetchall()
+    return classify((SourceTable(s, n, r, pk) for s, n, r, pk in rows), settings)
+
+
+def discover(conn: psycopg2.extensions.connection, settings: Settings) -> list[SourceTable]:
+    """The tables to capture: every user table, filtered by the include/exclude settings, plus
+    cdc's own signal and heartbeat tables."""
+    return survey(conn, settings).captured
+
+
+def display_name(table: SourceTable) -> str:
+    """schema.table for people: a part that is not a plain lower-case name is double-quoted as in
+    SQL, and characters that would break the line (newlines, escapes) are written as \\uXXXX."""
+
+    def part(name: str) -> str:
+        if _LOWER_PLAIN.fullmatch(name):
+            return name
+        shown = "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in name)
+        return '"' + shown.replace('"', '""') + '"'
+
+    return f"{part(table.schema)}.{part(table.name)}"
+
+
+def name_list(tables: list[SourceTable], limit: int = 20) -> str:
+    """At most limit names, then how many more: a database may hold thousands of tables."""
+    if not tables:
+        return "none"
+    shown = [display_name(t) for t in tables[:limit]]
+    if len(tables) > limit:
+        shown.append(f"and {len(tables) - limit} more")
+    return ", ".join(shown)
+
+
+def describe(selection: Selection, limit: int = 20) -> list[str]:
+    """What `cdc connector apply` says about the selection: one warning per pattern that matches no
+    table, and one line naming the tables not captured, grouped by why (about limit names in all)."""
+    captured = name_list(selection.captured_user_tables, limit)
+    lines = [
+        f"{setting} pattern {pattern!r} matches no table; captured: {captured}"
+        for setting, pattern in selection.unmatched
+    ]
+    if selection.skipped:
+        total = sum(len(tables) for tables in selection.skipped.values())
+        each = max(5, limit // len(selection.skipped))
+        groups = [f"{name_list(tables, each)} ({why})" for why, tables in selection.skipped.items()]
+        lines.append(f"not captured ({total} {'table' if total == 1 else 'tables'}): " + "; ".join(groups))
+    return lines
 
 
 def ensure_replica_identity(conn: psycopg2.extensions.connection, tables: list[SourceTable]) -> list[SourceTable]:

@@ -98,6 +98,10 @@ def apply(settings: Settings, path: Path | None, say: Callable[[str], None]) -> 
     try:
         capture.setup_source(conn)
         tables = capture.discover(conn, settings)
+        # A table left out by a setting, or created where nothing captures it, must not go unnoticed.
+        # Listed apart from discover, which alone decides (and lists again if a table goes meanwhile).
+        for line in capture.describe(capture.survey(conn, settings)):
+            say(line)
         variables = template_vars(settings, tables)
         name, config = render(path, variables)
         secret = _password(make_url(settings.require_source_url()).password)
