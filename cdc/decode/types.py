@@ -180,8 +180,24 @@ def _string(f: _Field) -> _Mapped:
         if f.source == "VARCHAR":
             return _mapped(f"varchar({f.length})" if sized else "varchar", True, str)
         return _mapped(f"char({f.length})" if sized else "bpchar", True, str)
-    pg_type, varlena = _STRING_TYPES.get(f.source, ("text", True))  # domains, unknown types: text
+    known = _STRING_TYPES.get(f.source)
+    if known is None and _numeric_domain(f):
+        return _mapped(_numeric_type(f.length, f.scale), True, s.encode_numeric_text, True)
+    pg_type, varlena = known or ("text", True)  # domains, unknown types: text
     return _mapped(pg_type, varlena, str)
+
+
+_UNCONSTRAINED_NUMERIC_LENGTH = 131089  # what the JDBC driver reports as the precision of plain numeric
+
+
+def _numeric_domain(f: _Field) -> bool:
+    """A domain over numeric, in string mode: its source type is the domain's name, so only the
+    length and scale tell it from a domain over text. Of the types Debezium sends as a plain string,
+    only numeric has a scale, and only unconstrained numeric a length of 131089. A domain over
+    numeric(p,0) looks exactly like one over varchar(p) and stays text (every value kept as text)."""
+    if f.source.startswith("_"):
+        return False  # an array type's name: its elements are mapped on their own
+    return f.length == _UNCONSTRAINED_NUMERIC_LENGTH or (f.scale is not None and f.scale != 0)
 
 
 # Types Debezium does not know, sent (include.unknown.datatypes) as the UTF-8 bytes of their text.
@@ -251,7 +267,7 @@ _PLAIN: dict[str, Callable[[_Field], _Mapped]] = {
 
 def _numeric_type(precision: int | None, scale: int | None) -> str:
     """numeric(p,s) from the source column's length and scale; plain numeric when unconstrained
-    (Debezium reports length 131089 or 0 and scale 0 for it).
+    (Debezium reports length 131089 and scale 0 for it).
 
     PostgreSQL 15 keeps a numeric's scale in the low 11 bits of its typmod (scale may be -1000 to
     1000), and the JDBC driver Debezium uses reads those bits unsigned: numeric(5,-2) arrives as

@@ -203,6 +203,12 @@ CASES: list[tuple[str, dict[str, Any], Any, str, str]] = [
     ),
     ("numeric(5,-2) string", field("string", None, "NUMERIC", 5, 2046), "12300", "numeric(5,-2)", "12300"),
     ("decimal string", field("string", None, "DECIMAL", 12, 3), "+1.5", "numeric(12,3)", "+1.5"),
+    # domains over numeric in string mode: the domain's name, the base type's length and scale
+    ("numeric(12,2) domain string", field("string", None, "PRICE", 12, 2), "NAN", "numeric(12,2)", "NaN"),
+    ("numeric domain string", field("string", None, "AMOUNT", 131089, 0), "1.500", "numeric", "1.500"),
+    ("numeric(5,-2) domain string", field("string", None, "HUNDREDS", 5, 2046), "12300", "numeric(5,-2)", "12300"),
+    ("numeric(12,0) domain string is text", field("string", None, "CENTS", 12, 0), "42", "text", "42"),
+    ("varchar(12) domain string", field("string", None, "CODE", 12, 0), "abc", "text", "abc"),
     (
         "money string",
         field("string", None, "MONEY", MAX_INT, 0),
