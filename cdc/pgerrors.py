@@ -117,7 +117,7 @@ def translate(exc: BaseException, what: str, database: Database) -> CdcError:
     if isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError) or code[:2] in _TRANSIENT_CLASSES:
         return TransientError(
             f"the {database} failed while {what} ({describe(exc)})",
-            f"it is retried; if it persists, check that the {database} PostgreSQL is up and reachable ({setting})",
+            f"check that the {database} PostgreSQL is up and reachable at {setting}",
         )
     return TerminalError(
         f"the {database} refused {what}: {describe(exc)}",
@@ -125,9 +125,9 @@ def translate(exc: BaseException, what: str, database: Database) -> CdcError:
     )
 
 
-def connect(url: str, database: Database) -> psycopg2.extensions.connection:
+def connect(url: str, database: Database, application_name: str = "cdc") -> psycopg2.extensions.connection:
     """A psycopg2 connection, or the CdcError that says why there is none."""
     try:
-        return psycopg2.connect(url, connect_timeout=10)
+        return psycopg2.connect(url, connect_timeout=10, application_name=application_name)
     except psycopg2.Error as exc:
         raise translate(exc, "connecting", database) from exc

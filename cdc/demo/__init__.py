@@ -15,7 +15,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from cdc.errors import ConfigError
+from cdc import pgerrors
 
 SCHEMA = "shop"
 
@@ -65,16 +65,9 @@ _PHRASES = (
 
 
 def connect(source_url: str) -> psycopg2.extensions.connection:
-    """A connection to the source database, or a ConfigError that never repeats the URL (it holds
-    the password); libpq's own message names only the host, port, user and database."""
-    try:
-        return psycopg2.connect(source_url, connect_timeout=10, application_name="cdc-demo")
-    except psycopg2.OperationalError as exc:
-        raise ConfigError(
-            f"cannot connect to the source database: {str(exc).strip()}",
-            "check the source URL (CDC_SOURCE_URL: host, port, user, password, database) and that "
-            'the database is running (local stack: cdc stack up && eval "$(cdc stack env)")',
-        ) from exc
+    """A connection to the source database, or the CdcError that says why not (never repeating
+    the URL, which holds the password; libpq's message names only host, port, user, database)."""
+    return pgerrors.connect(source_url, "source", application_name="cdc-demo")
 
 
 def db_message(exc: psycopg2.Error) -> str:

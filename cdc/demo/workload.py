@@ -25,7 +25,7 @@ from psycopg2 import sql
 from psycopg2.extras import execute_values
 
 from cdc import demo
-from cdc.errors import ConfigError
+from cdc.errors import ConfigError, TransientError
 
 Cursor = psycopg2.extensions.cursor
 K = TypeVar("K", bound=Hashable)
@@ -285,9 +285,10 @@ def _reconnect(source_url: str, stop: threading.Event) -> psycopg2.extensions.co
     while not stop.wait(1.0):
         try:
             return _open(source_url)
-        except ConfigError as exc:
-            # Only a refused connection is worth waiting out; a dropped schema will not come back.
-            if not isinstance(exc.__cause__, psycopg2.OperationalError) or time.monotonic() > give_up:
+        except TransientError:
+            # Only a connection that failed is worth waiting out; a wrong password or a dropped
+            # schema will not come back.
+            if time.monotonic() > give_up:
                 raise
     return None
 

@@ -24,7 +24,7 @@ from cdc.demo.workload import (
     run_workload,
     weighted_shuffle,
 )
-from cdc.errors import ConfigError
+from cdc.errors import ConfigError, TransientError
 
 # Row counts like the real operations make: an order is several inserts, a price change one update.
 _SIMULATED: dict[str, Callable[[random.Random], Changes]] = {
@@ -180,11 +180,12 @@ def test_run_workload_rejects_bad_arguments_before_connecting(rate: float, durat
 
 
 def test_cannot_connect_names_the_problem_but_not_the_password() -> None:
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(TransientError) as caught:
         run_workload("postgresql://cdc:s3cret-pw@127.0.0.1:1/cdc_source", duration=1, say=lambda _: None)
-    assert "cannot connect to the source database" in str(caught.value)
+    assert caught.value.problem.startswith('the source failed while connecting (connection to server at "127.0.0.1"')
+    assert "Connection refused" in caught.value.problem
     assert "s3cret-pw" not in str(caught.value)
-    assert caught.value.fix
+    assert caught.value.fix == "check that the source PostgreSQL is up and reachable at CDC_SOURCE_URL"
 
 
 def test_seed_rejects_empty_catalogues_before_connecting() -> None:
