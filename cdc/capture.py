@@ -20,7 +20,8 @@ import psycopg2
 import psycopg2.errors
 from psycopg2 import sql
 
-from cdc.errors import ConfigError, ConnectorError
+from cdc import pgerrors
+from cdc.errors import ConnectorError
 from cdc.resources import sql_file
 from cdc.settings import Settings, split_list
 
@@ -74,13 +75,7 @@ def include_list(tables: list[SourceTable]) -> str:
 
 
 def connect(url: str) -> psycopg2.extensions.connection:
-    try:
-        conn = psycopg2.connect(url, connect_timeout=10)
-    except psycopg2.OperationalError as exc:
-        raise ConfigError(
-            f"cannot connect to the source database: {str(exc).strip()}",
-            "check CDC_SOURCE_URL (host, port, user, password, database) and that it is running",
-        ) from exc
+    conn = pgerrors.connect(url, "source")
     conn.autocommit = True
     return conn
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from cdc.cli import run
 from cdc.errors import EXIT_CONFIG, MissingToolError
 from cdc.stack import tools
