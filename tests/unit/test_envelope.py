@@ -11,11 +11,12 @@ from cdc.decode.envelope import EnvelopeDecoder, PoisonMessage, version_of
 from cdc.events import Op, Origin, TableId, Version
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "debezium"
+PRECISE_FIXTURES = FIXTURES.parent / "debezium_precise"  # recorded with decimal.handling.mode=precise
 
 
-def recorded(name: str) -> list[tuple[Origin, bytes | None, bytes | None]]:
+def recorded(name: str, directory: Path = FIXTURES) -> list[tuple[Origin, bytes | None, bytes | None]]:
     out = []
-    for line in (FIXTURES / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in (directory / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
         m = json.loads(line)
         key = None if m["key"] is None else m["key"].encode()
         value = None if m["value"] is None else m["value"].encode()
@@ -33,6 +34,7 @@ def test_every_recorded_change_decodes() -> None:
         (Op.CREATE, (3,)),
         (Op.CREATE, (4,)),
         (Op.CREATE, (5,)),
+        (Op.CREATE, (7,)),
         (Op.CREATE, (6,)),
         (Op.UPDATE, (1,)),
         (Op.DELETE, (3,)),
@@ -41,9 +43,42 @@ def test_every_recorded_change_decodes() -> None:
     first = changes[0]
     assert first.table == TableId("fx", "every_type")
     assert first.schema.key == ("id",)
-    assert len(first.schema.columns) == 40
+    assert len(first.schema.columns) == 41
     assert first.schema.column("c_numeric_10_2") is not None
     assert [e.version for e in changes] == sorted(e.version for e in changes)
+    numeric = {c.name: c for c in first.schema.columns if c.name in ("c_numeric", "c_numeric_10_2", "c_numeric_array")}
+    assert {n: c.pg_type for n, c in numeric.items()} == {
+        "c_numeric": "numeric",
+        "c_numeric_10_2": "numeric(10,2)",
+        "c_numeric_array": "numeric[]",
+    }
+    specials = {e.key: e.after and numeric["c_numeric"].encode(e.after["c_numeric"]) for e in changes[3:6]}
+    assert specials == {(4,): "NaN", (5,): "Infinity", (7,): "-Infinity"}
+
+
+def test_messages_recorded_in_precise_mode_still_decode() -> None:
+    """Topics written before the connector moved to decimal.handling.mode=string hold such messages,
+    and a restart replays them."""
+    decoder = EnvelopeDecoder()
+    changes = [e for m in recorded("fx.every_type", PRECISE_FIXTURES) if (e := decoder.decode(*m)) is not None]
+    assert [(e.op, e.key) for e in changes] == [
+        *((Op.CREATE, (i,)) for i in range(1, 7)),
+        (Op.UPDATE, (1,)),
+        (Op.DELETE, (3,)),
+    ]
+    columns = {c.name: c for c in changes[0].schema.columns}
+    assert len(columns) == 40
+    first, second = (e.after or {} for e in changes[:2])
+    assert [columns[n].encode(first[n]) for n in ("c_numeric", "c_numeric_10_2", "c_money")] == [
+        "3.14159265358979323846",
+        "12345.67",
+        "12.34",
+    ]
+    assert (
+        columns["c_numeric"].encode(second["c_numeric"])
+        == "123456789012345678901234567890.12345678901234567890123456789"
+    )
+    assert [(e.after or {})["c_numeric"] for e in changes[3:5]] == [None, None]  # NaN, Infinity: precise has no way
 
 
 def test_the_schema_is_interpreted_once_per_distinct_text() -> None:
@@ -51,6 +86,10 @@ def test_the_schema_is_interpreted_once_per_distinct_text() -> None:
     for message in recorded("fx.every_type"):
         decoder.decode(*message)
     assert len(decoder._values) == 1
+    assert len(decoder._keys) == 1
+    for message in recorded("fx.every_type", PRECISE_FIXTURES):  # one topic, its schema changed
+        decoder.decode(*message)
+    assert len(decoder._values) == 2
     assert len(decoder._keys) == 1
 
 

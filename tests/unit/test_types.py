@@ -2,8 +2,10 @@
 
 Table-driven: one row per type and edge value. The recorded fixture rows of fx.every_type
 (tests/fixtures/debezium, produced by capture_scenario.sql + capture_dml.sql) are checked column by
-column against an expected table written from capture_dml.sql. tests/integration/test_type_fidelity.py
-proves the same texts load into PostgreSQL as exactly the source's values."""
+column against an expected table written from capture_dml.sql, and so are those of the same table
+recorded with decimal.handling.mode=precise (tests/fixtures/debezium_precise: topics written before
+the connector moved to string mode still hold such messages). tests/integration/test_type_fidelity.py
+proves the texts load into PostgreSQL as exactly the source's values."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from cdc.decode.types import field_type
 from cdc.errors import TerminalError
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "debezium"
+PRECISE_FIXTURES = FIXTURES.parent / "debezium_precise"  # recorded with decimal.handling.mode=precise
 
 
 def b64(data: bytes) -> str:
@@ -790,7 +793,10 @@ EVERY_TYPE_COLUMNS: dict[str, tuple[str, bool]] = {  # column -> (pg_type, varle
     "c_hstore": ("jsonb", True),
     "c_int4range": ("int4range", True),
     "c_tstzrange": ("tstzrange", True),
+    "c_numeric_array": ("numeric[]", True),
 }
+# recorded before the column was added to the scenario
+PRECISE_COLUMNS = {name: mapped for name, mapped in EVERY_TYPE_COLUMNS.items() if name != "c_numeric_array"}
 
 ROW_1 = {  # INSERT ... VALUES (1, ...) of capture_dml.sql (session time zone UTC)
     "id": "1",
@@ -841,8 +847,9 @@ BIG_JSONB = (
     + "}"
 )
 
-# Kafka offset -> the encoded `after` row (columns not listed are NULL)
-EXPECTED_ROWS: dict[int, dict[str, str]] = {
+# tests/fixtures/debezium_precise (decimal.handling.mode=precise, the connector's setting until
+# numeric NaN/Infinity had to arrive): Kafka offset -> the encoded `after` row (columns not listed are NULL)
+PRECISE_EXPECTED_ROWS: dict[int, dict[str, str]] = {
     0: ROW_1,
     1: {
         "id": "2",
@@ -917,8 +924,31 @@ EXPECTED_ROWS: dict[int, dict[str, str]] = {
 }
 
 
-def every_type_messages() -> list[dict[str, Any]]:
-    lines = (FIXTURES / "fx.every_type.jsonl").read_text(encoding="utf-8").splitlines()
+ROW_2 = {**PRECISE_EXPECTED_ROWS[1], "c_numeric": "123456789012345678901234567890.123456789012345678901234567890"}
+
+# tests/fixtures/debezium (decimal.handling.mode=string): Kafka offset -> the encoded `after` row
+EXPECTED_ROWS: dict[int, dict[str, str]] = {
+    0: ROW_1,
+    1: ROW_2,  # the source's trailing zero (…567890) is kept
+    2: PRECISE_EXPECTED_ROWS[2],
+    3: {  # numeric NaN arrives as itself; the numeric[] holding NaN arrives as null (Debezium cannot read it)
+        **PRECISE_EXPECTED_ROWS[3],
+        "c_numeric": "NaN",
+        "c_numeric_10_2": "NaN",
+    },
+    4: {
+        **PRECISE_EXPECTED_ROWS[4],
+        "c_numeric": "Infinity",
+        "c_numeric_array": "{1.50,NULL,0.00,0.000001000,100000000000000000000}",  # '-0.00' is 0.00 in the source
+    },
+    5: {"id": "7", "c_numeric": "-Infinity", "c_numeric_38_10": "NaN", "c_numeric_5_0": "NaN"},
+    6: {**PRECISE_EXPECTED_ROWS[5], "c_numeric": "0.000000000000000000000000000001000"},
+    7: {**{k: v for k, v in ROW_1.items() if k != "c_jsonb"}, "c_text": "updated", "c_numeric_10_2": "0.01"},
+}
+
+
+def every_type_messages(directory: Path = FIXTURES) -> list[dict[str, Any]]:
+    lines = (directory / "fx.every_type.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
 
@@ -928,26 +958,65 @@ def after_fields(value: dict[str, Any]) -> list[dict[str, Any]]:
     return fields
 
 
-def test_every_type_fixture_schema_maps_to_the_expected_types() -> None:
-    value = orjson.loads(every_type_messages()[0]["value"])
+RECORDINGS = [
+    pytest.param(FIXTURES, EVERY_TYPE_COLUMNS, EXPECTED_ROWS, id="string"),
+    pytest.param(PRECISE_FIXTURES, PRECISE_COLUMNS, PRECISE_EXPECTED_ROWS, id="precise"),
+]
+
+
+@pytest.mark.parametrize(("directory", "columns", "expected"), RECORDINGS)
+def test_every_type_fixture_schema_maps_to_the_expected_types(
+    directory: Path, columns: dict[str, tuple[str, bool]], expected: dict[int, dict[str, str]]
+) -> None:
+    value = orjson.loads(every_type_messages(directory)[0]["value"])
     mapped = {f["field"]: field_type(f) for f in after_fields(value)}
-    assert {name: (m.pg_type, m.varlena) for name, m in mapped.items()} == EVERY_TYPE_COLUMNS
+    assert {name: (m.pg_type, m.varlena) for name, m in mapped.items()} == columns
 
 
-def test_every_type_fixture_rows_encode_to_the_source_values() -> None:
+@pytest.mark.parametrize(("directory", "columns", "expected"), RECORDINGS)
+def test_every_type_fixture_rows_encode_to_the_source_values(
+    directory: Path, columns: dict[str, tuple[str, bool]], expected: dict[int, dict[str, str]]
+) -> None:
     checked = 0
-    for message in every_type_messages():
+    for message in every_type_messages(directory):
         if message["value"] is None:
             continue  # tombstone
         value = orjson.loads(message["value"])
         after = value["payload"]["after"]
         if after is None:
             continue  # the delete
-        expected = EXPECTED_ROWS[message["offset"]]
+        row = expected[message["offset"]]
         encoded = {}
         for schema in after_fields(value):
             raw = after[schema["field"]]
             encoded[schema["field"]] = None if raw is None else field_type(schema).encode(raw)
-        assert encoded == {name: expected.get(name) for name in EVERY_TYPE_COLUMNS}, message["offset"]
+        assert encoded == {name: row.get(name) for name in columns}, message["offset"]
         checked += 1
-    assert checked == len(EXPECTED_ROWS)
+    assert checked == len(expected)
+
+
+def test_the_numeric_fields_of_the_two_recordings_differ_as_their_modes_say() -> None:
+    """Same source rows, two encodings: precise (base64 / VariableScaleDecimal, NaN as null) and
+    string (plain text, special values by Debezium's enum names)."""
+
+    def numerics(directory: Path) -> dict[int, tuple[Any, ...]]:
+        rows = {}
+        for message in every_type_messages(directory)[:2]:
+            after = orjson.loads(message["value"])["payload"]["after"]
+            rows[after["id"]] = (after["c_numeric"], after["c_numeric_10_2"], after["c_money"])
+        return rows
+
+    assert numerics(PRECISE_FIXTURES) == {
+        1: ({"scale": 20, "value": "EQfV61tbpNfG"}, "EtaH", "BNI="),
+        2: ({"scale": 29, "value": "Afd+5uOsaXA1hlpdOME4xULa4ZgorjmBFQ=="}, "AlQL4/8=", "gAAAAAAAAAA="),
+    }
+    assert numerics(FIXTURES) == {
+        1: ("3.14159265358979323846", "12345.67", "12.34"),
+        2: ("123456789012345678901234567890.123456789012345678901234567890", "99999999.99", "-92233720368547758.08"),
+    }
+    specials = {
+        after["id"]: after["c_numeric"]
+        for m in every_type_messages()
+        if m["value"] and (after := orjson.loads(m["value"])["payload"]["after"]) and after["id"] in (4, 5, 7)
+    }
+    assert specials == {4: "NAN", 5: "POSITIVE_INFINITY", 7: "NEGATIVE_INFINITY"}
