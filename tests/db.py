@@ -8,7 +8,7 @@ import psycopg2
 from psycopg2 import sql
 
 
-def execute(url: str, statement: str) -> None:
+def execute(url: str, statement: str | sql.Composable) -> None:
     conn = psycopg2.connect(url)
     conn.autocommit = True
     try:

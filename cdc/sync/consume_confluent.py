@@ -113,7 +113,7 @@ class ConfluentSource:
             return
         self._checked = now
         try:
-            metadata = self._consumer.list_topics(timeout=10)
+            metadata = self._consumer.list_topics(timeout=5)
         except KafkaException as exc:
             if not force:
                 log.warning("could not list Kafka topics (%s); keeping the subscription", exc)
@@ -212,7 +212,7 @@ class ConfluentSource:
     def topics(self) -> list[str]:
         """Every topic in the cluster."""
         try:
-            return sorted(self._consumer.list_topics(timeout=10).topics)
+            return sorted(self._consumer.list_topics(timeout=5).topics)
         except KafkaException as exc:
             raise confluent_error(exc.args[0], self._bootstrap) from exc
 

@@ -45,7 +45,7 @@ def check_resolvable(bootstrap: str) -> None:
 def unreachable(bootstrap: str, detail: str) -> TransientError:
     return TransientError(
         f"cannot reach Kafka at {bootstrap} ({detail})",
-        f"it is retried; check {SETTING} and that the broker is up",
+        f"check {SETTING} and that the broker is up",
     )
 
 
