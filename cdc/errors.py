@@ -4,7 +4,7 @@ Every error a user can meet says what went wrong and how to fix it, and carries 
 the CLI ends with (README, "When something is wrong"). Errors are split by what the caller should
 do with them: retry (TransientError), give up on one message (TerminalError for a message), or
 stop (every other CdcError). A driver's exception becomes one of these in exactly one place per
-system: cdc/pgerrors.py for PostgreSQL, cdc/sync/kafka_errors.py for Kafka, cdc/connect_api.py for
+system: cdc/pgerrors.py for PostgreSQL, cdc/kafka_errors.py for Kafka, cdc/connect_api.py for
 Kafka Connect, cdc/settings.py for settings and files.
 """
 

@@ -71,7 +71,7 @@ _REFUSED_STATEMENTS = {
     ),
     "25006": ("the {database} is read-only, while {what}: {error}", "point {setting} at the primary, not a standby"),
 }
-_BAD_DSN = re.compile(r"invalid (?:dsn|connection option|URI|integer value|sslmode)|missing \"=\"")
+_BAD_DSN = re.compile(r"^invalid (?:dsn|connection option|URI|integer value|port number|sslmode value)")
 
 
 def sqlstate(exc: BaseException) -> str:
@@ -99,6 +99,8 @@ def translate(exc: BaseException, what: str, database: Database) -> CdcError:
     """A driver error raised while doing `what` against the source or the warehouse."""
     setting = f"CDC_{database.upper()}_URL"
     code = sqlstate(exc)
+    if not code and _BAD_DSN.search(str(exc)):
+        return ConfigError(f"{setting} is not a valid connection URL: {_connection_message(exc)}", f"correct {setting}")
     if not code and isinstance(exc, psycopg2.OperationalError):
         message = _connection_message(exc)
         for pattern, refused_code, fix in _REFUSED_CONNECTIONS:
@@ -106,8 +108,6 @@ def translate(exc: BaseException, what: str, database: Database) -> CdcError:
                 where = f" ({refused_code})" if refused_code else ""
                 cls = AccessError if refused_code[:2] in ("28", "3D", "42") else ConfigError
                 return cls(f"cannot connect to the {database}{where}: {message}", fix.format(setting=setting))
-    if not code and isinstance(exc, psycopg2.ProgrammingError) and _BAD_DSN.search(str(exc)):
-        return ConfigError(f"{setting} is not a valid connection URL: {_connection_message(exc)}", f"correct {setting}")
     refusal = _REFUSED_STATEMENTS.get(code) or _REFUSED_STATEMENTS.get(code[:2])
     if refusal is not None:
         problem, fix = refusal

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdc.errors import TransientError
+from cdc.kafka_errors import check_resolvable, kafka_error
 
 
 @dataclass(frozen=True)
@@ -18,19 +18,19 @@ def count(bootstrap: str, prefix: str) -> list[TopicCount]:
     from kafka import KafkaConsumer, TopicPartition
     from kafka.errors import KafkaError
 
+    check_resolvable(bootstrap)
     try:
         consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, request_timeout_ms=10000)
     except KafkaError as exc:
-        raise TransientError(
-            f"Kafka at {bootstrap} did not answer ({exc.__class__.__name__}).",
-            "start it (cdc stack up) or set CDC_KAFKA_BOOTSTRAP_SERVERS",
-        ) from exc
+        raise kafka_error(exc, bootstrap) from exc
     try:
         result = []
         for topic in sorted(t for t in consumer.topics() if t.startswith(prefix)):
             parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
             begin, end = consumer.beginning_offsets(parts), consumer.end_offsets(parts)
             result.append(TopicCount(topic, len(parts), sum(end[p] - begin[p] for p in parts)))
-        return result
+    except KafkaError as exc:
+        raise kafka_error(exc, bootstrap) from exc
     finally:
         consumer.close()
+    return result

@@ -17,7 +17,7 @@ from kafka.errors import KafkaError
 
 from cdc.decode.envelope import Headers
 from cdc.events import new_tuple
-from cdc.sync.kafka_errors import check_resolvable, kafka_error
+from cdc.kafka_errors import check_resolvable, kafka_error
 
 log = logging.getLogger(__name__)
 

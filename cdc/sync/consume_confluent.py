@@ -32,8 +32,8 @@ from confluent_kafka import (
 
 from cdc.errors import CdcError
 from cdc.events import new_tuple
+from cdc.kafka_errors import check_resolvable, confluent_error, is_refusal
 from cdc.sync.consume import BATCH, Partition, Record
-from cdc.sync.kafka_errors import check_resolvable, confluent_error, is_refusal
 
 log = logging.getLogger(__name__)
 
