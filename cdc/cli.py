@@ -174,6 +174,11 @@ def connector_status() -> None:
     if config:
         say(f"  captures: {config.get('table.include.list', '(all tables)')}")
         say(f"  topic prefix: {config.get('topic.prefix')}")
+    if state.state == "MISSING":
+        raise NotFoundError(
+            f"Kafka Connect has no connector named {state.name!r}.",
+            "create it with: cdc connector apply (or correct CDC_CONNECTOR_NAME)",
+        )
     if not state.running:
         raise typer.Exit(1)
 

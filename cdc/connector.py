@@ -65,10 +65,18 @@ def render(path: Path, variables: dict[str, str]) -> tuple[str, dict[str, str]]:
     try:
         raw: Any = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read connector config {path}: {exc}") from exc
+        raise ConfigError(
+            f"cannot read connector config {path}: {exc}.",
+            "name a readable JSON file holding the connector's config (connectors/postgres-source.json is the one "
+            "cdc ships), or omit FILE to use it",
+        ) from exc
     config = raw.get("config", raw) if isinstance(raw, dict) else None
     if not isinstance(config, dict):
-        raise ConfigError(f"{path} holds no connector config object.")
+        raise ConfigError(
+            f"{path} holds no connector config object.",
+            'write it as {"name": ..., "config": {...}} or as the config object alone '
+            "(like connectors/postgres-source.json)",
+        )
 
     def fill(value: object, where: str) -> str:
         if isinstance(value, bool):
