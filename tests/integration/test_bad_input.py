@@ -171,6 +171,22 @@ CASES = [
         "CDC_CONNECT_URL",
     ),
     Case(
+        "connector-that-does-not-exist",
+        ["connector", "status"],
+        lambda s: {"CDC_CONNECTOR_NAME": "no-such-connector"},
+        EXIT_FAILURE,
+        r"^error: Kafka Connect has no connector named 'no-such-connector'\.$",
+        "create it with: cdc connector apply (or correct CDC_CONNECTOR_NAME)",
+    ),
+    Case(
+        "connector-file-that-is-not-json",
+        ["connector", "apply", "README.md"],
+        lambda s: {},
+        EXIT_CONFIG,
+        r"^error: cannot read connector config README\.md: Expecting value: line 1 column 1",
+        "name a readable JSON file holding the connector's config",
+    ),
+    Case(
         "dlq-replay-of-an-unknown-id",
         ["dlq", "replay", "--id", "2147483000"],
         lambda s: {"CDC_CONSUMER_GROUP": f"g_bad_{uuid.uuid4().hex[:8]}"},
