@@ -6,6 +6,7 @@ Each test works in a scratch database of its own on the source server (created w
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -18,7 +19,7 @@ from psycopg2 import sql
 
 from cdc.demo import TABLES, table_counts
 from cdc.demo.seed import seed
-from cdc.demo.workload import TARGET_MIX, run_workload
+from cdc.demo.workload import TARGET_MIX, WorkloadStats, run_workload
 from cdc.errors import ConfigError
 
 pytestmark = pytest.mark.stack
@@ -74,6 +75,37 @@ def _counts(url: str) -> dict[str, int]:
         return table_counts(conn)
     finally:
         conn.close()
+
+
+# "<seconds>s, <n> transactions, <rates>; rows: <i> inserted, <u> updated, <d> deleted": the
+# workload's progress reports and, after "workload done: ", its summary.
+_REPORT = re.compile(r"(\d+) transactions, [^;]*; rows: (\d+) inserted, (\d+) updated, (\d+) deleted$")
+
+
+def _reported(line: str) -> tuple[int, int, int, int] | None:
+    """(transactions, inserted, updated, deleted) of a progress report or summary line."""
+    found = _REPORT.search(line)
+    return None if found is None else (int(found[1]), int(found[2]), int(found[3]), int(found[4]))
+
+
+def _as_reported(stats: WorkloadStats) -> tuple[int, int, int, int]:
+    return stats.transactions, stats.inserts, stats.updates, stats.deletes
+
+
+def _row_changes_counted_by_postgres(url: str, expected: dict[str, int]) -> dict[str, int]:
+    """The rows PostgreSQL counted as inserted, updated and deleted in schema shop. A session sends
+    its counts when it ends, a moment after the client closed it: wait (up to 30 s) for them."""
+    deadline = time.monotonic() + 30
+    while True:
+        (row,) = _query(
+            url,
+            "SELECT sum(n_tup_ins)::int, sum(n_tup_upd)::int, sum(n_tup_del)::int"
+            " FROM pg_stat_user_tables WHERE schemaname = 'shop'",
+        )
+        counted = {key: int(str(value)) for key, value in zip(("inserted", "updated", "deleted"), row, strict=True)}
+        if counted == expected or time.monotonic() > deadline:
+            return counted
+        time.sleep(0.2)
 
 
 def test_seed_creates_the_schema_and_reports_true_counts(scratch_db: Callable[[], str]) -> None:
@@ -149,16 +181,33 @@ def test_workload_keeps_the_shop_consistent(scratch_db: Callable[[], str]) -> No
     url = scratch_db()
     before = seed(url, **SMALL, say=_quiet)
     lines: list[str] = []
-    stats = run_workload(url, rate=400, duration=4, seed=7, say=lines.append, report_every=1)
+    stop = threading.Event()
 
-    assert stats.transactions > 400
-    assert 3.9 < stats.seconds < 6
-    assert sum(1 for line in lines if "transactions" in line) >= 3  # progress reports and the summary
+    def say(line: str) -> None:
+        """Keeps the lines, and asks the workload to stop once a report counts 500 transactions:
+        a fixed amount of work however fast this machine is today."""
+        lines.append(line)
+        if not line.startswith("workload done") and (report := _reported(line)) and report[0] >= 500:
+            stop.set()
+
+    # The duration only keeps a workload that ignores stop from running forever.
+    stats = run_workload(url, rate=400, duration=120, stop=stop, seed=7, say=say, report_every=0.2)
+
+    reports = [r for line in lines[:-1] if (r := _reported(line))]
+    assert reports and reports[-1][0] >= 500 and all(r[0] < 500 for r in reports[:-1])
+    # Stopped when asked: at most the one transaction already due ran after the report that asked.
+    assert reports[-1][0] <= stats.transactions <= reports[-1][0] + 1
+    assert [r[0] for r in reports] == sorted(r[0] for r in reports)
+    # The summary says what the stats say.
+    assert lines[-1].startswith("workload done: ") and _reported(lines[-1]) == _as_reported(stats)
     rows = stats.inserts + stats.updates + stats.deletes
     shares = {"insert": stats.inserts / rows, "update": stats.updates / rows, "delete": stats.deletes / rows}
     for kind, target in TARGET_MIX.items():
         assert shares[kind] == pytest.approx(target, abs=0.03), shares
-    # every committed insert and delete was counted, exactly
+    # Every row change it counts is one PostgreSQL counted (the seed's COPY being the only other
+    # inserts), and the rows it inserted and did not delete again are there.
+    expected = {"inserted": sum(before.values()) + stats.inserts, "updated": stats.updates, "deleted": stats.deletes}
+    assert _row_changes_counted_by_postgres(url, expected) == expected
     after = _counts(url)
     assert sum(after.values()) - sum(before.values()) == stats.inserts - stats.deletes
 
@@ -193,18 +242,40 @@ def test_workload_keeps_the_shop_consistent(scratch_db: Callable[[], str]) -> No
     assert after["page_views"] != before["page_views"]
 
 
-def test_workload_holds_its_rate_and_stops_on_request(scratch_db: Callable[[], str]) -> None:
+def test_workload_runs_its_duration_never_ahead_of_its_rate_and_stops_when_told(
+    scratch_db: Callable[[], str],
+) -> None:
     url = scratch_db()
-    seed(url, **SMALL, say=_quiet)
-    stats = run_workload(url, rate=40, duration=3, seed=1, say=_quiet, report_every=0)
-    assert 0.85 * 120 <= stats.transactions <= 121
+    before = seed(url, **SMALL, say=_quiet)
+    timed = run_workload(url, rate=40, duration=3, seed=1, say=_quiet, report_every=0)
+    # It ran its whole duration, and never ahead of its rate: transaction n is due n / 40 s after
+    # the start, so 3 s hold at most 121. (How close it comes to 120 is a benchmark's business.)
+    assert timed.seconds >= 3
+    assert 0 < timed.transactions <= 3 * 40 + 1
 
+    # Told to stop from another thread, as a program embedding the workload would, once it has
+    # committed something.
+    middle = sum(_counts(url).values())
     stop = threading.Event()
-    threading.Timer(1.0, stop.set).start()
-    started = time.monotonic()
-    stats = run_workload(url, rate=40, duration=None, stop=stop, say=_quiet)
-    assert time.monotonic() - started < 2.5
-    assert stats.transactions > 0
+    result: list[WorkloadStats] = []
+    worker = threading.Thread(
+        target=lambda: result.append(run_workload(url, rate=40, duration=None, stop=stop, seed=2, say=_quiet)),
+        daemon=True,
+    )
+    worker.start()
+    give_up = time.monotonic() + 120
+    while sum(_counts(url).values()) == middle and worker.is_alive() and time.monotonic() < give_up:
+        time.sleep(0.05)
+    stop.set()
+    worker.join(timeout=120)  # not a speed limit: without the stop it would never return
+    assert not worker.is_alive(), "the workload did not stop when told to"
+    (stopped,) = result
+    assert stopped.transactions > 0
+    # What both runs say they committed is in the database, nothing more and nothing less.
+    after = _counts(url)
+    assert sum(after.values()) - sum(before.values()) == (
+        timed.inserts + stopped.inserts - timed.deletes - stopped.deletes
+    )
 
 
 def test_workload_without_the_schema_says_to_seed_first(scratch_db: Callable[[], str]) -> None:
