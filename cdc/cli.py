@@ -1,8 +1,8 @@
 """The `cdc` command line. Each command loads settings once and calls one function of the core.
 
 Errors end here, in one place (`run`): a CdcError prints `error: <problem>` and `fix: <how>` and
-exits with its class's status (cdc/errors.py); anything else is a bug, reported as one. A traceback
-is printed only with --debug.
+exits with its class's status (cdc/errors.py), its traceback only with --debug; anything else is a
+bug, reported as one, with its traceback.
 """
 
 from __future__ import annotations
@@ -411,15 +411,15 @@ def run(argv: list[str]) -> int:
             err.print(_label("fix:", "bold", exc.fix), soft_wrap=True)
         return exc.exit_code
     except Exception as exc:
-        if _Options.debug:
-            traceback.print_exc()
+        # A bug: the traceback is what its report needs, and it may not happen twice.
+        traceback.print_exc()
         err.print(_label("error:", "bold red", f"cdc failed unexpectedly: {exc.__class__.__name__}: {exc}"))
         err.print(
             _label(
                 "fix:",
                 "bold",
-                "this is a bug in cdc: please report it to the cdc project's issue tracker, with the output of "
-                "the same command run with --debug (cdc --debug ...), which adds the traceback",
+                "this is a bug in cdc: please report it to the cdc project's issue tracker, with the traceback "
+                "above and the command that led to it",
             ),
             soft_wrap=True,
         )

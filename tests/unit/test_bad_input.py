@@ -387,7 +387,7 @@ def test_usage_errors_exit_2_and_say_what_is_wrong(
     assert "Traceback" not in out + err
 
 
-def test_an_unexpected_error_is_reported_as_a_bug_without_a_traceback(
+def test_an_unexpected_error_is_reported_as_a_bug_with_its_traceback(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def broken() -> None:
@@ -398,9 +398,11 @@ def test_an_unexpected_error_is_reported_as_a_bug_without_a_traceback(
     status, out, err = _run(["version"], capsys)
 
     assert status == EXIT_BUG
-    assert "error: cdc failed unexpectedly: ZeroDivisionError: division by zero" in err
-    assert "fix: this is a bug in cdc: please report it" in err
-    assert "Traceback" not in out + err
+    assert err.startswith("Traceback (most recent call last)"), err
+    last = err.strip().splitlines()[-2:]
+    assert last[0] == "error: cdc failed unexpectedly: ZeroDivisionError: division by zero"
+    assert last[1].startswith("fix: this is a bug in cdc: please report it"), last
+    assert "Traceback" not in out
 
 
 def test_debug_adds_the_traceback(
