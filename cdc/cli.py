@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cdc import __version__
-from cdc.errors import EXIT_BUG, CdcError, ConfigError, NotFoundError
+from cdc.errors import EXIT_BUG, CdcError, NotFoundError
 from cdc.settings import Settings, load_settings
 
 out = Console(highlight=False)
@@ -244,69 +244,19 @@ def sync(
 ) -> None:
     """Apply the change events from Kafka to the warehouse, continuously, exactly once in effect."""
     from cdc import logs
-    from cdc.sync.consume import KafkaSource, change_topics
-    from cdc.sync.loop import Sync, SyncOptions, stop_on_signals
-    from cdc.warehouse.postgres import PostgresWarehouse
+    from cdc.sync.run import run_sync, stopped_line
 
     settings = _settings()
     logs.configure(log_format.value if log_format else settings.log_format)
-    group_id = group or settings.consumer_group
-    options = SyncOptions(
-        group=group_id,
-        flush_rows=settings.flush_rows,
-        flush_bytes=settings.flush_bytes,
-        flush_interval=settings.flush_interval_ms / 1000,
+    stats = run_sync(
+        settings,
         tables=tuple(table or ()),
-        topic_prefix=settings.topic_prefix,
+        group=group,
         until_idle=until_idle,
         progress_every=progress_every,
-        retry_max_seconds=settings.retry_max_seconds,
-        stall_seconds=stall_seconds or settings.stall_seconds,
+        stall_seconds=stall_seconds,
     )
-    warehouse = PostgresWarehouse(
-        settings.require_warehouse_url(),
-        schema=settings.warehouse_schema,
-        group=group_id,
-        soft_delete=settings.delete_mode == "soft",
-    )
-    bootstrap = settings.require_kafka()
-    source_class: Any = KafkaSource
-    if settings.kafka_client == "confluent":
-        try:
-            from cdc.sync.consume_confluent import ConfluentSource
-        except ImportError as exc:
-            raise ConfigError(
-                f"CDC_KAFKA_CLIENT=confluent, but confluent-kafka cannot be imported ({exc}).",
-                "pip install 'cdc[confluent]', or unset CDC_KAFKA_CLIENT to use kafka-python",
-            ) from exc
-        source_class = ConfluentSource
-    runner = Sync(
-        options,
-        warehouse,
-        lambda revoked, assigned: source_class(
-            bootstrap,
-            group=group_id,
-            topics_pattern=change_topics(settings.topic_prefix, options.tables),
-            on_revoked=revoked,
-            on_assigned=assigned,
-            session_timeout_ms=settings.kafka_session_timeout_ms,
-        ),
-    )
-    try:
-        with stop_on_signals(runner):
-            stats = runner.run()
-    finally:
-        warehouse.close()
-    if stats.unstored_partitions:
-        stored = (
-            f"{stats.unstored_partitions} partition(s) were read past what the warehouse holds: the next start"
-            " reads them again from there"
-        )
-    elif stats.stored_partitions:
-        stored = f"all that was read is stored, with the offsets of its {stats.stored_partitions} partition(s)"
-    else:
-        stored = "no partition was assigned"
-    say(f"sync stopped: {stats.events} events read, {stats.rows} rows written, {stats.dead} dead letters; {stored}")
+    say(stopped_line(stats))
 
 
 def _warehouse(group: str) -> Any:

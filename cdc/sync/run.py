@@ -1,0 +1,88 @@
+"""`cdc sync` put together from settings: the warehouse, the consumer backend, the loop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cdc.errors import ConfigError
+from cdc.settings import Settings
+from cdc.sync.consume import KafkaSource, change_topics
+from cdc.sync.loop import Sync, SyncOptions, SyncStats, stop_on_signals
+from cdc.warehouse.postgres import PostgresWarehouse
+
+
+def run_sync(
+    settings: Settings,
+    *,
+    tables: tuple[str, ...] = (),
+    group: str | None = None,
+    until_idle: float | None = None,
+    progress_every: float = 10.0,
+    stall_seconds: float | None = None,
+) -> SyncStats:
+    """Run the loop until it is stopped (SIGINT/SIGTERM), idle (with until_idle) or fails."""
+    group_id = group or settings.consumer_group
+    options = SyncOptions(
+        group=group_id,
+        flush_rows=settings.flush_rows,
+        flush_bytes=settings.flush_bytes,
+        flush_interval=settings.flush_interval_ms / 1000,
+        tables=tables,
+        topic_prefix=settings.topic_prefix,
+        until_idle=until_idle,
+        progress_every=progress_every,
+        retry_max_seconds=settings.retry_max_seconds,
+        stall_seconds=stall_seconds or settings.stall_seconds,
+    )
+    warehouse = PostgresWarehouse(
+        settings.require_warehouse_url(),
+        schema=settings.warehouse_schema,
+        group=group_id,
+        soft_delete=settings.delete_mode == "soft",
+    )
+    bootstrap = settings.require_kafka()
+    source_class = _source_class(settings)
+    runner = Sync(
+        options,
+        warehouse,
+        lambda revoked, assigned: source_class(
+            bootstrap,
+            group=group_id,
+            topics_pattern=change_topics(settings.topic_prefix, options.tables),
+            on_revoked=revoked,
+            on_assigned=assigned,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+        ),
+    )
+    try:
+        with stop_on_signals(runner):
+            return runner.run()
+    finally:
+        warehouse.close()
+
+
+def _source_class(settings: Settings) -> Any:
+    if settings.kafka_client != "confluent":
+        return KafkaSource
+    try:
+        from cdc.sync.consume_confluent import ConfluentSource
+    except ImportError as exc:
+        raise ConfigError(
+            f"CDC_KAFKA_CLIENT=confluent, but confluent-kafka cannot be imported ({exc}).",
+            "pip install 'cdc[confluent]', or unset CDC_KAFKA_CLIENT to use kafka-python",
+        ) from exc
+    return ConfluentSource
+
+
+def stopped_line(stats: SyncStats) -> str:
+    """The last line of `cdc sync`: what was read, and what of it is stored."""
+    if stats.unstored_partitions:
+        stored = (
+            f"{stats.unstored_partitions} partition(s) were read past what the warehouse holds: the next start"
+            " reads them again from there"
+        )
+    elif stats.stored_partitions:
+        stored = f"all that was read is stored, with the offsets of its {stats.stored_partitions} partition(s)"
+    else:
+        stored = "no partition was assigned"
+    return f"sync stopped: {stats.events} events read, {stats.rows} rows written, {stats.dead} dead letters; {stored}"
