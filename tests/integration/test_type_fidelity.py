@@ -1,209 +1,335 @@
-"""Every value of the recorded fx.every_type events, encoded by cdc.decode.types and loaded with COPY
-into the real warehouse PostgreSQL, equals the value the source held (real stack: warehouse only).
+"""Type fidelity through the product's own path: every common PostgreSQL type with edge values,
+written in the source, captured by Debezium, read from Kafka and applied by the real `cdc sync`
+(decoder, COPY text, staging, MERGE), then compared with the source column by column: the
+warehouse column's type, and every value as PostgreSQL prints it. Whatever differs must be one of
+the differences listed here, each a documented limit of Debezium's encoding (README, "Known
+limits"), so a value cdc changes, drops or mistypes fails the test.
 
-`expected` is fx.every_type built by the very SQL of tests/fixtures/capture_scenario.sql and
-capture_dml.sql (final state: after its UPDATE and DELETE), with the types the warehouse cannot have
-replaced by cdc's choice (enum -> text, hstore -> jsonb). `decoded` has the columns and types that
-field_type gives, loaded from the recorded events through COPY FROM STDIN (text format). Then every
-column of every row must be equal. The known losses are asserted as such."""
+The tables: fx.every_type of the recorded scenario (tests/fixtures/capture_scenario.sql and
+capture_dml.sql, in the test's own schema), and numeric_edges below (numeric NaN/±Infinity,
+constrained, unconstrained, negative-scale and 1000-digit numerics, numeric arrays, money, domains
+over numeric).
+
+Also: messages recorded while the connector ran with decimal.handling.mode=precise
+(tests/fixtures/debezium_precise) still apply through the warehouse, before and together with
+string-mode ones; and every text of the unit tests' encoder table is PostgreSQL input that means
+what the unit test says."""
 
 from __future__ import annotations
 
-import io
 import json
-import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import psycopg2
 import pytest
 
-from cdc.decode.types import FieldType, field_type
-from tests.unit.test_types import CASES
+from cdc import connector
+from cdc.buffer import Buffer
+from cdc.decode.envelope import EnvelopeDecoder
+from cdc.events import Origin
+from cdc.settings import Settings
+from cdc.warehouse import Flush
+from cdc.warehouse.postgres import PostgresWarehouse
+from tests.db import execute, query
+from tests.syncing import Lane, run_sync, wait_for_events
+from tests.unit.test_types import CASES, PRECISE_EXPECTED_ROWS
 
 pytestmark = pytest.mark.stack
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
-# hstore has no warehouse counterpart: its two literals in capture_dml.sql, as the JSON Debezium
-# sends for them (hstore.handling.mode=json)
-HSTORE_AS_JSON = {"a=>1, b=>NULL": '{"a": "1", "b": null}', "": "{}"}
+NUMERIC_EDGES_DDL = """
+CREATE DOMAIN {s}.price AS numeric(12,2);
+CREATE DOMAIN {s}.amount AS numeric;
+CREATE DOMAIN {s}.whole AS numeric(12,0);
+CREATE DOMAIN {s}.cash AS money;
+CREATE TABLE {s}.numeric_edges (
+    id int PRIMARY KEY, n numeric, n10_2 numeric(10,2), n38_10 numeric(38,10), n5_0 numeric(5,0),
+    n5_m2 numeric(5,-2), n1000 numeric(1000,0), na numeric[], na10_2 numeric(10,2)[], m money,
+    d_price {s}.price, d_amount {s}.amount, d_whole {s}.whole, d_cash {s}.cash
+);
+"""
+NUMERIC_EDGES_DML = """
+INSERT INTO {s}.numeric_edges VALUES
+ (1, 'NaN', 'NaN', 'NaN', 'NaN', 'NaN', 'NaN', '{{NaN,1.50,Infinity,NULL}}', '{{NaN,1.50}}', '0', 'NaN', 'NaN', 'NaN',
+  '-1.5'),
+ (2, 'Infinity', NULL, NULL, NULL, NULL, NULL, '{{Infinity}}', NULL, NULL, NULL, 'Infinity', NULL, NULL),
+ (3, '-Infinity', NULL, NULL, NULL, NULL, NULL, '{{-Infinity}}', NULL, NULL, NULL, '-Infinity', NULL, NULL),
+ (4, '-0.00', '-0.00', '0', '-0', '-0', '-0', '{{0,-0.00,0.000}}', '{{0,-0.00}}', '-0.00', '-0.00', '-0.00', '-0',
+  NULL),
+ (5, '1e-30', '0.01', '1e-10', '1', '12345', '1e999', '{{1e-30,1e30}}', NULL, '0.01', '0.01', '1e-30', '1', NULL),
+ (6, '123456789012345678901234567890123456789012.5', '-99999999.99', '-9999999999999999999999999999.9999999999',
+  '-99999', '-9999900', '-1e999', NULL, NULL, '-92233720368547758.08', '9999999999.99', '1e100',
+  '-999999999999', NULL),
+ (7, '1.500', '1.50', '1.5000000000', '100', '50', '100', '{{1.500,100,0.0000001000}}', '{{1.50,NULL}}',
+  '92233720368547758.07', '1.50', '100.000', '0', NULL);
+UPDATE {s}.numeric_edges SET n = '0.000000100', n10_2 = 'NaN', d_amount = 'NaN' WHERE id = 7;
+DELETE FROM {s}.numeric_edges WHERE id = 3;
+"""
 
-# columns whose warehouse type text differs from the source's, and why
+# How the source side is read where its type has no counterpart in the warehouse: hstore arrives
+# as JSON (hstore.handling.mode=json), so it is compared as the jsonb it is converted to.
+SOURCE_EXPR = {"c_hstore": "public.hstore_to_jsonb(c_hstore)::text"}
+
+# (table, column) -> (source type, warehouse type): where they differ, and why.
 TYPE_DIFFERENCES = {
     # Debezium reports scale 6 for both time and time(6): cdc writes the precision out; same type
-    "c_time": ("time without time zone", "time(6) without time zone"),
-    "c_timetz": ("time with time zone", "time(6) with time zone"),
-    "c_timestamp": ("timestamp without time zone", "timestamp(6) without time zone"),
-    "c_timestamptz": ("timestamp with time zone", "timestamp(6) with time zone"),
+    ("every_type", "c_time"): ("time without time zone", "time(6) without time zone"),
+    ("every_type", "c_timetz"): ("time with time zone", "time(6) with time zone"),
+    ("every_type", "c_timestamp"): ("timestamp without time zone", "timestamp(6) without time zone"),
+    ("every_type", "c_timestamptz"): ("timestamp with time zone", "timestamp(6) with time zone"),
+    # types the warehouse does not have: a built-in type that holds every value
+    ("every_type", "c_enum"): ("{s}.mood", "text"),
+    ("every_type", "c_hstore"): ("hstore", "jsonb"),
+    # domains: the base type, when Debezium's schema tells it (string mode: a scale, or numeric's
+    # unconstrained length). A domain over numeric(p,0) looks exactly like one over varchar(p), and
+    # one over money like one over text: those stay text, which holds Debezium's text exactly.
+    ("numeric_edges", "d_price"): ("{s}.price", "numeric(12,2)"),
+    ("numeric_edges", "d_amount"): ("{s}.amount", "numeric"),
+    ("numeric_edges", "d_whole"): ("{s}.whole", "text"),
+    ("numeric_edges", "d_cash"): ("{s}.cash", "text"),
 }
 
-# types without an equality operator: compared by their text
-COMPARE_AS_TEXT = {"json", "xml", "point"}
-
-# ids whose text differs although the value is equal: the documented losses (see test_known_losses)
-TEXT_DIFFERS = {"c_numeric": [2], "c_timetz": [1, 2, 6]}
-
-
-def statements(path: Path) -> list[str]:
-    return [s.strip() for s in re.split(r";\s*\n", path.read_text(encoding="utf-8")) if s.strip()]
-
-
-def copy_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-@pytest.fixture
-def warehouse(warehouse_url: str) -> Iterator[tuple[Any, str]]:
-    """An autocommit connection and a scratch schema, dropped afterwards."""
-    schema = f"type_fidelity_{uuid.uuid4().hex[:8]}"
-    conn = psycopg2.connect(warehouse_url)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE SCHEMA {schema}")
-        yield conn, schema
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        conn.close()
+# (table, id, column) -> (source text, warehouse text): every value that differs, each a known limit.
+VALUE_DIFFERENCES: dict[tuple[str, int, str], tuple[str, str | None]] = {
+    # timetz arrives converted to UTC: the same instant, the offset lost
+    ("every_type", 1, "c_timetz"): ("13:14:15.5+05:30", "07:44:15.5+00"),
+    ("every_type", 2, "c_timetz"): ("23:59:59.999999-11", "10:59:59.999999+00"),
+    ("every_type", 6, "c_timetz"): ("00:00:00+14", "10:00:00+00"),
+    # a numeric[] holding NaN or ±Infinity: Debezium cannot read it (its JDBC array parser), the
+    # whole array arrives as null (and the Connect log has "Failed to properly convert data value")
+    ("every_type", 4, "c_numeric_array"): ("{NaN,1}", None),
+    ("every_type", 7, "c_numeric_array"): ("{-Infinity}", None),
+    ("numeric_edges", 1, "na"): ("{NaN,1.50,Infinity,NULL}", None),
+    ("numeric_edges", 2, "na"): ("{Infinity}", None),
+    ("numeric_edges", 1, "na10_2"): ("{NaN,1.50}", None),
+    # the domains kept as text (above) hold Debezium's text: its name for NaN, money without its
+    # currency format
+    ("numeric_edges", 1, "d_whole"): ("NaN", "NAN"),
+    ("numeric_edges", 1, "d_cash"): ("-$1.50", "-1.50"),
+}
 
 
-def create_expected(cur: Any, schema: str) -> None:
-    create = next(
-        s for s in statements(FIXTURES / "capture_scenario.sql") if s.startswith("CREATE TABLE fx.every_type")
-    )
-    create = create.replace("fx.every_type", f"{schema}.expected").replace("fx.mood", "text")
-    cur.execute(create.replace("public.hstore", "text"))
-    cur.execute("SET TIME ZONE 'UTC'")  # as capture_dml.sql does
-    dml = [s for s in statements(FIXTURES / "capture_dml.sql") if "fx.every_type" in s]
-    assert [s.split()[0] for s in dml] == ["INSERT"] * 5 + ["UPDATE", "DELETE"]
-    for statement in dml:
-        cur.execute(statement.replace("fx.every_type", f"{schema}.expected"))
-    cur.execute(f"SELECT DISTINCT c_hstore FROM {schema}.expected WHERE c_hstore IS NOT NULL")
-    assert {r[0] for r in cur.fetchall()} == set(HSTORE_AS_JSON)
-    cur.execute(
-        f"ALTER TABLE {schema}.expected ALTER c_hstore TYPE jsonb USING (%s::jsonb ->> c_hstore)::jsonb",
-        (json.dumps(HSTORE_AS_JSON),),
-    )
+def every_type_sql(schema: str) -> tuple[str, str]:
+    """The every_type table and its edge-value rows from the recorded scenario, in our schema."""
+    ddl = (FIXTURES / "capture_scenario.sql").read_text()
+    ddl = ddl[ddl.index("CREATE EXTENSION") : ddl.index("CREATE TABLE fx.no_pk")]
+    dml = (FIXTURES / "capture_dml.sql").read_text()
+    dml = dml[dml.index("INSERT INTO fx.every_type") : dml.index("INSERT INTO fx.no_pk")]
+    return (f"CREATE SCHEMA {schema};\n" + ddl).replace("fx.", f"{schema}."), dml.replace("fx.", f"{schema}.")
 
 
-def final_rows() -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
-    """The after-fields schema and the final row per id, applying c/u/d in Kafka order."""
-    lines = (FIXTURES / "debezium" / "fx.every_type.jsonl").read_text(encoding="utf-8").splitlines()
-    rows: dict[int, dict[str, Any]] = {}
-    fields: list[dict[str, Any]] = []
-    for message in sorted((json.loads(line) for line in lines), key=lambda m: m["offset"]):
-        if message["value"] is None:
-            continue
-        value = orjson.loads(message["value"])
-        payload = value["payload"]
-        if payload["op"] in ("c", "u", "r"):
-            rows[payload["after"]["id"]] = payload["after"]
-            fields = next(f for f in value["schema"]["fields"] if f["field"] == "after")["fields"]
-        elif payload["op"] == "d":
-            rows.pop(payload["before"]["id"])
-    return fields, rows
-
-
-def create_decoded(cur: Any, schema: str) -> dict[str, FieldType]:
-    fields, rows = final_rows()
-    mapped = {f["field"]: field_type(f) for f in fields}
-    columns = ", ".join(f"{quoted(name)} {m.pg_type}" for name, m in mapped.items())
-    cur.execute(f"CREATE TABLE {schema}.decoded ({columns})")
-    lines = []
-    for row in rows.values():
-        cells = [r"\N" if row[name] is None else copy_escape(m.encode(row[name])) for name, m in mapped.items()]
-        lines.append("\t".join(cells) + "\n")
-    names = ", ".join(quoted(name) for name in mapped)
-    cur.copy_expert(f"COPY {schema}.decoded ({names}) FROM STDIN", io.StringIO("".join(lines)))
-    return mapped
-
-
-def column_types(cur: Any, schema: str, table: str) -> dict[str, str]:
+def columns_of(cur: Any, schema: str, table: str) -> dict[str, str]:
+    """The table's columns (but cdc's own) and their types, in order."""
     cur.execute(
         """SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-           WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum""",
-        (f"{schema}.{table}",),
+           WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+             AND a.attname NOT LIKE '\\_cdc\\_%%' ORDER BY a.attnum""",
+        (f'"{schema}"."{table}"',),
     )
     return dict(cur.fetchall())
 
 
-def test_every_value_of_every_type_arrives_exactly(warehouse: tuple[Any, str]) -> None:
-    conn, schema = warehouse
-    with conn.cursor() as cur:
-        create_expected(cur, schema)
-        mapped = create_decoded(cur, schema)
+Table = tuple[dict[str, str], dict[int, dict[str, Any]]]  # column types; each row's values as text, by id
 
-        expected_types = column_types(cur, schema, "expected")
-        decoded_types = column_types(cur, schema, "decoded")
-        assert list(decoded_types) == list(expected_types)
-        differences = {c: (t, decoded_types[c]) for c, t in expected_types.items() if decoded_types[c] != t}
-        assert differences == TYPE_DIFFERENCES
 
-        cur.execute(f"SELECT e.id, d.id FROM {schema}.expected e FULL JOIN {schema}.decoded d USING (id) ORDER BY 1")
-        assert cur.fetchall() == [(1, 1), (2, 2), (4, 4), (5, 5), (6, 6)]
-
-        compared = 0
-        for column in mapped:
-            if column == "id":
-                continue
-            base = expected_types[column].split("(")[0]
-            e, d = f"e.{column}", f"d.{column}"
-            if base in COMPARE_AS_TEXT:
-                e, d = f"{e}::text", f"{d}::text"
-            elif base == "time with time zone":  # Debezium sends timetz in UTC: the same instant
-                e, d = f"({e} AT TIME ZONE 'UTC')", f"({d} AT TIME ZONE 'UTC')"
-            # equal values, and (but for the documented losses) the same text too
-            same_text = f"e.{column}::text IS NOT DISTINCT FROM d.{column}::text"
-            exempt = TEXT_DIFFERS.get(column)
-            if exempt is not None:
-                same_text = f"({same_text} OR e.id IN ({', '.join(map(str, exempt))}))"
-            documented = "AND NOT (e.id IN (4, 5))" if column == "c_numeric" else ""
+def read(url: str, schema: str, table: str, exprs: dict[str, str]) -> Table:
+    """The table's column types, and each row's values as text, by id. Both sides are read with
+    the same settings, so that a text differs only where the value does."""
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
             cur.execute(
-                f"""SELECT e.id, e.{column}::text, d.{column}::text
-                    FROM {schema}.expected e JOIN {schema}.decoded d USING (id)
-                    WHERE ({e} IS DISTINCT FROM {d} OR NOT {same_text}) {documented} ORDER BY e.id"""
+                "SET TIME ZONE 'UTC'; SET IntervalStyle = 'postgres'; SET DateStyle = 'ISO, MDY'; "
+                "SET extra_float_digits = 1; SET lc_monetary = 'C'"
             )
-            assert cur.fetchall() == [], f"{column} differs (id, expected, decoded)"
-            compared += 1
-        assert compared == len(mapped) - 1 == 39
+            types = columns_of(cur, schema, table)
+            select = ", ".join(exprs.get(c, f'"{c}"::text') for c in types)
+            cur.execute(f'SELECT {select} FROM "{schema}"."{table}" ORDER BY id')
+            rows = {int(r[0]): dict(zip(types, r, strict=True)) for r in cur.fetchall()}
+    finally:
+        conn.close()
+    return types, rows
 
 
-def test_known_losses_of_debeziums_encoding(warehouse: tuple[Any, str]) -> None:
-    conn, schema = warehouse
-    with conn.cursor() as cur:
-        create_expected(cur, schema)
-        create_decoded(cur, schema)
+def differences(
+    table: str, source: Table, target: Table
+) -> tuple[dict[tuple[str, str], tuple[str, str]], dict[tuple[str, int, str], tuple[Any, Any]]]:
+    """Where the warehouse's copy differs from the source: column types, and values (same rows)."""
+    (source_types, source_rows), (target_types, target_rows) = source, target
+    assert list(target_types) == list(source_types), table
+    assert sorted(target_rows) == sorted(source_rows), table
+    types = {(table, c): (t, target_types[c]) for c, t in source_types.items() if target_types[c] != t}
+    values = {
+        (table, i, c): (v, target_rows[i][c])
+        for i, row in source_rows.items()
+        for c, v in row.items()
+        if target_rows[i][c] != v
+    }
+    return types, values
 
-        def both(column: str, row: int) -> tuple[str | None, str | None]:
-            cur.execute(
-                f"""SELECT e.{column}::text, d.{column}::text
-                    FROM {schema}.expected e JOIN {schema}.decoded d USING (id) WHERE id = %s""",
-                (row,),
-            )
-            found: tuple[str | None, str | None] = cur.fetchone()
-            return found
 
-        # numeric NaN / Infinity: null in precise mode
-        assert both("c_numeric", 4) == ("NaN", None)
-        assert both("c_numeric", 5) == ("Infinity", None)
-        # unconstrained numeric: equal value, but Debezium strips the trailing zeros (display scale)
-        assert both("c_numeric", 2) == (
-            "123456789012345678901234567890.123456789012345678901234567890",
-            "123456789012345678901234567890.12345678901234567890123456789",
-        )
-        # timetz: the same instant, but the offset is gone (Debezium normalises to UTC)
-        assert both("c_timetz", 1) == ("13:14:15.5+05:30", "07:44:15.5+00")
-        # inet '::1/128' arrives as '::1' (its output form), the same value
-        assert both("c_inet", 2) == ("::1/128", "::1/128")
+@pytest.mark.both_clients
+def test_every_type_arrives_exactly_through_cdc_sync(stack: Settings, lane: Lane) -> None:
+    src, wh = stack.require_source_url(), stack.require_warehouse_url()
+    schema = lane.source_schema
+    ddl, dml = every_type_sql(schema)
+    execute(src, ddl + NUMERIC_EDGES_DDL.format(s=schema))
+    connector.apply(stack, None, lambda _: None)
+    execute(src, "SET TIME ZONE 'UTC';\n" + dml + NUMERIC_EDGES_DML.format(s=schema))
+    wait_for_events(stack, schema, "every_type", 10)  # 7 inserts, an update, a delete and its tombstone
+    wait_for_events(stack, schema, "numeric_edges", 10)
+    result = run_sync(stack, lane)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    found_types: dict[tuple[str, str], tuple[str, str]] = {}
+    found_values: dict[tuple[str, int, str], tuple[Any, Any]] = {}
+    for table, exprs in (("every_type", SOURCE_EXPR), ("numeric_edges", {})):
+        types, values = differences(table, read(src, schema, table, exprs), read(wh, lane.warehouse_schema, table, {}))
+        found_types |= types
+        found_values |= values
+    assert found_types == {k: (t.format(s=schema), w) for k, (t, w) in TYPE_DIFFERENCES.items()}
+    assert found_values == VALUE_DIFFERENCES
+
+    # the numeric values the old setting (decimal.handling.mode=precise) lost, here by name
+    _, rows = read(wh, lane.warehouse_schema, "numeric_edges", {})
+    assert [(i, rows[i]["n"], rows[i]["n10_2"], rows[i]["d_amount"]) for i in sorted(rows)] == [
+        (1, "NaN", "NaN", "NaN"),
+        (2, "Infinity", None, "Infinity"),
+        (4, "0.00", "0.00", "0.00"),
+        (5, "0.000000000000000000000000000001", "0.01", "0.000000000000000000000000000001"),
+        (6, "123456789012345678901234567890123456789012.5", "-99999999.99", "1" + "0" * 100),
+        (7, "0.000000100", "NaN", "NaN"),  # the update; trailing zeros of unconstrained numeric kept
+    ]
+    assert query(wh, "SELECT count(*) FROM cdc.dead_letter WHERE consumer_group = %s", (lane.group,)) == [(0,)]
+
+
+# --- messages of the old connector setting (decimal.handling.mode=precise) -------------------------
+
+
+def recorded(directory: str) -> list[tuple[Origin, bytes | None, bytes | None]]:
+    out = []
+    for line in (FIXTURES / directory / "fx.every_type.jsonl").read_text(encoding="utf-8").splitlines():
+        m = json.loads(line)
+        key = None if m["key"] is None else m["key"].encode()
+        value = None if m["value"] is None else m["value"].encode()
+        out.append((Origin(m["topic"], m["partition"], m["offset"]), key, value))
+    return out
+
+
+@pytest.fixture
+def warehouse(warehouse_url: str) -> Iterator[tuple[PostgresWarehouse, str]]:
+    """cdc's warehouse writer on a scratch schema and consumer group, both removed afterwards."""
+    schema, group = f"wh_precise_{uuid.uuid4().hex[:8]}", f"g_precise_{uuid.uuid4().hex[:8]}"
+    writer = PostgresWarehouse(warehouse_url, schema=schema, group=group)
+    try:
+        yield writer, schema
+    finally:
+        writer.close()
+        execute(warehouse_url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        execute(warehouse_url, f"DELETE FROM cdc.dead_letter WHERE consumer_group = '{group}'")
+        execute(warehouse_url, f"DELETE FROM cdc.table_map WHERE target_schema = '{schema}'")
+
+
+def flush_of(messages: list[tuple[Origin, bytes | None, bytes | None]]) -> Flush:
+    decoder, buffer = EnvelopeDecoder(), Buffer()
+    for message in messages:
+        event = decoder.decode(*message)
+        if event is not None:
+            buffer.add(event)
+    return Flush(list(buffer.tables.values()), {})
+
+
+def stored(url: str, schema: str, columns: list[str], expected: dict[int, dict[str, str]] | None = None) -> Any:
+    """The warehouse rows' values as text, by id; with `expected` (id -> encoded texts of the unit
+    tests), those texts read as the warehouse columns' types instead."""
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET TIME ZONE 'UTC'; SET lc_monetary = 'C'")
+            if expected is None:
+                select = ", ".join(f'"{c}"::text' for c in columns)
+                cur.execute(f'SELECT id, {select} FROM "{schema}".every_type ORDER BY id')
+                return {int(r[0]): dict(zip(columns, r[1:], strict=True)) for r in cur.fetchall()}
+            types = columns_of(cur, schema, "every_type")
+            out: dict[int, dict[str, str | None]] = {}
+            for row_id, texts in expected.items():
+                out[row_id] = {}
+                for column in columns:
+                    text = texts.get(column)
+                    if text is not None:
+                        cur.execute(f"SELECT %s::{types[column]}::text", (text,))
+                        (text,) = cur.fetchone() or (None,)
+                    out[row_id][column] = text
+            return out
+    finally:
+        conn.close()
+
+
+NUMERIC_COLUMNS = ["c_numeric", "c_numeric_10_2", "c_numeric_38_10", "c_numeric_5_0", "c_money"]
+
+
+def test_precise_mode_messages_apply_then_string_mode_ones(
+    warehouse: tuple[PostgresWarehouse, str], warehouse_url: str
+) -> None:
+    """A topic written before the connector moved to string mode: its old messages create the
+    table, the new ones (another schema for the same table, one more column) apply on top."""
+    writer, schema = warehouse
+    precise = recorded("debezium_precise")
+    result = writer.apply(flush_of(precise))
+    assert (result.rows, result.dead) == (6, 0)  # the images of ids 1-6 (3: its delete)
+    rows = stored(warehouse_url, schema, NUMERIC_COLUMNS)
+    offsets = {1: 6, 2: 1, 4: 3, 5: 4, 6: 5}  # the newest recorded image of each id
+    assert rows == stored(
+        warehouse_url, schema, NUMERIC_COLUMNS, {i: PRECISE_EXPECTED_ROWS[o] for i, o in offsets.items()}
+    )
+    assert rows[2]["c_numeric"] == "123456789012345678901234567890.12345678901234567890123456789"
+    assert rows[4]["c_numeric"] is None  # NaN: precise mode sent null
+
+    string = recorded("debezium")
+    result = writer.apply(flush_of(string))
+    assert result.dead == 0
+    rows = stored(warehouse_url, schema, [*NUMERIC_COLUMNS, "c_numeric_array"])
+    assert {i: (r["c_numeric"], r["c_numeric_array"]) for i, r in rows.items()} == {
+        1: ("3.14159265358979323846", None),
+        2: ("123456789012345678901234567890.123456789012345678901234567890", None),
+        4: ("NaN", None),
+        5: ("Infinity", "{1.50,NULL,0.00,0.000001000,100000000000000000000}"),
+        6: ("0.000000000000000000000000000001000", None),
+        7: ("-Infinity", None),
+    }
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cdc/warehouse/copy.py encodes every event of a batch with the batch's newest schema; a precise-mode "
+    "value read by the string-mode encoder is refused (dead letter). Fix: encode each event with its own schema.",
+)
+def test_precise_and_string_mode_messages_in_one_flush(
+    warehouse: tuple[PostgresWarehouse, str], warehouse_url: str
+) -> None:
+    """Where a flush spans the connector's switch: old rows of some keys, new rows of others."""
+    writer, schema = warehouse
+    precise = recorded("debezium_precise")[:6]  # creates of ids 1-6
+    string = [m for m in recorded("debezium") if m[0].offset in (5, 7)]  # create of id 7, update of id 1
+    result = writer.apply(flush_of(precise + string))
+    assert result.dead == 0
+    rows = stored(warehouse_url, schema, ["c_numeric", "c_numeric_10_2"])
+    assert rows == {
+        1: {"c_numeric": "3.14159265358979323846", "c_numeric_10_2": "0.01"},
+        2: {
+            "c_numeric": "123456789012345678901234567890.12345678901234567890123456789",
+            "c_numeric_10_2": "99999999.99",
+        },
+        3: {"c_numeric": None, "c_numeric_10_2": None},
+        4: {"c_numeric": None, "c_numeric_10_2": None},
+        5: {"c_numeric": None, "c_numeric_10_2": None},
+        6: {"c_numeric": None, "c_numeric_10_2": None},
+        7: {"c_numeric": "-Infinity", "c_numeric_10_2": None},
+    }
 
 
 # --- every encoded text of the unit-test table is PostgreSQL input for its type ----------------------
