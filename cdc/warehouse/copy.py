@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from operator import itemgetter
+from typing import Any
 
 from cdc.decode.toast import PLACEHOLDER_LENGTHS as _PLACEHOLDER_LENGTHS
 from cdc.decode.toast import is_unavailable
@@ -49,15 +51,32 @@ class StagingWriter:
     columns of the old image with type defaults ("" for a uuid, 0...), which are not the row's
     values and may not even be valid input for the column's type."""
 
-    __slots__ = ("_encoders", "_get", "_key", "_names", "_varlena")
+    __slots__ = ("_columns", "_encoders", "_get", "_key", "_names", "_older", "_varlena")
 
     def __init__(self, columns: tuple[Column, ...]) -> None:
+        self._columns = columns
         self._names = tuple(c.name for c in columns)
         # Debezium's images hold every column: one C call takes them all (KeyError: the slow way).
         self._get = itemgetter(*self._names) if len(self._names) > 1 else None
         self._encoders = tuple(c.encode for c in columns)
         self._varlena = tuple(i for i, c in enumerate(columns) if c.varlena)
         self._key: dict[tuple[str, ...], tuple[bool, ...]] = {}
+        # Encoders for events of another schema than the batch's (written before a column changed
+        # type, or before the connector's decimal mode did): each value is read as its own event
+        # says, by column name. Keyed by id, the columns kept alive beside their encoders.
+        self._older: dict[int, tuple[tuple[Column, ...], tuple[Callable[[Any], str], ...]]] = {}
+
+    def _encoders_of(self, columns: tuple[Column, ...]) -> tuple[Callable[[Any], str], ...]:
+        if columns is self._columns:
+            return self._encoders
+        known = self._older.get(id(columns))
+        if known is None:
+            own = {c.name: c.encode for c in columns}
+            known = self._older[id(columns)] = (
+                columns,
+                tuple(own.get(name, encode) for name, encode in zip(self._names, self._encoders, strict=True)),
+            )
+        return known[1]
 
     def line(self, event: ChangeEvent) -> str:
         names = self._names
@@ -86,7 +105,8 @@ class StagingWriter:
                 if unchanged is None:
                     unchanged = []
                 unchanged.append(names[i])
-        fields = [NULL if v is None else escape(encode(v)) for encode, v in zip(self._encoders, values, strict=True)]
+        encoders = self._encoders if event.schema.columns is self._columns else self._encoders_of(event.schema.columns)
+        fields = [NULL if v is None else escape(encode(v)) for encode, v in zip(encoders, values, strict=True)]
         version = event.version
         ts = event.commit_ts_ms
         fields += (
@@ -100,8 +120,10 @@ class StagingWriter:
 
     def explain(self, event: ChangeEvent, error: Exception) -> str:
         image = (event.before if event.op is Op.DELETE else event.after) or {}
-        for column, encode in zip(event.schema.columns, self._encoders, strict=False):
-            value = image.get(column.name)
+        own = {c.name: c for c in event.schema.columns}
+        for name, encode in zip(self._names, self._encoders_of(event.schema.columns), strict=True):
+            column = own.get(name) or next(c for c in self._columns if c.name == name)
+            value = image.get(name)
             try:
                 if value is not None:
                     encode(value)

@@ -303,11 +303,6 @@ def test_precise_mode_messages_apply_then_string_mode_ones(
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cdc/warehouse/copy.py encodes every event of a batch with the batch's newest schema; a precise-mode "
-    "value read by the string-mode encoder is refused (dead letter). Fix: encode each event with its own schema.",
-)
 def test_precise_and_string_mode_messages_in_one_flush(
     warehouse: tuple[PostgresWarehouse, str], warehouse_url: str
 ) -> None:

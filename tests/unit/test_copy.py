@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+from cdc.decode.envelope import EnvelopeDecoder
 from cdc.decode.toast import UNAVAILABLE
 from cdc.events import ChangeEvent, Column, Op, Origin, TableId, TableSchema, Version
 from cdc.warehouse.copy import escape, staging_line, staging_text, text_array
 
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SCHEMA = TableSchema(
     TableId("s", "t"),
     (Column("id", "integer", False, False), Column("ref", "uuid", False, False), Column("body", "text", True, True)),
@@ -71,3 +75,42 @@ def test_a_value_its_encoder_cannot_read_rejects_only_its_row() -> None:
         )
     ]
     assert staging_text([good], schema.columns) == (text.splitlines(keepends=True)[0], [])
+
+
+def _recorded_events(directory: str) -> list[ChangeEvent]:
+    decoder = EnvelopeDecoder()
+    events = []
+    for line in (FIXTURES / directory / "fx.every_type.jsonl").read_text(encoding="utf-8").splitlines():
+        m = json.loads(line)
+        origin = Origin(m["topic"], m["partition"], m["offset"])
+        event = decoder.decode(origin, _bytes(m["key"]), _bytes(m["value"]))
+        if event is not None and event.op is Op.CREATE:
+            events.append(event)
+    return events
+
+
+def _bytes(text: str | None) -> bytes | None:
+    return None if text is None else text.encode()
+
+
+def test_each_event_is_encoded_by_its_own_schema_when_a_batch_mixes_two() -> None:
+    """A batch spanning the connector's switch from decimal.handling.mode=precise to string: the
+    old events' base64 numerics must be read as base64, not as the new schema's decimal text (a
+    base64 text of digits alone would pass for a number, and be stored wrong)."""
+    old, new = _recorded_events("debezium_precise"), _recorded_events("debezium")
+    assert old[0].schema.columns != new[0].schema.columns  # two schemas, one table
+    alone, rejected = staging_text(old, old[0].schema.columns)
+    assert rejected == []
+
+    mixed, rejected = staging_text(old + new, new[0].schema.columns)
+
+    assert rejected == []
+    old_names = [c.name for c in old[0].schema.columns]
+    new_names = [c.name for c in new[0].schema.columns]  # one more: a column added since
+    for alone_line, mixed_line in zip(alone.splitlines(), mixed.splitlines()[: len(old)], strict=True):
+        by_name = dict(zip(new_names, mixed_line.split("\t"), strict=False))
+        assert dict(zip(old_names, alone_line.split("\t"), strict=False)) == {n: by_name[n] for n in old_names}
+        assert by_name["c_numeric_array"] == "\\N"
+    assert dict(zip(new_names, mixed.splitlines()[0].split("\t"), strict=False))["c_numeric"] == (
+        "3.14159265358979323846"
+    )
