@@ -140,8 +140,11 @@ def with_stack_defaults(settings: Settings) -> Settings:
     """The settings with unset endpoints filled from a local stack set up under settings.stack_dir
     (what was set explicitly is kept)."""
     defaults = stack_defaults(settings)
-    if settings.source_url is not None:
+    own = defaults.get("source_url")
+    if settings.source_url is not None and (own is None or settings.source_url != own):
         # The stack's password reference names the stack's password: useless for another source.
+        # For the stack's own source (`eval "$(cdc stack env)"` sets CDC_SOURCE_URL to it), it is
+        # kept, so the password never travels through Connect's REST API.
         defaults.pop("connect_password_ref", None)
     missing = {key: value for key, value in defaults.items() if getattr(settings, key) is None}
     return settings.model_copy(update=missing) if missing else settings

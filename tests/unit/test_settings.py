@@ -163,6 +163,10 @@ def test_load_settings_fills_unset_endpoints_from_the_local_stack(
     assert s.require_kafka() == "elsewhere:9092"  # what the environment set is kept
     assert s.connect_password_ref == f"${{file:{stack_dir.resolve()}/connect/secrets.properties:source_password}}"
 
+    # The stack's own source, as `eval "$(cdc stack env)"` exports it: the reference is kept.
+    monkeypatch.setenv("CDC_SOURCE_URL", s.require_source_url())
+    assert load_local_settings().connect_password_ref == s.connect_password_ref
+
     # Another source than the stack's: the stack's password reference would name the wrong password.
     monkeypatch.setenv("CDC_SOURCE_URL", "postgresql://u:p@db.example:5432/app")
     other = load_local_settings()
