@@ -71,6 +71,10 @@ def worker(lay: Layout) -> JavaService:
     return JavaService("connect", lay.connect_dir, "org.apache.kafka.connect.cli.ConnectDistributed", "1g")
 
 
+# The KRaft authorizer; docker-compose.yml names the same (tests/unit/test_versions.py).
+AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+
+
 def write_broker_config(svc: JavaService, *, port: int, controller_port: int) -> None:
     data = svc.directory / "data"
     _write(
@@ -94,6 +98,10 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 log.retention.hours=168
+# ACLs are enforced (what a production cluster does) but allow all until one is set: tests deny a
+# group or topic to see that cdc stops on Kafka's refusal.
+authorizer.class.name={AUTHORIZER}
+allow.everyone.if.no.acl.found=true
 """,
     )
 

@@ -162,7 +162,8 @@ class Sync:
             if not any(regex.match(topic) for topic in topics):
                 shown = ", ".join(captured[:20]) + (f" and {len(captured) - 20} more" if len(captured) > 20 else "")
                 log.warning(
-                    "--table %r matches no captured table (no topic %s.<schema>.<table> matches it); captured: %s",
+                    "--table %r matches no captured table: no topic %s.<schema>.<table> that cdc may read matches "
+                    "it (Kafka hides the topics an ACL denies); captured: %s",
                     pattern,
                     prefix,
                     shown or f"nothing yet under prefix {prefix!r} (run cdc connector apply; check CDC_TOPIC_PREFIX)",

@@ -269,8 +269,8 @@ def test_a_table_pattern_that_matches_nothing_is_named_with_what_is_captured(sta
     warnings = [line for line in output.splitlines() if "matches no captured table" in line]
     assert len(warnings) == 1, output
     assert re.search(
-        r"WARNING cdc\.sync: --table 'nomatch_x\.\*' matches no captured table \(no topic cdc\.<schema>\.<table> "
-        r"matches it\); captured: \S+",
+        r"WARNING cdc\.sync: --table 'nomatch_x\.\*' matches no captured table: no topic cdc\.<schema>\.<table> "
+        r"that cdc may read matches it \(Kafka hides the topics an ACL denies\); captured: \S+",
         warnings[0],
     ), warnings[0]
     assert "sync stopped: 0 events read, 0 rows written, 0 dead letters; no partition was assigned" in (
@@ -356,3 +356,74 @@ def test_sigterm_during_a_flush_retry_stops_within_2_seconds(
         sql.SQL("SELECT count(*), count(DISTINCT id) FROM {}").format(sql.Identifier(lane.warehouse_schema, "items")),
     )
     assert (count, distinct) == (3000, 3000)
+
+
+# -- Kafka's refusal -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def denied_group(stack: Settings, lane: Lane) -> Iterator[str]:
+    """A consumer group the broker denies (an ACL on the stack's broker, which enforces ACLs), and
+    a change topic of the lane for it to subscribe to; both removed afterwards."""
+    from kafka.admin import (
+        ACL,
+        ACLFilter,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        KafkaAdminClient,
+        NewTopic,
+        ResourcePattern,
+        ResourcePatternFilter,
+        ResourceType,
+    )
+
+    group, topic = f"{lane.group}_denied", f"{stack.topic_prefix}.{lane.source_schema}.items"
+    pattern = ResourcePattern(ResourceType.GROUP, group, ACLResourcePatternType.LITERAL)
+    admin = KafkaAdminClient(bootstrap_servers=stack.require_kafka())
+    try:
+        admin.create_topics([NewTopic(topic, 1, 1)])
+        created = admin.create_acls([ACL("User:ANONYMOUS", "*", ACLOperation.ALL, ACLPermissionType.DENY, pattern)])
+        assert not created["failed"], created
+        yield group
+    finally:
+        admin.delete_acls(
+            [
+                ACLFilter(
+                    None,
+                    "*",
+                    ACLOperation.ANY,
+                    ACLPermissionType.ANY,
+                    ResourcePatternFilter(ResourceType.GROUP, group, ACLResourcePatternType.LITERAL),
+                )
+            ]
+        )
+        admin.delete_topics([topic])
+        admin.close()
+
+
+@pytest.mark.both_clients
+def test_a_consumer_group_kafka_denies_ends_sync_with_the_grant_to_make(
+    stack: Settings, lane: Lane, denied_group: str
+) -> None:
+    status, output, seconds = _run(
+        stack,
+        ["sync", "--table", f"{lane.source_schema}.*", "--group", denied_group, "--until-idle", "3"],
+        sync_env(stack, lane),
+        30,
+    )
+
+    assert status == EXIT_CONFIG, output
+    error = next(line for line in output.splitlines() if line.startswith("error: "))
+    expected = {
+        "kafka-python": f"error: Kafka refused cdc: GroupAuthorizationFailedError ([Error 30] "
+        f"GroupAuthorizationFailedError: {denied_group}).",
+        "confluent": "error: Kafka refused cdc: GROUP_AUTHORIZATION_FAILED (FindCoordinator response error: "
+        "Group authorization failed.).",
+    }[lane.kafka_client]
+    assert error == expected
+    assert "fix: grant cdc's principal on the broker READ and DESCRIBE on the change topics, READ on its consumer " in (
+        output
+    )
+    assert seconds < 30
+    assert TRACEBACK not in output

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from cdc.settings import Settings
+from cdc.stack import kafka as kafka_stack
 from cdc.stack.tools import versions
 
 COMPOSE_FILE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
@@ -113,6 +114,9 @@ def test_kafka_advertises_the_published_host_port_and_the_container_listener(
     ):
         assert env[key] == "1", key
     assert env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == "0"
+    # ACLs enforced as on the native stack, where tests deny a group to see cdc stop on it.
+    assert env["KAFKA_AUTHORIZER_CLASS_NAME"] == kafka_stack.AUTHORIZER
+    assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "true"
     assert environment(service(compose, "connect"))["BOOTSTRAP_SERVERS"] == "kafka:9092"
 
 
