@@ -384,7 +384,10 @@ def denied_group(stack: Settings, lane: Lane) -> Iterator[str]:
     try:
         admin.create_topics([NewTopic(topic, 1, 1)])
         created = admin.create_acls([ACL("User:ANONYMOUS", "*", ACLOperation.ALL, ACLPermissionType.DENY, pattern)])
-        assert not created["failed"], created
+        assert not created["failed"], (
+            f"{created}: a broker started before the stack enforced ACLs refuses them; restart it: "
+            "cdc stack down && cdc stack up"
+        )
         yield group
     finally:
         admin.delete_acls(
