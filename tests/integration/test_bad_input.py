@@ -201,7 +201,7 @@ def _env(stack: Settings, **extra: str) -> dict[str, str]:
     return sync_env(stack, Lane.new("bad"), **extra)
 
 
-def _run(stack: Settings, argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, str, float]:
+def _run(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, str, float]:
     started = time.monotonic()
     done = subprocess.run(
         [*cdc_command(), *argv],
@@ -218,7 +218,7 @@ def _run(stack: Settings, argv: list[str], env: dict[str, str], timeout: float) 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_a_refusal_or_an_outage_ends_with_its_status_and_fix(stack: Settings, case: Case) -> None:
-    status, output, seconds = _run(stack, case.argv, _env(stack, **case.env(stack)), case.seconds)
+    status, output, seconds = _run(case.argv, _env(stack, **case.env(stack)), case.seconds)
 
     assert status == case.status, output
     lines = output.splitlines()
@@ -248,7 +248,7 @@ def database_without_create(warehouse_url: str) -> Iterator[str]:
 
 def test_a_role_without_the_privilege_is_told_what_to_grant(stack: Settings, database_without_create: str) -> None:
     url = _with(stack.require_warehouse_url(), database=database_without_create)
-    status, output, seconds = _run(stack, ["sync", "--until-idle", "3"], _env(stack, CDC_WAREHOUSE_URL=url), 15)
+    status, output, seconds = _run(["sync", "--until-idle", "3"], _env(stack, CDC_WAREHOUSE_URL=url), 15)
 
     assert status == EXIT_CONFIG, output
     assert re.search(
@@ -263,7 +263,7 @@ def test_a_role_without_the_privilege_is_told_what_to_grant(stack: Settings, dat
 
 
 def test_a_table_pattern_that_matches_nothing_is_named_with_what_is_captured(stack: Settings) -> None:
-    status, output, _ = _run(stack, ["sync", "--table", "nomatch_x.*", "--until-idle", "2"], _env(stack), 60)
+    status, output, _ = _run(["sync", "--table", "nomatch_x.*", "--until-idle", "2"], _env(stack), 60)
 
     assert status == 0, output
     warnings = [line for line in output.splitlines() if "matches no captured table" in line]
@@ -410,7 +410,6 @@ def test_a_consumer_group_kafka_denies_ends_sync_with_the_grant_to_make(
     stack: Settings, lane: Lane, denied_group: str
 ) -> None:
     status, output, seconds = _run(
-        stack,
         ["sync", "--table", f"{lane.source_schema}.*", "--group", denied_group, "--until-idle", "3"],
         sync_env(stack, lane),
         30,
