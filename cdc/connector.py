@@ -13,7 +13,8 @@ from sqlalchemy.engine import make_url
 
 from cdc import capture
 from cdc.connect_api import ConnectClient, ConnectorState
-from cdc.errors import ConfigError, ConnectorError
+from cdc.errors import CdcError, ConfigError, ConnectorError
+from cdc.events import TableId
 from cdc.resources import repo_file
 from cdc.settings import Settings
 
@@ -106,6 +107,7 @@ def apply(settings: Settings, path: Path | None, say: Callable[[str], None]) -> 
     try:
         capture.setup_source(conn)
         tables = capture.discover(conn, settings)
+        check_names(settings, tables, say)
         # A table left out by a setting, or created where nothing captures it, must not go unnoticed.
         # Listed apart from discover, which alone decides (and lists again if a table goes meanwhile).
         for line in capture.describe(capture.survey(conn, settings)):
@@ -160,6 +162,26 @@ def apply(settings: Settings, path: Path | None, say: Callable[[str], None]) -> 
     finally:
         conn.close()
         client.close()
+
+
+def check_names(settings: Settings, tables: list[capture.SourceTable], say: Callable[[str], None]) -> None:
+    """Two captured tables that sync would replicate into one warehouse table: an error now, before
+    the connector captures them. Names given before (cdc.table_map) count when it can be read."""
+    from cdc.warehouse import naming
+    from cdc.warehouse.postgres import read_table_map
+    from cdc.warehouse.statements import Target
+
+    existing: dict[TableId, Target] = {}
+    if settings.warehouse_url is not None:
+        try:
+            existing = read_table_map(settings.require_warehouse_url(), settings.warehouse_schema)
+        except CdcError as exc:
+            say(
+                f"could not read cdc.table_map in the warehouse ({exc.problem}); warehouse table names are "
+                "checked by CDC_TABLE_NAME_FORMAT alone"
+            )
+    captured = [TableId(t.schema, t.name) for t in tables if not t.internal]
+    naming.plan(captured, settings.warehouse_schema, settings.table_name_format, existing)
 
 
 def status(settings: Settings) -> tuple[ConnectorState, dict[str, str] | None]:

@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from cdc.errors import ConfigError
+from cdc.warehouse.naming import DEFAULT_FORMAT, check_format
 
 CONFIG_FILE_ENV = "CDC_CONFIG"
 DEFAULT_CONFIG_FILE = "cdc.toml"
@@ -75,6 +76,8 @@ class Settings(BaseModel):
 
     # Sync.
     warehouse_schema: PgName = "replica"
+    # The warehouse table of a source table, inside warehouse_schema (cdc/warehouse/naming.py).
+    table_name_format: str = Field(default=DEFAULT_FORMAT, min_length=1)
     consumer_group: str = Field(default="cdc-sync", min_length=1)
     flush_rows: int = Field(default=20_000, gt=0, description="flush after this many events")
     flush_bytes: int = Field(default=64 * 1024 * 1024, gt=0, description="flush after this many message bytes")
@@ -128,6 +131,11 @@ class Settings(BaseModel):
         if value is not None:
             check_http_url(value)
         return value
+
+    @field_validator("table_name_format")
+    @classmethod
+    def _table_name_format(cls, value: str) -> str:
+        return check_format(value)
 
     @field_validator("publication_name", "warehouse_schema")
     @classmethod

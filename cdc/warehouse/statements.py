@@ -39,6 +39,9 @@ class Target:
     schema: str
     table: str
 
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.table}"
+
     @property
     def ident(self) -> sql.Composed:
         return sql.SQL(".").join([sql.Identifier(self.schema), sql.Identifier(self.table)])
