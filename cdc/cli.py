@@ -268,6 +268,7 @@ def _warehouse(group: str) -> Any:
         schema=settings.warehouse_schema,
         group=group,
         soft_delete=settings.delete_mode == "soft",
+        table_name_format=settings.table_name_format,
     )
 
 

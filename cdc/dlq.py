@@ -18,8 +18,10 @@ class ReplayReport:
 
 
 def replay(warehouse: PostgresWarehouse, group: str, ids: list[int] | None = None) -> ReplayReport:
-    """Decode and apply the dead letters again, in their Kafka order. The version guard makes this
-    safe at any time: a letter older than what the warehouse holds changes nothing."""
+    """Decode and apply the dead letters again, in their Kafka order, and mark them replayed in the
+    same transaction. The version guard makes this safe at any time for keyed tables: a letter
+    older than what the warehouse holds changes nothing. For a keyless table the letter is applied
+    (that is what replaying it means), once: a replayed letter is not taken again."""
     letters = warehouse.dead_letters(group, ids=ids)
     decoder = EnvelopeDecoder()
     buffer = Buffer()
@@ -32,8 +34,8 @@ def replay(warehouse: PostgresWarehouse, group: str, ids: list[int] | None = Non
             continue
         if event is not None:
             buffer.add(event)
-    result = warehouse.apply(Flush(list(buffer.tables.values()), {}, failed))
+    replaying = {letter.origin: letter.id for letter in letters}
+    result = warehouse.apply(Flush(list(buffer.tables.values()), {}, failed, replaying))
     still = set(result.dead_origins)
     replayed = [letter for letter in letters if letter.origin not in still]
-    warehouse.mark_replayed([letter.id for letter in replayed])
     return ReplayReport(replayed, [letter for letter in letters if letter.origin in still])

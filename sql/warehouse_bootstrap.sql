@@ -29,15 +29,42 @@ CREATE TABLE IF NOT EXISTS cdc.dead_letter (
     UNIQUE (consumer_group, topic, kafka_partition, kafka_offset)
 );
 
--- Which warehouse table each source table is replicated into. The first source table with a name
--- gets it; a same-named table of another source schema gets <schema>__<table>. Kept here so the
--- choice survives restarts and is shared by every sync process.
+-- Which warehouse table each source table is replicated into, per warehouse schema. New entries
+-- follow CDC_TABLE_NAME_FORMAT (a pure function of the source name); entries already here are
+-- honoured, so a warehouse named by an earlier rule keeps its tables. Shared by every sync process.
 CREATE TABLE IF NOT EXISTS cdc.table_map (
     source_schema text NOT NULL,
     source_table  text NOT NULL,
     target_schema text NOT NULL,
     target_table  text NOT NULL,
     created_at    timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (source_schema, source_table),
+    PRIMARY KEY (source_schema, source_table, target_schema),
     UNIQUE (target_schema, target_table)
+);
+
+-- A warehouse made when a source table had one entry whatever the warehouse schema: widen the key,
+-- so that two warehouse schemas of one database each name their own tables.
+DO $$
+BEGIN
+    IF (SELECT array_length(conkey, 1) FROM pg_constraint
+        WHERE conrelid = 'cdc.table_map'::regclass AND contype = 'p') = 2 THEN
+        ALTER TABLE cdc.table_map DROP CONSTRAINT table_map_pkey,
+            ADD PRIMARY KEY (source_schema, source_table, target_schema);
+    END IF;
+END $$;
+
+-- Tables without a primary key: per warehouse table and Kafka partition, the source position of
+-- the newest change applied (commit LSN, change LSN; for snapshot reads, which share one position,
+-- also the Kafka offset). Written in the flush's transaction; a change at or below it was applied
+-- already (Connect restart, redelivery, another group, offsets reset) and is skipped.
+CREATE TABLE IF NOT EXISTS cdc.keyless_position (
+    target_schema   text    NOT NULL,
+    target_table    text    NOT NULL,
+    topic           text    NOT NULL,
+    kafka_partition integer NOT NULL,
+    commit_lsn      bigint  NOT NULL,
+    lsn             bigint  NOT NULL,
+    read_offset     bigint  NOT NULL,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (target_schema, target_table, topic, kafka_partition)
 );

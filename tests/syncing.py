@@ -4,6 +4,7 @@ fresh consumer group, warehouse schema and source schema."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -105,3 +106,24 @@ def target_of(stack: Settings, lane: Lane, table: str, warehouse_url: str | None
         conn.close()
     assert row is not None, f"{lane.source_schema}.{table} was never replicated"
     return row[0], row[1]
+
+
+STOPPED = re.compile(
+    r"^sync stopped: (?P<events>\d+) events read, (?P<rows>\d+) rows written, (?P<skipped>\d+) already applied, "
+    r"(?P<dead>\d+) dead letters; ",
+    re.MULTILINE,
+)
+
+
+def stopped_counts(output: str) -> dict[str, int]:
+    """The numbers of `cdc sync`'s last line: events read, rows written, already applied, dead letters."""
+    found = STOPPED.findall(output)
+    assert len(found) == 1, f"expected one 'sync stopped:' line in:\n{output[-3000:]}"
+    return dict(zip(("events", "rows", "skipped", "dead"), map(int, found[0]), strict=True))
+
+
+def number_before(text: str, words: str) -> int:
+    """The number printed right before `words` (e.g. '6 dead letter(s)' -> 6), found exactly once."""
+    found = re.findall(rf"(?<![\d.])(\d+) {re.escape(words)}", text)
+    assert len(found) == 1, f"expected one '<number> {words}' in:\n{text[-3000:]}"
+    return int(found[0])

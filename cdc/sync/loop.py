@@ -46,7 +46,7 @@ from cdc.events import Origin, TableId, new_tuple
 from cdc.sync.consume import BATCH, Partition, Record, change_topics, topic_safe
 from cdc.sync.positions import Positions
 from cdc.sync.stall import StallDetector, StallError
-from cdc.warehouse import DeadLetter, Flush, Warehouse
+from cdc.warehouse import DeadLetter, Flush, Warehouse, naming
 
 log = logging.getLogger("cdc.sync")
 
@@ -88,6 +88,7 @@ class SyncOptions:
 class SyncStats:
     events: int = 0
     rows: int = 0
+    skipped: int = 0  # events the warehouse already held (replays), so written as no row
     dead: int = 0
     flushes: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -148,8 +149,20 @@ class Sync:
         self._source = self._retrying(
             lambda: self._source_factory(self._on_revoked, self._on_assigned), "connecting to Kafka"
         )
+        topics = self._source.topics()
         if self.options.tables:
-            self._warn_unmatched(self._source.topics())
+            self._warn_unmatched(topics)
+        self._check_names(topics)
+
+    def _check_names(self, topics: list[str]) -> None:
+        """Two tables to be replicated into one warehouse table stop sync before it reads anything.
+        Checked here from the topics, and again from each table's first event (its exact name)."""
+        tables = [
+            table
+            for table in (naming.table_of_topic(t, self.options.topic_prefix) for t in topics)
+            if table is not None and self._table_wanted(table)
+        ]
+        self._retrying(lambda: self.warehouse.check_names(tables), "checking warehouse table names")
 
     def _warn_unmatched(self, topics: list[str]) -> None:
         """A --table pattern that matches no change topic is most likely a typo: say so, and list
@@ -325,6 +338,7 @@ class Sync:
             raise
         self._positions.committed(moved)
         self.stats.rows += result.rows
+        self.stats.skipped += result.skipped
         self.stats.dead += result.dead
         self.stats.flushes += 1
 
@@ -459,11 +473,12 @@ class Sync:
     def _progress(self, seconds: float, events: int) -> None:
         lag = self._lag()
         log.info(
-            "%.0f events/s, lag %s, %d events, %d rows written, %d dead letters, %d flushes",
+            "%.0f events/s, lag %s, %d events, %d rows written, %d already applied, %d dead letters, %d flushes",
             events / seconds if seconds else 0.0,
             "unknown" if lag is None else lag,
             self.stats.events,
             self.stats.rows,
+            self.stats.skipped,
             self.stats.dead,
             self.stats.flushes,
             extra={"events_per_s": events / seconds if seconds else 0.0, "lag": lag},

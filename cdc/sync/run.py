@@ -39,6 +39,7 @@ def run_sync(
         schema=settings.warehouse_schema,
         group=group_id,
         soft_delete=settings.delete_mode == "soft",
+        table_name_format=settings.table_name_format,
     )
     bootstrap = settings.require_kafka()
     source_class = _source_class(settings)
@@ -85,4 +86,7 @@ def stopped_line(stats: SyncStats) -> str:
         stored = f"all that was read is stored, with the offsets of its {stats.stored_partitions} partition(s)"
     else:
         stored = "no partition was assigned"
-    return f"sync stopped: {stats.events} events read, {stats.rows} rows written, {stats.dead} dead letters; {stored}"
+    return (
+        f"sync stopped: {stats.events} events read, {stats.rows} rows written, {stats.skipped} already applied, "
+        f"{stats.dead} dead letters; {stored}"
+    )

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from cdc.buffer import TableBatch
-from cdc.events import Origin
+from cdc.events import Origin, TableId
 
 TopicPartition = tuple[str, int]
 
@@ -40,20 +40,26 @@ class Flush:
     tables: list[TableBatch]
     offsets: dict[TopicPartition, int]  # next offset to read, per partition
     dead: list[DeadLetter] = field(default_factory=list)
+    # `cdc dlq replay`: the dead-letter id of each message replayed, marked replayed in the flush's
+    # transaction. Keyless tables apply these below their high-water mark, on purpose.
+    replaying: dict[Origin, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class FlushResult:
-    rows: int  # row images written (after compaction)
+    rows: int  # rows the warehouse changed
     dead: int  # messages sent to the dead-letter table (given + found during the flush)
     tables: int
     dead_origins: tuple[Origin, ...] = ()  # which messages those were
+    skipped: int = 0  # events whose change the warehouse already held (a replay, or an older version)
 
 
 class Warehouse(Protocol):
     def prepare(self) -> None: ...
 
     def apply(self, flush: Flush) -> FlushResult: ...
+
+    def check_names(self, tables: list[TableId]) -> None: ...
 
     def stored_offsets(self, group: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]: ...
 

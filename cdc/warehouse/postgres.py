@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import io
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
@@ -17,12 +18,13 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from cdc import pgerrors
 from cdc.buffer import TableBatch
 from cdc.decode.toast import is_unavailable
 from cdc.errors import ConfigError, TerminalError
 from cdc.events import ChangeEvent, Column, Op, Origin, TableId, TableSchema
 from cdc.resources import sql_file
-from cdc.warehouse import DeadLetter, Flush, FlushResult, StoredLetter, TopicPartition
+from cdc.warehouse import DeadLetter, Flush, FlushResult, StoredLetter, TopicPartition, naming
 from cdc.warehouse import statements as stmt
 from cdc.warehouse.copy import staging_text
 from cdc.warehouse.errors import describe, is_row_level, translate
@@ -30,11 +32,18 @@ from cdc.warehouse.errors import describe, is_row_level, translate
 log = logging.getLogger(__name__)
 
 _TABLE_MAP_LOCK = 7_241_001  # advisory lock serialising target-name choices across sync processes
-_MAX_IDENT = 63  # bytes; PostgreSQL truncates longer identifiers silently
 
 
 class PostgresWarehouse:
-    def __init__(self, url: str, *, schema: str, group: str, soft_delete: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str,
+        group: str,
+        soft_delete: bool = False,
+        table_name_format: str = naming.DEFAULT_FORMAT,
+    ) -> None:
         # NullPool: cdc holds one connection for its whole life and replaces it after a failure.
         # connect_timeout: a host that drops packets must fail (and be retried), not hang a flush.
         self._engine = create_engine(
@@ -45,6 +54,7 @@ class PostgresWarehouse:
         self._schema = schema
         self._group = group
         self._soft = soft_delete
+        self._format = table_name_format
         self._conn: Any = None
         self._raw: Any = None
         self._targets: dict[TableId, stmt.Target] = {}
@@ -132,14 +142,18 @@ class PostgresWarehouse:
     # -- flush -------------------------------------------------------------------------------
     def apply(self, flush: Flush) -> FlushResult:
         conn = self._connection()
-        dead = list(flush.dead)
-        rows = 0
+        work = _Work(list(flush.dead))
         try:
             with conn.cursor() as cur:
+                if flush.replaying:
+                    _lock_letters(cur, list(flush.replaying.values()))
                 for batch in flush.tables:
-                    rows += self._apply_table(cur, batch, dead)
-                self._write_dead(cur, dead)
+                    self._apply_table(cur, batch, work, replaying=bool(flush.replaying))
+                self._write_dead(cur, work.dead)
                 self._write_offsets(cur, flush.offsets)
+                if flush.replaying:
+                    failed = {d.origin for d in work.dead}
+                    _mark_replayed(cur, [i for origin, i in flush.replaying.items() if origin not in failed])
             conn.commit()
         except psycopg2.Error as exc:
             self._forget()
@@ -148,10 +162,14 @@ class PostgresWarehouse:
             self._forget()
             raise
         return FlushResult(
-            rows=rows, dead=len(dead), tables=len(flush.tables), dead_origins=tuple(d.origin for d in dead)
+            rows=work.rows,
+            dead=len(work.dead),
+            tables=len(flush.tables),
+            dead_origins=tuple(d.origin for d in work.dead),
+            skipped=work.skipped,
         )
 
-    def _apply_table(self, cur: Any, batch: TableBatch, dead: list[DeadLetter]) -> int:
+    def _apply_table(self, cur: Any, batch: TableBatch, work: _Work, *, replaying: bool) -> None:
         target = self._target(cur, batch.schema)
         if batch.truncated_at is not None:
             version = batch.truncated_at
@@ -161,10 +179,56 @@ class PostgresWarehouse:
             cur.execute(stmt.truncate(target, self._soft), params)
         events = batch.events()
         if not events:
-            return 0
+            return
         if batch.keyed:
-            return self._merge(cur, target, batch.schema, events, dead)
-        return self._apply_unkeyed(cur, target, batch.schema, events, dead)
+            self._merge(cur, target, batch.schema, events, work)
+            return
+        if not replaying:
+            # A dead letter is replayed on purpose, below the high-water mark its own flush set.
+            events = self._unapplied(cur, target, events, work)
+        self._apply_unkeyed(cur, target, batch.schema, events, work)
+
+    def _unapplied(self, cur: Any, target: stmt.Target, events: list[ChangeEvent], work: _Work) -> list[ChangeEvent]:
+        """The events of a keyless table not applied yet, and the high-water marks moved past all of
+        them (a dead-lettered event too: it is in the dead-letter table, replayed from there).
+        Rows have no identity to merge on, so position is the only guard against a replay; the row
+        lock makes a member that flushes the same partition late (after a rebalance) wait, then see
+        what the other stored."""
+        partitions = sorted({(e.origin.topic, e.origin.partition) for e in events})
+        rows = [(target.schema, target.table, topic, number) for topic, number in partitions]
+        execute_values(
+            cur,
+            "INSERT INTO cdc.keyless_position (target_schema, target_table, topic, kafka_partition, commit_lsn, "
+            "lsn, read_offset) VALUES %s ON CONFLICT DO NOTHING",
+            rows,
+            template="(%s, %s, %s, %s, -1, -1, -1)",
+        )
+        cur.execute(
+            "SELECT topic, kafka_partition, commit_lsn, lsn, read_offset FROM cdc.keyless_position "
+            "WHERE target_schema = %s AND target_table = %s AND (topic, kafka_partition) IN %s FOR UPDATE",
+            (target.schema, target.table, tuple(partitions)),
+        )
+        marks: dict[tuple[str, int], tuple[int, int, int]] = {(t, p): (c, lsn, o) for t, p, c, lsn, o in cur.fetchall()}
+        stored = dict(marks)
+        fresh: list[ChangeEvent] = []
+        for event in events:
+            where = (event.origin.topic, event.origin.partition)
+            position = _position(event)
+            if position > stored[where]:
+                fresh.append(event)
+            marks[where] = max(marks[where], position)
+        work.skipped += len(events) - len(fresh)
+        moved = [(*marks[p], target.schema, target.table, *p) for p in partitions if marks[p] != stored[p]]
+        if moved:
+            execute_values(
+                cur,
+                "UPDATE cdc.keyless_position AS k "
+                "SET commit_lsn = v.c, lsn = v.l, read_offset = v.o, updated_at = now() "
+                "FROM (VALUES %s) AS v (c, l, o, s, t, topic, p) WHERE k.target_schema = v.s "
+                "AND k.target_table = v.t AND k.topic = v.topic AND k.kafka_partition = v.p",
+                moved,
+            )
+        return fresh
 
     def _merge(
         self,
@@ -172,8 +236,8 @@ class PostgresWarehouse:
         target: stmt.Target,
         schema: TableSchema,
         events: list[ChangeEvent],
-        dead: list[DeadLetter],
-    ) -> int:
+        work: _Work,
+    ) -> None:
         staging = self._staging_for(cur, target, schema.columns)
         cur.execute("SAVEPOINT cdc_rows")
         rejected: list[DeadLetter] = []  # kept only if the set is applied (a split finds them again)
@@ -183,14 +247,18 @@ class PostgresWarehouse:
                 if event.old_key is not None:
                     self._fill_from_old_key(cur, target, staging, schema, event)
             cur.execute(stmt.merge(target, staging, schema.columns, schema.key, self._soft))
+            changed = max(cur.rowcount, 0)
         except psycopg2.Error as exc:
             if not is_row_level(exc):
                 raise
             cur.execute("ROLLBACK TO SAVEPOINT cdc_rows")
-            return self._split(cur, target, schema, events, dead=dead, exc=exc)
+            self._split(cur, target, schema, events, work=work, exc=exc)
+            return
         cur.execute("RELEASE SAVEPOINT cdc_rows")
-        dead.extend(rejected)
-        return copied
+        work.dead.extend(rejected)
+        # A staged image that changed nothing: the warehouse held that version or a newer one.
+        work.rows += changed
+        work.skipped += copied - changed
 
     def _fill_from_old_key(
         self, cur: Any, target: stmt.Target, staging: str, schema: TableSchema, event: ChangeEvent
@@ -226,14 +294,14 @@ class PostgresWarehouse:
         schema: TableSchema,
         events: list[ChangeEvent],
         *,
-        dead: list[DeadLetter],
+        work: _Work,
         exc: psycopg2.Error,
-    ) -> int:
+    ) -> None:
         """A row the warehouse cannot store failed the whole set: find it by halving, dead-letter
         it, apply the rest."""
         if len(events) == 1:
             event = events[0]
-            dead.append(
+            work.dead.append(
                 DeadLetter(
                     event.origin,
                     event.raw_key,
@@ -242,11 +310,10 @@ class PostgresWarehouse:
                     f"{describe(exc)}",
                 )
             )
-            return 0
+            return
         middle = len(events) // 2
-        return self._merge(cur, target, schema, events[:middle], dead) + self._merge(
-            cur, target, schema, events[middle:], dead
-        )
+        self._merge(cur, target, schema, events[:middle], work)
+        self._merge(cur, target, schema, events[middle:], work)
 
     def _copy(
         self, cur: Any, staging: str, columns: tuple[Column, ...], events: list[ChangeEvent], dead: list[DeadLetter]
@@ -267,18 +334,18 @@ class PostgresWarehouse:
         target: stmt.Target,
         schema: TableSchema,
         events: list[ChangeEvent],
-        dead: list[DeadLetter],
-    ) -> int:
+        work: _Work,
+    ) -> None:
         """Events of a table without a primary key, in order: inserts in bulk, each update or
         delete on one row equal to its old image (which REPLICA IDENTITY FULL provides)."""
+        if not events:
+            return
         staging = self._staging_for(cur, target, schema.columns)
-        applied = 0
         inserts: list[ChangeEvent] = []
 
         def flush_inserts() -> None:
-            nonlocal applied
             if inserts:
-                applied += self._copy(cur, staging, schema.columns, inserts, dead)
+                work.rows += self._copy(cur, staging, schema.columns, inserts, work.dead)
                 cur.execute(stmt.insert_from_staging(target, staging, schema.columns))
                 cur.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(staging)))
                 inserts.clear()
@@ -289,7 +356,7 @@ class PostgresWarehouse:
                 continue
             flush_inserts()
             if event.before is None:
-                dead.append(
+                work.dead.append(
                     DeadLetter(
                         event.origin,
                         event.raw_key,
@@ -305,9 +372,8 @@ class PostgresWarehouse:
             if event.op is Op.UPDATE:
                 inserts.append(event)
             else:
-                applied += 1
+                work.rows += cur.rowcount
         flush_inserts()
-        return applied
 
     # -- tables ------------------------------------------------------------------------------
     def _target(self, cur: Any, schema: TableSchema) -> stmt.Target:
@@ -328,36 +394,61 @@ class PostgresWarehouse:
 
     def _map_table(self, cur: Any, table: TableId) -> stmt.Target:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_TABLE_MAP_LOCK,))
+        mapped = table_map(cur, self._schema)
+        target = mapped.get(table)
+        if target is not None:
+            return target
+        target = naming.target_of(table, self._schema, self._format)
+        owner = next((source for source, t in mapped.items() if t == target), None)
+        if owner is not None:
+            raise naming.clash(table, owner, target, self._format, recorded=True)
         cur.execute(
-            "SELECT target_schema, target_table FROM cdc.table_map WHERE source_schema = %s AND source_table = %s",
-            (table.schema, table.name),
+            "SELECT count(*) FILTER (WHERE column_name = '_cdc_commit_lsn'), count(*) FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = %s",
+            (target.schema, target.table),
         )
-        row = cur.fetchone()
-        if row is not None:
-            return stmt.Target(row[0], row[1])
-        name = self._free_name(cur, table)
+        ours, columns = cur.fetchone()
+        if columns and not ours:
+            raise ConfigError(
+                f"{table} would be replicated into {target}, but that table exists and was not made by cdc "
+                "(it has no _cdc_commit_lsn column).",
+                "rename or drop that table, or choose another CDC_WAREHOUSE_SCHEMA or CDC_TABLE_NAME_FORMAT",
+            )
         cur.execute(
             "INSERT INTO cdc.table_map (source_schema, source_table, target_schema, target_table) "
             "VALUES (%s, %s, %s, %s)",
-            (table.schema, table.name, self._schema, name),
+            (table.schema, table.name, target.schema, target.table),
         )
-        log.info("replicating %s into %s.%s", table, self._schema, name)
-        return stmt.Target(self._schema, name)
+        log.info("replicating %s into %s", table, target)
+        return target
 
-    def _free_name(self, cur: Any, table: TableId) -> str:
-        """The source table's own name, unless another source schema's table already took it."""
-        cur.execute(
-            "SELECT target_table FROM cdc.table_map WHERE target_schema = %s "
-            "UNION SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s",
-            (self._schema, self._schema),
-        )
-        taken = {r[0] for r in cur.fetchall()}
-        candidates = [table.name, f"{table.schema}__{table.name}"]
-        candidates += [f"{table.schema}__{table.name}__{i}" for i in range(2, 100)]
-        for candidate in map(_fit_identifier, candidates):
-            if candidate not in taken:
-                return candidate
-        raise TerminalError(f"no free warehouse table name for {table} in schema {self._schema}.")
+    def check_names(self, tables: list[TableId]) -> None:
+        """Before anything is read: two of these tables that would share a warehouse table are an
+        error, and tables that keep a name given before (cdc.table_map) under another rule are named."""
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                mapped = table_map(cur, self._schema)
+            conn.commit()
+        except psycopg2.Error as exc:
+            self._forget()
+            raise translate(exc, "reading cdc.table_map") from exc
+        naming.plan(tables, self._schema, self._format, mapped)
+        kept = {
+            source: target
+            for source, target in mapped.items()
+            if target != naming.target_of(source, self._schema, self._format)
+        }
+        if kept:
+            shown = ", ".join(f"{s} -> {t}" for s, t in sorted(kept.items())[:10])
+            log.info(
+                "%d table(s) keep the warehouse name cdc.table_map gave them before, not the one "
+                "CDC_TABLE_NAME_FORMAT=%r gives: %s%s (the README's 'Warehouse table names' says how to move them)",
+                len(kept),
+                self._format,
+                shown,
+                f" and {len(kept) - 10} more" if len(kept) > 10 else "",
+            )
 
     def _ensure_table(self, cur: Any, target: stmt.Target, schema: TableSchema) -> set[str]:
         cur.execute(
@@ -416,18 +507,6 @@ class PostgresWarehouse:
             for r in rows
         ]
 
-    def mark_replayed(self, ids: list[int]) -> None:
-        if not ids:
-            return
-        conn = self._connection()
-        try:
-            with conn.cursor() as cur:
-                cur.execute("UPDATE cdc.dead_letter SET replayed_at = now() WHERE id = ANY(%s)", (ids,))
-            conn.commit()
-        except psycopg2.Error as exc:
-            self._forget()
-            raise translate(exc, "marking dead letters replayed") from exc
-
     # -- bookkeeping -------------------------------------------------------------------------
     def _write_dead(self, cur: Any, dead: list[DeadLetter]) -> None:
         if not dead:
@@ -476,6 +555,41 @@ class PostgresWarehouse:
         )
 
 
+@dataclass(slots=True)
+class _Work:
+    """What one flush did so far."""
+
+    dead: list[DeadLetter]  # given with the flush, and found while applying it
+    rows: int = 0  # rows the warehouse changed
+    skipped: int = 0  # events it already held
+
+
+def _position(event: ChangeEvent) -> tuple[int, int, int]:
+    """Where a keyless table's change stands: its source version, unique per change; snapshot reads
+    all carry their snapshot's version, so among them the Kafka offset (one partition keeps them
+    in order) tells them apart."""
+    version = event.version
+    return (version.commit_lsn, version.lsn, event.origin.offset if event.op is Op.READ else -1)
+
+
+def _lock_letters(cur: Any, ids: list[int]) -> None:
+    """A replay's letters, locked until its commit: two replays of one letter would apply it twice."""
+    # FOR UPDATE waits for a replay under way, then sees what it committed.
+    cur.execute("SELECT id, replayed_at FROM cdc.dead_letter WHERE id = ANY(%s) FOR UPDATE", (ids,))
+    already = sorted(i for i, replayed in cur.fetchall() if replayed is not None)
+    if already:
+        raise TerminalError(
+            f"dead letter(s) {', '.join(map(str, already))} were replayed by another cdc dlq replay meanwhile; "
+            "nothing was applied.",
+            "run cdc dlq replay again: it takes only the letters still waiting",
+        )
+
+
+def _mark_replayed(cur: Any, ids: list[int]) -> None:
+    if ids:
+        cur.execute("UPDATE cdc.dead_letter SET replayed_at = now() WHERE id = ANY(%s)", (ids,))
+
+
 def _params(columns: tuple[Column, ...], image: dict[str, Any]) -> list[str | None]:
     values: list[str | None] = []
     for column in columns:
@@ -493,9 +607,24 @@ def _check_name(table: TableId, column: Column) -> None:
         )
 
 
-def _fit_identifier(name: str) -> str:
-    raw = name.encode()
-    if len(raw) <= _MAX_IDENT:
-        return name
-    digest = hashlib.sha256(raw).hexdigest()[:8]
-    return raw[: _MAX_IDENT - 9].decode(errors="ignore") + "_" + digest
+def read_table_map(url: str, schema: str) -> dict[TableId, stmt.Target]:
+    """cdc.table_map for one warehouse schema, without creating anything (empty if cdc never
+    wrote to this warehouse)."""
+    conn = pgerrors.connect(url, "warehouse")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('cdc.table_map') IS NOT NULL")
+            row = cur.fetchone()
+            return table_map(cur, schema) if row and row[0] else {}
+    except psycopg2.Error as exc:
+        raise translate(exc, "reading cdc.table_map") from exc
+    finally:
+        conn.close()
+
+
+def table_map(cur: Any, schema: str) -> dict[TableId, stmt.Target]:
+    """What cdc.table_map holds for one warehouse schema."""
+    cur.execute(
+        "SELECT source_schema, source_table, target_table FROM cdc.table_map WHERE target_schema = %s", (schema,)
+    )
+    return {TableId(s, t): stmt.Target(schema, name) for s, t, name in cur.fetchall()}

@@ -34,7 +34,7 @@ from cdc.settings import Settings
 from cdc.warehouse import Flush
 from cdc.warehouse.postgres import PostgresWarehouse
 from tests.db import execute, query
-from tests.syncing import Lane, run_sync, wait_for_events
+from tests.syncing import Lane, run_sync, target_of, wait_for_events
 from tests.unit.test_types import CASES, PRECISE_EXPECTED_ROWS
 
 pytestmark = pytest.mark.stack
@@ -188,14 +188,15 @@ def test_every_type_arrives_exactly_through_cdc_sync(stack: Settings, lane: Lane
     found_types: dict[tuple[str, str], tuple[str, str]] = {}
     found_values: dict[tuple[str, int, str], tuple[Any, Any]] = {}
     for table, exprs in (("every_type", SOURCE_EXPR), ("numeric_edges", {})):
-        types, values = differences(table, read(src, schema, table, exprs), read(wh, lane.warehouse_schema, table, {}))
+        replica = read(wh, *target_of(stack, lane, table), {})
+        types, values = differences(table, read(src, schema, table, exprs), replica)
         found_types |= types
         found_values |= values
     assert found_types == {k: (t.format(s=schema), w) for k, (t, w) in TYPE_DIFFERENCES.items()}
     assert found_values == VALUE_DIFFERENCES
 
     # the numeric values the old setting (decimal.handling.mode=precise) lost, here by name
-    _, rows = read(wh, lane.warehouse_schema, "numeric_edges", {})
+    _, rows = read(wh, *target_of(stack, lane, "numeric_edges"), {})
     assert [(i, rows[i]["n"], rows[i]["n10_2"], rows[i]["d_amount"]) for i in sorted(rows)] == [
         (1, "NaN", "NaN", "NaN"),
         (2, "Infinity", None, "Infinity"),
@@ -224,7 +225,7 @@ def recorded(directory: str) -> list[tuple[Origin, bytes | None, bytes | None]]:
 def warehouse(warehouse_url: str) -> Iterator[tuple[PostgresWarehouse, str]]:
     """cdc's warehouse writer on a scratch schema and consumer group, both removed afterwards."""
     schema, group = f"wh_precise_{uuid.uuid4().hex[:8]}", f"g_precise_{uuid.uuid4().hex[:8]}"
-    writer = PostgresWarehouse(warehouse_url, schema=schema, group=group)
+    writer = PostgresWarehouse(warehouse_url, schema=schema, group=group, table_name_format="{table}")
     try:
         yield writer, schema
     finally:

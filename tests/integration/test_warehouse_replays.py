@@ -1,0 +1,222 @@
+"""The warehouse writer against the real warehouse PostgreSQL, fed recorded Debezium messages: a
+keyless table's changes are applied once however often they come, and warehouse table names
+follow the format whatever came first. (The same through Kafka and Connect: test_replays.py.)"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from cdc.buffer import Buffer
+from cdc.decode.envelope import EnvelopeDecoder
+from cdc.errors import ConfigError
+from cdc.events import Origin, TableId
+from cdc.warehouse import Flush, FlushResult
+from cdc.warehouse.naming import NameClash
+from cdc.warehouse.postgres import PostgresWarehouse
+from tests.db import execute, query
+
+RECORDED = Path(__file__).resolve().parent.parent / "fixtures" / "debezium" / "fx.no_pk.jsonl"
+Message = tuple[Origin, bytes | None, bytes | None]
+
+
+def recorded(schema: str = "fx", *, shift: int = 0, read_version: str | None = None) -> list[Message]:
+    """fx.no_pk's messages (offsets 0-7: inserts of (1,one), (2,two), (2,two); an update of 1 to
+    'uno'; two deletes of (2,two), each followed by a tombstone), as if captured from `schema`;
+    `shift` moves their offsets (Connect sends the same changes again after a restart, at new
+    offsets); with `read_version`, each becomes a snapshot read at that LSN."""
+    out: list[Message] = []
+    for line in RECORDED.read_text(encoding="utf-8").splitlines()[:8]:
+        m = json.loads(line)
+        value = m["value"]
+        if value is not None:
+            envelope = json.loads(value)
+            payload = envelope["payload"]
+            payload["source"]["schema"] = schema
+            if read_version is not None:
+                payload.update(op="r", before=None, after=payload["after"] or payload["before"])
+                payload["source"].update(snapshot="true", sequence=f'[null,"{read_version}"]', lsn=int(read_version))
+            value = json.dumps(envelope)
+        out.append(
+            (
+                Origin(f"cdc.{schema}.no_pk", 0, m["offset"] + shift),
+                None if m["key"] is None else m["key"].encode(),
+                None if value is None else value.encode(),
+            )
+        )
+    return out
+
+
+def flush_of(messages: list[Message]) -> Flush:
+    decoder, buffer = EnvelopeDecoder(), Buffer()
+    for message in messages:
+        event = decoder.decode(*message)
+        if event is not None:
+            buffer.add(event)
+    return Flush(list(buffer.tables.values()), {})
+
+
+Writer = Callable[..., PostgresWarehouse]
+
+
+@pytest.fixture
+def writer(warehouse_url: str) -> Iterator[Writer]:
+    """Makes cdc's warehouse writers on scratch warehouse schemas, removed afterwards."""
+    made: list[tuple[PostgresWarehouse, str]] = []
+
+    def make(schema: str | None = None, table_name_format: str = "{schema}__{table}") -> PostgresWarehouse:
+        schema = schema or f"wh_replays_{uuid.uuid4().hex[:8]}"
+        w = PostgresWarehouse(warehouse_url, schema=schema, group="g_" + schema, table_name_format=table_name_format)
+        made.append((w, schema))
+        return w
+
+    yield make
+    for w, schema in made:
+        w.close()
+        execute(warehouse_url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        execute(warehouse_url, f"DELETE FROM cdc.table_map WHERE target_schema = '{schema}'")
+        execute(warehouse_url, f"DELETE FROM cdc.keyless_position WHERE target_schema = '{schema}'")
+
+
+def _table(schema: str) -> TableId:
+    return TableId(schema, "no_pk")
+
+
+def rows(url: str, schema: str, table: str) -> list[tuple[object, ...]]:
+    return query(url, f'SELECT a, b FROM "{schema}"."{table}" ORDER BY a, b')
+
+
+def counts(result: FlushResult) -> tuple[int, int, int]:
+    return result.rows, result.skipped, result.dead
+
+
+def test_a_keyless_flush_applied_again_changes_nothing(writer: Writer, warehouse_url: str) -> None:
+    w = writer()
+    inserts = recorded()[:3]
+    assert counts(w.apply(flush_of(inserts))) == (3, 0, 0)
+    assert counts(w.apply(flush_of(inserts))) == (0, 3, 0)
+    assert rows(warehouse_url, w._schema, "fx__no_pk") == [(1, "one"), (2, "two"), (2, "two")]
+
+
+def test_changes_sent_again_at_new_offsets_are_skipped_and_only_new_ones_apply(
+    writer: Writer, warehouse_url: str
+) -> None:
+    """Connect killed: the changes since its last committed source offset come again, at new Kafka
+    offsets, with the same source positions; among them one not applied yet."""
+    w = writer()
+    first = recorded()[:5]  # 3 inserts, the update, the first delete of (2,two)
+    assert counts(w.apply(flush_of(first))) == (5, 0, 0)
+    # of two identical rows, a delete removes exactly one
+    assert rows(warehouse_url, w._schema, "fx__no_pk") == [(1, "uno"), (2, "two")]
+    again = recorded(shift=100)[2:8]  # insert 3, update, delete, tombstone, the second delete, tombstone
+    assert counts(w.apply(flush_of(again))) == (1, 3, 0)
+    assert rows(warehouse_url, w._schema, "fx__no_pk") == [(1, "uno")]
+    assert query(
+        warehouse_url,
+        "SELECT topic, kafka_partition, commit_lsn, lsn, read_offset FROM cdc.keyless_position "
+        "WHERE target_schema = %s",
+        (w._schema,),
+    ) == [("cdc.fx.no_pk", 0, 108123552, 108137952, -1)]
+
+
+def test_snapshot_reads_sharing_one_position_are_each_applied_once(writer: Writer, warehouse_url: str) -> None:
+    """Reads of one snapshot all carry its LSN; their Kafka offsets tell them apart."""
+    w = writer()
+    reads = recorded(read_version="5000")[:3]  # (1,one), (2,two), (2,two), all at LSN 5000
+    assert counts(w.apply(flush_of(reads[:2]))) == (2, 0, 0)
+    assert counts(w.apply(flush_of(reads))) == (1, 2, 0)  # the first two again, and the third
+    assert counts(w.apply(flush_of(reads))) == (0, 3, 0)
+    assert rows(warehouse_url, w._schema, "fx__no_pk") == [(1, "one"), (2, "two"), (2, "two")]
+
+
+def test_a_table_gets_the_formats_name_whatever_arrived_first(writer: Writer, warehouse_url: str) -> None:
+    names = []
+    for order in (("shop", "pagila"), ("pagila", "shop")):
+        w = writer()
+        for schema in order:
+            w.apply(flush_of(recorded(schema)[:1]))
+        mapped = query(
+            warehouse_url,
+            "SELECT source_schema, target_table FROM cdc.table_map WHERE target_schema = %s ORDER BY 1",
+            (w._schema,),
+        )
+        names.append(mapped)
+        assert [
+            t
+            for (t,) in query(
+                warehouse_url, "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", (w._schema,)
+            )
+        ] == ["pagila__no_pk", "shop__no_pk"]
+    assert names[0] == names[1] == [("pagila", "pagila__no_pk"), ("shop", "shop__no_pk")]
+
+
+def test_two_tables_for_one_name_stop_the_flush_before_anything_is_stored(writer: Writer, warehouse_url: str) -> None:
+    w = writer(table_name_format="{table}")
+    with pytest.raises(NameClash) as caught:
+        w.check_names([_table("shop"), _table("pagila")])
+    assert caught.value.problem == f"pagila.no_pk and shop.no_pk would both be replicated into {w._schema}.no_pk."
+
+    w.apply(flush_of(recorded("shop")[:1]))  # sync --table shop.*, say; then a sync of pagila.* too
+
+    late = flush_of(recorded("pagila")[:3])
+    late.offsets = {("cdc.pagila.no_pk", 0): 3}
+    with pytest.raises(NameClash) as caught:
+        w.apply(late)
+    assert caught.value.problem == (
+        f"pagila.no_pk would be replicated into {w._schema}.no_pk, which cdc.table_map already gives to shop.no_pk."
+    )
+    assert rows(warehouse_url, w._schema, "no_pk") == [(1, "one")]
+    assert w.stored_offsets(w._group, [("cdc.pagila.no_pk", 0)]) == {}
+
+
+def test_a_table_not_made_by_cdc_is_never_written_into(writer: Writer, warehouse_url: str) -> None:
+    w = writer()
+    w.prepare()
+    execute(warehouse_url, f'CREATE TABLE "{w._schema}".fx__no_pk (a integer, b text)')
+    with pytest.raises(ConfigError) as caught:
+        w.apply(flush_of(recorded()[:1]))
+    assert caught.value.problem == (
+        f"fx.no_pk would be replicated into {w._schema}.fx__no_pk, but that table exists and was not made by cdc "
+        "(it has no _cdc_commit_lsn column)."
+    )
+    assert rows(warehouse_url, w._schema, "fx__no_pk") == []
+
+
+def test_a_warehouse_named_by_the_old_rule_keeps_its_tables(warehouse_url: str) -> None:
+    """A table map made before names were per warehouse schema and by format: its key is widened
+    and its names honoured; a table it does not map gets the format's name."""
+    database = f"wh_legacy_{uuid.uuid4().hex[:8]}"
+    execute(warehouse_url, f'CREATE DATABASE "{database}"')
+    url = warehouse_url.rsplit("/", 1)[0] + "/" + database
+    try:
+        execute(
+            url,
+            """CREATE SCHEMA cdc;
+            CREATE TABLE cdc.table_map (
+                source_schema text NOT NULL, source_table text NOT NULL, target_schema text NOT NULL,
+                target_table text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (source_schema, source_table), UNIQUE (target_schema, target_table));
+            INSERT INTO cdc.table_map VALUES ('shop', 'no_pk', 'replica', 'no_pk', now());""",
+        )
+        w = PostgresWarehouse(url, schema="replica", group="g")
+        try:
+            w.check_names([_table("shop"), _table("pagila")])
+            w.apply(flush_of(recorded("shop")[:1] + recorded("pagila")[:1]))
+        finally:
+            w.close()
+        assert query(url, "SELECT source_schema, target_table FROM cdc.table_map ORDER BY 1") == [
+            ("pagila", "pagila__no_pk"),
+            ("shop", "no_pk"),
+        ]
+        assert query(
+            url,
+            "SELECT array_agg(a.attname ORDER BY a.attname) FROM pg_constraint c JOIN pg_attribute a "
+            "ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey) WHERE c.conrelid = 'cdc.table_map'::regclass "
+            "AND c.contype = 'p'",
+        ) == [(["source_schema", "source_table", "target_schema"],)]
+    finally:
+        execute(warehouse_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
