@@ -208,15 +208,23 @@ class PostgresWarehouse:
             "WHERE target_schema = %s AND target_table = %s AND (topic, kafka_partition) IN %s FOR UPDATE",
             (target.schema, target.table, tuple(partitions)),
         )
-        marks: dict[tuple[str, int], tuple[int, int, int]] = {(t, p): (c, lsn, o) for t, p, c, lsn, o in cur.fetchall()}
-        stored = dict(marks)
+        stored: dict[tuple[str, int], tuple[int, int, int]] = {
+            (t, p): (c, lsn, o) for t, p, c, lsn, o in cur.fetchall()
+        }
+        if len(partitions) == 1:
+            groups = {partitions[0]: events}
+        else:
+            groups = {}
+            for event in events:
+                groups.setdefault((event.origin.topic, event.origin.partition), []).append(event)
+        marks = dict(stored)
         fresh: list[ChangeEvent] = []
-        for event in events:
-            where = (event.origin.topic, event.origin.partition)
-            position = _position(event)
-            if position > stored[where]:
-                fresh.append(event)
-            marks[where] = max(marks[where], position)
+        for where, group in groups.items():
+            kept, marks[where] = _after(group, stored[where])
+            fresh += kept
+        if len(groups) > 1:
+            taken = set(map(id, fresh))
+            fresh = [e for e in events if id(e) in taken]  # in the order they came
         work.skipped += len(events) - len(fresh)
         moved = [(*marks[p], target.schema, target.table, *p) for p in partitions if marks[p] != stored[p]]
         if moved:
@@ -300,16 +308,7 @@ class PostgresWarehouse:
         """A row the warehouse cannot store failed the whole set: find it by halving, dead-letter
         it, apply the rest."""
         if len(events) == 1:
-            event = events[0]
-            work.dead.append(
-                DeadLetter(
-                    event.origin,
-                    event.raw_key,
-                    event.raw_value,
-                    f"the warehouse cannot store this row of {event.table} in {target.schema}.{target.table}: "
-                    f"{describe(exc)}",
-                )
-            )
+            work.dead.append(_refused(events[0], target, exc))
             return
         middle = len(events) // 2
         self._merge(cur, target, schema, events[:middle], work)
@@ -337,10 +336,47 @@ class PostgresWarehouse:
         work: _Work,
     ) -> None:
         """Events of a table without a primary key, in order: inserts in bulk, each update or
-        delete on one row equal to its old image (which REPLICA IDENTITY FULL provides)."""
+        delete on one row equal to its old image (which REPLICA IDENTITY FULL provides). A row the
+        warehouse refuses fails the set: then each event is applied alone, and the refused ones
+        are dead-lettered (order matters here, so no halving)."""
         if not events:
             return
+        # Made before the savepoint: a rollback to it must not take the staging table along.
         staging = self._staging_for(cur, target, schema.columns)
+        cur.execute("SAVEPOINT cdc_rows")
+        attempt = _Work([])
+        try:
+            self._apply_unkeyed_in_order(cur, target, staging, schema, events, attempt)
+        except psycopg2.Error as exc:
+            if not is_row_level(exc):
+                raise
+            cur.execute("ROLLBACK TO SAVEPOINT cdc_rows")
+            for event in events:
+                cur.execute("SAVEPOINT cdc_row")
+                one = _Work([])
+                try:
+                    self._apply_unkeyed_in_order(cur, target, staging, schema, [event], one)
+                except psycopg2.Error as refusal:
+                    if not is_row_level(refusal):
+                        raise
+                    cur.execute("ROLLBACK TO SAVEPOINT cdc_row")
+                    work.dead.append(_refused(event, target, refusal))
+                    continue
+                cur.execute("RELEASE SAVEPOINT cdc_row")
+                work.add(one)
+            return
+        cur.execute("RELEASE SAVEPOINT cdc_rows")
+        work.add(attempt)
+
+    def _apply_unkeyed_in_order(  # noqa: PLR0917
+        self,
+        cur: Any,
+        target: stmt.Target,
+        staging: str,
+        schema: TableSchema,
+        events: list[ChangeEvent],
+        work: _Work,
+    ) -> None:
         inserts: list[ChangeEvent] = []
 
         def flush_inserts() -> None:
@@ -563,13 +599,35 @@ class _Work:
     rows: int = 0  # rows the warehouse changed
     skipped: int = 0  # events it already held
 
+    def add(self, other: _Work) -> None:
+        self.dead.extend(other.dead)
+        self.rows += other.rows
+        self.skipped += other.skipped
 
-def _position(event: ChangeEvent) -> tuple[int, int, int]:
-    """Where a keyless table's change stands: its source version, unique per change; snapshot reads
-    all carry their snapshot's version, so among them the Kafka offset (one partition keeps them
-    in order) tells them apart."""
-    version = event.version
-    return (version.commit_lsn, version.lsn, event.origin.offset if event.op is Op.READ else -1)
+
+def _refused(event: ChangeEvent, target: stmt.Target, exc: psycopg2.Error) -> DeadLetter:
+    return DeadLetter(
+        event.origin,
+        event.raw_key,
+        event.raw_value,
+        f"the warehouse cannot store this row of {event.table} in {target.schema}.{target.table}: {describe(exc)}",
+    )
+
+
+def _after(events: list[ChangeEvent], mark: tuple[int, int, int]) -> tuple[list[ChangeEvent], tuple[int, int, int]]:
+    """The events of one partition past its high-water mark, and the mark past them all.
+
+    A keyless table's change stands at its source version (commit LSN, change LSN), unique per
+    change; snapshot reads all carry their snapshot's version, so among them the Kafka offset (one
+    partition keeps them in order) tells them apart: the mark is (commit LSN, LSN, offset of the
+    newest read at that version, or -1). Comprehensions, not a loop: this runs for every event."""
+    version, offset, read = mark[:2], mark[2], Op.READ
+    fresh = [
+        e for e in events if e.version > version or (e.version == version and e.op is read and e.origin.offset > offset)
+    ]
+    top = max(e.version for e in events)
+    top_offset = max((e.origin.offset for e in events if e.op is read and e.version == top), default=-1)
+    return fresh, max(mark, (top.commit_lsn, top.lsn, top_offset))
 
 
 def _lock_letters(cur: Any, ids: list[int]) -> None:
