@@ -19,8 +19,9 @@ def execute(url: str, statement: str | sql.Composable) -> None:
 
 
 def query(url: str, statement: str | sql.Composable, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """All rows of one query, on a connection of its own."""
+    """All rows of one query (or of a statement's RETURNING, committed), on a connection of its own."""
     conn = psycopg2.connect(url)
+    conn.autocommit = True
     try:
         with conn.cursor() as cur:
             cur.execute(statement, params)

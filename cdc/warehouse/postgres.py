@@ -404,10 +404,17 @@ class PostgresWarehouse:
                     )
                 )
                 continue
-            cur.execute(stmt.delete_one(target, schema.columns), _params(schema.columns, event.before))
+            image = _params(schema.columns, event.before)
             if event.op is Op.UPDATE:
+                cur.execute(stmt.delete_one(target, schema.columns, live_only=self._soft), image)
                 inserts.append(event)
+            elif self._soft:
+                version = event.version
+                marked = [event.commit_ts_ms, version.commit_lsn, version.lsn, *image]
+                cur.execute(stmt.mark_one_deleted(target, schema.columns), marked)
+                work.rows += cur.rowcount
             else:
+                cur.execute(stmt.delete_one(target, schema.columns), image)
                 work.rows += cur.rowcount
         flush_inserts()
 

@@ -157,15 +157,34 @@ def truncate(target: Target, soft_delete: bool) -> sql.Composed:
     return sql.SQL("DELETE FROM {} WHERE (_cdc_commit_lsn, _cdc_lsn) < (%s, %s)").format(target.ident)
 
 
-def delete_one(target: Target, columns: Sequence[Column]) -> sql.Composed:
-    """For a table without a primary key: delete one row equal to the given image (params: one
-    text value per column). Compared as text, since json, point and others have no '=' operator."""
-    match = sql.SQL(" AND ").join(
+def _image_match(columns: Sequence[Column]) -> sql.Composed:
+    # Compared as text, since json, point and others have no '=' operator.
+    return sql.SQL(" AND ").join(
         sql.SQL("{c}::text IS NOT DISTINCT FROM (%s::{t})::text").format(c=sql.Identifier(c.name), t=sql.SQL(c.pg_type))
         for c in columns
     )
-    return sql.SQL("DELETE FROM {t} WHERE ctid = (SELECT ctid FROM {t} WHERE {m} LIMIT 1)").format(
-        t=target.ident, m=match
+
+
+def delete_one(target: Target, columns: Sequence[Column], *, live_only: bool = False) -> sql.Composed:
+    """For a table without a primary key: delete one row equal to the given image (params: one
+    text value per column); with live_only, one not marked deleted."""
+    live = sql.SQL(" AND _cdc_deleted_at IS NULL") if live_only else sql.SQL("")
+    return sql.SQL("DELETE FROM {t} WHERE ctid = (SELECT ctid FROM {t} WHERE {m}{live} LIMIT 1)").format(
+        t=target.ident, m=_image_match(columns), live=live
+    )
+
+
+def mark_one_deleted(target: Target, columns: Sequence[Column]) -> sql.Composed:
+    """Soft deletes, for a table without a primary key: mark one live row equal to the image.
+    Params: source time (ms), commit LSN, LSN, then one text value per column."""
+    return sql.SQL(
+        "UPDATE {t} SET _cdc_deleted_at = coalesce({ts}, now()), _cdc_op = 'd', _cdc_commit_lsn = %s, "
+        "_cdc_lsn = %s, _cdc_applied_at = now() "
+        "WHERE ctid = (SELECT ctid FROM {t} WHERE {m} AND _cdc_deleted_at IS NULL LIMIT 1)"
+    ).format(
+        t=target.ident,
+        ts=sql.SQL("'epoch'::timestamptz + %s * interval '1 millisecond'"),
+        m=_image_match(columns),
     )
 
 

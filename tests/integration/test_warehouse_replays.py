@@ -13,7 +13,7 @@ import pytest
 
 from cdc.buffer import Buffer
 from cdc.decode.envelope import EnvelopeDecoder
-from cdc.errors import ConfigError
+from cdc.errors import ConfigError, TerminalError
 from cdc.events import Origin, TableId
 from cdc.warehouse import Flush, FlushResult
 from cdc.warehouse.naming import NameClash
@@ -68,9 +68,17 @@ def writer(warehouse_url: str) -> Iterator[Writer]:
     """Makes cdc's warehouse writers on scratch warehouse schemas, removed afterwards."""
     made: list[tuple[PostgresWarehouse, str]] = []
 
-    def make(schema: str | None = None, table_name_format: str = "{schema}__{table}") -> PostgresWarehouse:
+    def make(
+        schema: str | None = None, table_name_format: str = "{schema}__{table}", soft_delete: bool = False
+    ) -> PostgresWarehouse:
         schema = schema or f"wh_replays_{uuid.uuid4().hex[:8]}"
-        w = PostgresWarehouse(warehouse_url, schema=schema, group="g_" + schema, table_name_format=table_name_format)
+        w = PostgresWarehouse(
+            warehouse_url,
+            schema=schema,
+            group="g_" + schema,
+            table_name_format=table_name_format,
+            soft_delete=soft_delete,
+        )
         made.append((w, schema))
         return w
 
@@ -121,6 +129,18 @@ def test_changes_sent_again_at_new_offsets_are_skipped_and_only_new_ones_apply(
         "WHERE target_schema = %s",
         (w._schema,),
     ) == [("cdc.fx.no_pk", 0, 108123552, 108137952, -1)]
+
+
+def test_soft_deletes_mark_one_live_row_each_once(writer: Writer, warehouse_url: str) -> None:
+    w = writer(soft_delete=True)
+    assert counts(w.apply(flush_of(recorded()))) == (6, 0, 0)  # 3 inserts, an update, 2 deletes
+    stored = query(
+        warehouse_url,
+        f'SELECT a, b, _cdc_op, _cdc_deleted_at IS NOT NULL FROM "{w._schema}".fx__no_pk ORDER BY a, b, _cdc_op',
+    )
+    # each delete marked a different one of the two identical rows
+    assert stored == [(1, "uno", "u", False), (2, "two", "d", True), (2, "two", "d", True)]
+    assert counts(w.apply(flush_of(recorded(shift=100)))) == (0, 6, 0)
 
 
 def test_snapshot_reads_sharing_one_position_are_each_applied_once(writer: Writer, warehouse_url: str) -> None:
@@ -220,3 +240,33 @@ def test_a_warehouse_named_by_the_old_rule_keeps_its_tables(warehouse_url: str) 
         ) == [(["source_schema", "source_table", "target_schema"],)]
     finally:
         execute(warehouse_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def test_a_replayed_letter_is_marked_with_its_rows_and_never_applied_twice(writer: Writer, warehouse_url: str) -> None:
+    """`cdc dlq replay`: a keyless letter is applied below the high-water mark (on purpose), marked
+    replayed in the same transaction; a letter another replay took meanwhile stops the flush."""
+    w = writer()
+    messages = recorded()
+    assert counts(w.apply(flush_of(messages[:3]))) == (3, 0, 0)
+    origin, key, value = messages[1]  # (2,two): as if the warehouse had refused it then
+    ((letter,),) = query(
+        warehouse_url,
+        "INSERT INTO cdc.dead_letter (consumer_group, topic, kafka_partition, kafka_offset, message_key, "
+        "message_value, reason) VALUES (%s, %s, %s, %s, NULL, %s, 'refused') RETURNING id",
+        (w._group, origin.topic, origin.partition, origin.offset, value),
+    )
+    try:
+        replay = flush_of([(origin, key, value)])
+        replay.replaying = {origin: letter}
+        assert counts(w.apply(replay)) == (1, 0, 0)
+        assert query(warehouse_url, "SELECT replayed_at IS NOT NULL FROM cdc.dead_letter WHERE id = %s", (letter,)) == [
+            (True,)
+        ]
+        with pytest.raises(TerminalError) as caught:
+            w.apply(replay)  # a second replay that read the letter before the first committed
+        assert caught.value.problem == (
+            f"dead letter(s) {letter} were replayed by another cdc dlq replay meanwhile; nothing was applied."
+        )
+        assert rows(warehouse_url, w._schema, "fx__no_pk") == [(1, "one"), (2, "two"), (2, "two"), (2, "two")]
+    finally:
+        execute(warehouse_url, f"DELETE FROM cdc.dead_letter WHERE id = {letter}")
