@@ -99,6 +99,10 @@ class ChangeEvent:
     old_key: tuple[Any, ...] | None = None
     moves_away: bool = False  # a delete that is the first half of a key change
     prior: dict[str, Any] | None = None  # for a delete: the buffered row image it replaced
+    # Debezium's transaction.data_collection_order: the change's place among its transaction's
+    # changes of this table. Rows one statement wrote in one WAL record (COPY's multi-insert) share
+    # an LSN, so only this tells them apart; None without transaction metadata (snapshot reads).
+    order: int | None = None
 
     @property
     def raw_value(self) -> bytes | None:

@@ -54,9 +54,11 @@ BEGIN
 END $$;
 
 -- Tables without a primary key: per warehouse table and Kafka partition, the source position of
--- the newest change applied (commit LSN, change LSN; for snapshot reads, which share one position,
--- also the Kafka offset). Written in the flush's transaction; a change at or below it was applied
--- already (Connect restart, redelivery, another group, offsets reset) and is skipped.
+-- the newest change applied: commit LSN, change LSN, and the change's order in its transaction
+-- for the table (Debezium's transaction.data_collection_order: the rows of one COPY batch share
+-- an LSN), or for snapshot reads, which share their snapshot's LSN, the Kafka offset. Written in
+-- the flush's transaction; a change at or below it was applied already (Connect restart,
+-- redelivery, another group, offsets reset) and is skipped.
 CREATE TABLE IF NOT EXISTS cdc.keyless_position (
     target_schema   text    NOT NULL,
     target_table    text    NOT NULL,
@@ -64,7 +66,7 @@ CREATE TABLE IF NOT EXISTS cdc.keyless_position (
     kafka_partition integer NOT NULL,
     commit_lsn      bigint  NOT NULL,
     lsn             bigint  NOT NULL,
-    read_offset     bigint  NOT NULL,
+    change_order    bigint  NOT NULL,
     updated_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (target_schema, target_table, topic, kafka_partition)
 );

@@ -116,6 +116,8 @@ class EnvelopeDecoder:
             schema.prefix if raw_payload is not value else b"",
             old_key,
             moves_away,
+            None,
+            _order(payload),
         )
 
     def _split_value(self, topic: str, value: bytes) -> tuple[_ValueSchema, Any, bytes]:
@@ -209,6 +211,15 @@ def _moved_key(header: bytes, fields: tuple[str, ...]) -> tuple[Any, ...] | None
     if not isinstance(payload, dict) or not fields or any(f not in payload for f in fields):
         return None
     return tuple(payload[f] for f in fields)
+
+
+def _order(payload: dict[str, Any]) -> int | None:
+    transaction = payload.get("transaction")
+    if type(transaction) is dict:
+        order = transaction.get("data_collection_order")
+        if type(order) is int:
+            return order
+    return None
 
 
 def _interpret(prefix: bytes, schema: Any) -> _ValueSchema:

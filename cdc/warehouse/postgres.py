@@ -199,12 +199,12 @@ class PostgresWarehouse:
         execute_values(
             cur,
             "INSERT INTO cdc.keyless_position (target_schema, target_table, topic, kafka_partition, commit_lsn, "
-            "lsn, read_offset) VALUES %s ON CONFLICT DO NOTHING",
+            "lsn, change_order) VALUES %s ON CONFLICT DO NOTHING",
             rows,
             template="(%s, %s, %s, %s, -1, -1, -1)",
         )
         cur.execute(
-            "SELECT topic, kafka_partition, commit_lsn, lsn, read_offset FROM cdc.keyless_position "
+            "SELECT topic, kafka_partition, commit_lsn, lsn, change_order FROM cdc.keyless_position "
             "WHERE target_schema = %s AND target_table = %s AND (topic, kafka_partition) IN %s FOR UPDATE",
             (target.schema, target.table, tuple(partitions)),
         )
@@ -231,7 +231,7 @@ class PostgresWarehouse:
             execute_values(
                 cur,
                 "UPDATE cdc.keyless_position AS k "
-                "SET commit_lsn = v.c, lsn = v.l, read_offset = v.o, updated_at = now() "
+                "SET commit_lsn = v.c, lsn = v.l, change_order = v.o, updated_at = now() "
                 "FROM (VALUES %s) AS v (c, l, o, s, t, topic, p) WHERE k.target_schema = v.s "
                 "AND k.target_table = v.t AND k.topic = v.topic AND k.kafka_partition = v.p",
                 moved,
@@ -624,17 +624,14 @@ def _refused(event: ChangeEvent, target: stmt.Target, exc: psycopg2.Error) -> De
 def _after(events: list[ChangeEvent], mark: tuple[int, int, int]) -> tuple[list[ChangeEvent], tuple[int, int, int]]:
     """The events of one partition past its high-water mark, and the mark past them all.
 
-    A keyless table's change stands at its source version (commit LSN, change LSN), unique per
-    change; snapshot reads all carry their snapshot's version, so among them the Kafka offset (one
-    partition keeps them in order) tells them apart: the mark is (commit LSN, LSN, offset of the
-    newest read at that version, or -1). Comprehensions, not a loop: this runs for every event."""
-    version, offset, read = mark[:2], mark[2], Op.READ
-    fresh = [
-        e for e in events if e.version > version or (e.version == version and e.op is read and e.origin.offset > offset)
-    ]
-    top = max(e.version for e in events)
-    top_offset = max((e.origin.offset for e in events if e.op is read and e.version == top), default=-1)
-    return fresh, max(mark, (top.commit_lsn, top.lsn, top_offset))
+    A keyless table's change stands at (commit LSN, change LSN, order): the rows one statement
+    wrote in one WAL record (COPY's multi-insert) share an LSN, and Debezium's
+    transaction.data_collection_order tells them apart (it resumes from the connector's offsets
+    after a restart, so a change sent again keeps its order). Snapshot reads have no transaction
+    and all carry their snapshot's LSN: the Kafka offset orders them instead."""
+    positions = [(*e.version, e.origin.offset if e.order is None else e.order) for e in events]
+    fresh = [e for e, position in zip(events, positions, strict=True) if position > mark]
+    return fresh, max(mark, *positions)
 
 
 def _lock_letters(cur: Any, ids: list[int]) -> None:

@@ -21,6 +21,7 @@ def lane(lane: Lane, stack: Settings) -> Iterator[Lane]:
     execute(wh, f"DELETE FROM cdc.kafka_offsets WHERE consumer_group = '{lane.group}'")
     execute(wh, f"DELETE FROM cdc.dead_letter WHERE consumer_group = '{lane.group}'")
     execute(wh, f"DELETE FROM cdc.table_map WHERE source_schema = '{lane.source_schema}'")
+    execute(wh, f"DELETE FROM cdc.keyless_position WHERE target_schema LIKE '{lane.warehouse_schema}%'")
 
 
 @pytest.fixture

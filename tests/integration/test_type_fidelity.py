@@ -27,13 +27,11 @@ import psycopg2
 import pytest
 
 from cdc import connector
-from cdc.buffer import Buffer
-from cdc.decode.envelope import EnvelopeDecoder
 from cdc.events import Origin
 from cdc.settings import Settings
-from cdc.warehouse import Flush
 from cdc.warehouse.postgres import PostgresWarehouse
 from tests.db import execute, query
+from tests.flushes import flush_of
 from tests.syncing import Lane, run_sync, target_of, wait_for_events
 from tests.unit.test_types import CASES, PRECISE_EXPECTED_ROWS
 
@@ -233,15 +231,6 @@ def warehouse(warehouse_url: str) -> Iterator[tuple[PostgresWarehouse, str]]:
         execute(warehouse_url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         execute(warehouse_url, f"DELETE FROM cdc.dead_letter WHERE consumer_group = '{group}'")
         execute(warehouse_url, f"DELETE FROM cdc.table_map WHERE target_schema = '{schema}'")
-
-
-def flush_of(messages: list[tuple[Origin, bytes | None, bytes | None]]) -> Flush:
-    decoder, buffer = EnvelopeDecoder(), Buffer()
-    for message in messages:
-        event = decoder.decode(*message)
-        if event is not None:
-            buffer.add(event)
-    return Flush(list(buffer.tables.values()), {})
 
 
 def stored(url: str, schema: str, columns: list[str], expected: dict[int, dict[str, str]] | None = None) -> Any:

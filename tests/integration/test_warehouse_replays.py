@@ -11,24 +11,25 @@ from pathlib import Path
 
 import pytest
 
-from cdc.buffer import Buffer
-from cdc.decode.envelope import EnvelopeDecoder
 from cdc.errors import ConfigError, TerminalError
 from cdc.events import Origin, TableId
-from cdc.warehouse import Flush, FlushResult
+from cdc.warehouse import FlushResult
 from cdc.warehouse.naming import NameClash
 from cdc.warehouse.postgres import PostgresWarehouse
 from tests.db import execute, query
+from tests.flushes import Message, flush_of
 
 RECORDED = Path(__file__).resolve().parent.parent / "fixtures" / "debezium" / "fx.no_pk.jsonl"
-Message = tuple[Origin, bytes | None, bytes | None]
 
 
-def recorded(schema: str = "fx", *, shift: int = 0, read_version: str | None = None) -> list[Message]:
+def recorded(
+    schema: str = "fx", *, shift: int = 0, read_version: str | None = None, same_lsn: bool = False
+) -> list[Message]:
     """fx.no_pk's messages (offsets 0-7: inserts of (1,one), (2,two), (2,two); an update of 1 to
     'uno'; two deletes of (2,two), each followed by a tombstone), as if captured from `schema`;
     `shift` moves their offsets (Connect sends the same changes again after a restart, at new
-    offsets); with `read_version`, each becomes a snapshot read at that LSN."""
+    offsets); with `read_version`, each becomes a snapshot read at that LSN; with `same_lsn`, all
+    carry the first one's LSN, as the rows of one COPY batch do."""
     out: list[Message] = []
     for line in RECORDED.read_text(encoding="utf-8").splitlines()[:8]:
         m = json.loads(line)
@@ -37,8 +38,10 @@ def recorded(schema: str = "fx", *, shift: int = 0, read_version: str | None = N
             envelope = json.loads(value)
             payload = envelope["payload"]
             payload["source"]["schema"] = schema
+            if same_lsn:
+                payload["source"].update(sequence='["108123552","108137600"]', lsn=108137600)
             if read_version is not None:
-                payload.update(op="r", before=None, after=payload["after"] or payload["before"])
+                payload.update(op="r", before=None, after=payload["after"] or payload["before"], transaction=None)
                 payload["source"].update(snapshot="true", sequence=f'[null,"{read_version}"]', lsn=int(read_version))
             value = json.dumps(envelope)
         out.append(
@@ -49,15 +52,6 @@ def recorded(schema: str = "fx", *, shift: int = 0, read_version: str | None = N
             )
         )
     return out
-
-
-def flush_of(messages: list[Message]) -> Flush:
-    decoder, buffer = EnvelopeDecoder(), Buffer()
-    for message in messages:
-        event = decoder.decode(*message)
-        if event is not None:
-            buffer.add(event)
-    return Flush(list(buffer.tables.values()), {})
 
 
 Writer = Callable[..., PostgresWarehouse]
@@ -125,10 +119,10 @@ def test_changes_sent_again_at_new_offsets_are_skipped_and_only_new_ones_apply(
     assert rows(warehouse_url, w._schema, "fx__no_pk") == [(1, "uno")]
     assert query(
         warehouse_url,
-        "SELECT topic, kafka_partition, commit_lsn, lsn, read_offset FROM cdc.keyless_position "
+        "SELECT topic, kafka_partition, commit_lsn, lsn, change_order FROM cdc.keyless_position "
         "WHERE target_schema = %s",
         (w._schema,),
-    ) == [("cdc.fx.no_pk", 0, 108123552, 108137952, -1)]
+    ) == [("cdc.fx.no_pk", 0, 108123552, 108137952, 6)]  # the second delete: its table's 6th change of the transaction
 
 
 def test_soft_deletes_mark_one_live_row_each_once(writer: Writer, warehouse_url: str) -> None:
@@ -141,6 +135,19 @@ def test_soft_deletes_mark_one_live_row_each_once(writer: Writer, warehouse_url:
     # each delete marked a different one of the two identical rows
     assert stored == [(1, "uno", "u", False), (2, "two", "d", True), (2, "two", "d", True)]
     assert counts(w.apply(flush_of(recorded(shift=100)))) == (0, 6, 0)
+
+
+def test_rows_of_one_copy_batch_share_an_lsn_and_are_told_apart_by_their_order(
+    writer: Writer, warehouse_url: str
+) -> None:
+    """COPY writes many rows in one WAL record: their changes carry one LSN (and one sequence),
+    and differ in transaction.data_collection_order. A flush may end inside such a batch."""
+    w = writer()
+    batch = recorded(same_lsn=True)[:3]  # (1,one), (2,two), (2,two) at one LSN, orders 1, 2, 3
+    assert counts(w.apply(flush_of(batch[:1]))) == (1, 0, 0)
+    assert counts(w.apply(flush_of(batch[1:]))) == (2, 0, 0)
+    assert counts(w.apply(flush_of(recorded(same_lsn=True, shift=100)[:3]))) == (0, 3, 0)  # sent again
+    assert rows(warehouse_url, w._schema, "fx__no_pk") == [(1, "one"), (2, "two"), (2, "two")]
 
 
 def test_snapshot_reads_sharing_one_position_are_each_applied_once(writer: Writer, warehouse_url: str) -> None:

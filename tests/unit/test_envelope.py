@@ -102,6 +102,22 @@ def test_truncate_snapshot_read_and_keyless_tables() -> None:
     assert reads and all(e.version > Version(0, 0) for e in reads)
 
 
+def test_each_change_carries_its_order_among_its_transactions_changes_of_the_table() -> None:
+    """What tells apart the rows of one COPY batch, which share an LSN; reads have no transaction."""
+    decoder = EnvelopeDecoder()
+    no_pk = [e for m in recorded("fx.no_pk") if (e := decoder.decode(*m)) is not None]
+    assert [e.order for e in no_pk] == [1, 2, 3, 4, 5, 6, 1]  # the truncate is a transaction of its own
+    moved = [e for m in recorded("fx.pk_change") if (e := decoder.decode(*m)) is not None]
+    assert [(e.op, e.order) for e in moved] == [
+        (Op.DELETE, 1),
+        (Op.CREATE, 2),
+        (Op.CREATE, 3),
+        (Op.READ, None),
+        (Op.READ, None),
+        (Op.READ, None),
+    ]
+
+
 def test_quoted_names_come_through() -> None:
     (event,) = [e for m in recorded("fx.Mixed_Case__Quoted___") if (e := EnvelopeDecoder().decode(*m))]
     assert event.table == TableId("fx", 'Mixed Case "Quoted" ü')
