@@ -258,7 +258,7 @@ def test_pgbench_while_kafka_connect_is_killed_three_times(stack: Settings, lane
     topic = f"{stack.topic_prefix}.{s}.pgbench_history"
     try:
         bench = subprocess.Popen(
-            ["pgbench", "-n", "-f", str(script), "-c", "4", "-j", "2", "-T", "60", src],
+            ["pgbench", "-n", "-f", str(script), "-c", "4", "-j", "2", "-T", "45", src],
             env=_pgbench_env(s),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -5,6 +5,7 @@ follow the format whatever came first. (The same through Kafka and Connect: test
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -213,7 +214,9 @@ def test_a_table_not_made_by_cdc_is_never_written_into(writer: Writer, warehouse
     assert rows(warehouse_url, w._schema, "fx__no_pk") == []
 
 
-def test_a_warehouse_named_by_the_old_rule_keeps_its_tables(warehouse_url: str) -> None:
+def test_a_warehouse_named_by_the_old_rule_keeps_its_tables(
+    warehouse_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """A table map made before names were per warehouse schema and by format: its key is widened
     and its names honoured; a table it does not map gets the format's name."""
     database = f"wh_legacy_{uuid.uuid4().hex[:8]}"
@@ -231,10 +234,16 @@ def test_a_warehouse_named_by_the_old_rule_keeps_its_tables(warehouse_url: str) 
         )
         w = PostgresWarehouse(url, schema="replica", group="g")
         try:
-            w.check_names([_table("shop"), _table("pagila")])
+            with caplog.at_level(logging.INFO, logger="cdc.warehouse.postgres"):
+                w.check_names([_table("shop"), _table("pagila")])
             w.apply(flush_of(recorded("shop")[:1] + recorded("pagila")[:1]))
         finally:
             w.close()
+        assert [r.getMessage() for r in caplog.records] == [
+            "1 table(s) keep the warehouse name cdc.table_map gave them before, not the one "
+            "CDC_TABLE_NAME_FORMAT='{schema}__{table}' gives: shop.no_pk -> replica.no_pk (the README's "
+            "'Warehouse table names' says how to move them)"
+        ]
         assert query(url, "SELECT source_schema, target_table FROM cdc.table_map ORDER BY 1") == [
             ("pagila", "pagila__no_pk"),
             ("shop", "no_pk"),
