@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 from psycopg2 import sql
 
 
@@ -28,3 +30,19 @@ def query(url: str, statement: str | sql.Composable, params: tuple[Any, ...] = (
             return cur.fetchall()
     finally:
         conn.close()
+
+
+def drop_database(url: str, name: str) -> None:
+    """DROP DATABASE ... WITH (FORCE), as the role of `url`. An autovacuum worker that has just
+    started in the new database has no role of ours, so FORCE may not end it: PostgreSQL refuses
+    the drop until the worker is gone, which is a moment later."""
+    statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    for attempt in range(20):
+        try:
+            execute(url, statement)
+        except psycopg2.errors.InsufficientPrivilege:
+            if attempt == 19:
+                raise
+            time.sleep(0.5)
+        else:
+            return

@@ -98,12 +98,12 @@ def plan(
         target = existing.get(table) or target_of(table, warehouse_schema, fmt)
         owner = owners.setdefault(target, table)
         if owner != table:
-            raise clash(table, owner, target, fmt, recorded=owner in existing)
+            raise _clash(table, owner, target, fmt, recorded=owner in existing)
         planned[table] = target
     return planned
 
 
-def clash(table: TableId, owner: TableId, target: Target, fmt: str, *, recorded: bool) -> NameClash:
+def _clash(table: TableId, owner: TableId, target: Target, fmt: str, *, recorded: bool) -> NameClash:
     first, second = sorted((table, owner))
     if recorded:
         return NameClash(

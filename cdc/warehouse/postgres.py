@@ -441,22 +441,7 @@ class PostgresWarehouse:
         target = mapped.get(table)
         if target is not None:
             return target
-        target = naming.target_of(table, self._schema, self._format)
-        owner = next((source for source, t in mapped.items() if t == target), None)
-        if owner is not None:
-            raise naming.clash(table, owner, target, self._format, recorded=True)
-        cur.execute(
-            "SELECT count(*) FILTER (WHERE column_name = '_cdc_commit_lsn'), count(*) FROM information_schema.columns "
-            "WHERE table_schema = %s AND table_name = %s",
-            (target.schema, target.table),
-        )
-        ours, columns = cur.fetchone()
-        if columns and not ours:
-            raise ConfigError(
-                f"{table} would be replicated into {target}, but that table exists and was not made by cdc "
-                "(it has no _cdc_commit_lsn column).",
-                "rename or drop that table, or choose another CDC_WAREHOUSE_SCHEMA or CDC_TABLE_NAME_FORMAT",
-            )
+        target = naming.plan([table], self._schema, self._format, mapped)[table]  # raises on a clash
         cur.execute(
             "INSERT INTO cdc.table_map (source_schema, source_table, target_schema, target_table) "
             "VALUES (%s, %s, %s, %s)",
@@ -499,6 +484,12 @@ class PostgresWarehouse:
             (target.schema, target.table),
         )
         existing = {r[0] for r in cur.fetchall()}
+        if existing and "_cdc_commit_lsn" not in existing:
+            raise ConfigError(
+                f"{schema.table} would be replicated into {target}, but that table exists and was not made by cdc "
+                "(it has no _cdc_commit_lsn column).",
+                "rename or drop that table, or choose another CDC_WAREHOUSE_SCHEMA or CDC_TABLE_NAME_FORMAT",
+            )
         if existing:
             return existing
         for column in schema.columns:

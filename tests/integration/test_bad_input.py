@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from cdc.errors import EXIT_CONFIG, EXIT_FAILURE
 from cdc.resources import cdc_command
 from cdc.settings import Settings
-from tests.db import execute, query
+from tests.db import drop_database, execute, query
 from tests.processes import apply_connector, log_of, wait_for_log
 from tests.syncing import REPO, Lane, stopped_counts, sync_env, target_of, wait_for_events
 from tests.tcp_proxy import TcpProxy
@@ -243,7 +243,7 @@ def database_without_create(warehouse_url: str) -> Iterator[str]:
     execute(warehouse_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     execute(warehouse_url, sql.SQL("REVOKE CREATE ON DATABASE {} FROM CURRENT_USER").format(sql.Identifier(name)))
     yield name
-    execute(warehouse_url, sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    drop_database(warehouse_url, name)
 
 
 def test_a_role_without_the_privilege_is_told_what_to_grant(stack: Settings, database_without_create: str) -> None:

@@ -21,6 +21,7 @@ from cdc.demo import TABLES, table_counts
 from cdc.demo.seed import seed
 from cdc.demo.workload import TARGET_MIX, WorkloadStats, run_workload
 from cdc.errors import ConfigError
+from tests.db import drop_database
 
 pytestmark = pytest.mark.stack
 
@@ -53,10 +54,9 @@ def scratch_db(source_url: str) -> Iterator[Callable[[], str]]:
         return psycopg2.extensions.make_dsn(source_url, dbname=name)
 
     yield create
-    with admin.cursor() as cur:
-        for name in created:
-            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     admin.close()
+    for name in created:
+        drop_database(source_url, name)
 
 
 def _query(url: str, query: str | sql.Composable) -> list[tuple[object, ...]]:

@@ -26,7 +26,7 @@ import pytest
 from kafka import KafkaConsumer
 
 from cdc.settings import Settings
-from tests.db import execute, query
+from tests.db import drop_database, execute, query
 from tests.processes import (
     apply_connector,
     assert_all_same,
@@ -176,7 +176,7 @@ def own_warehouse(stack: Settings, lane: Lane) -> Iterator[str]:
     name = lane.warehouse_schema
     execute(admin, f'CREATE DATABASE "{name}"')
     yield admin.rsplit("/", 1)[0] + "/" + name
-    execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(admin, name)
 
 
 def assert_no_safety_net_or_stall(*logs: Path) -> None:

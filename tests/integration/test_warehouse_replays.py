@@ -17,7 +17,7 @@ from cdc.events import Origin, TableId
 from cdc.warehouse import FlushResult
 from cdc.warehouse.naming import NameClash
 from cdc.warehouse.postgres import PostgresWarehouse
-from tests.db import execute, query
+from tests.db import drop_database, execute, query
 from tests.flushes import Message, flush_of
 
 RECORDED = Path(__file__).resolve().parent.parent / "fixtures" / "debezium" / "fx.no_pk.jsonl"
@@ -255,7 +255,7 @@ def test_a_warehouse_named_by_the_old_rule_keeps_its_tables(
             "AND c.contype = 'p'",
         ) == [(["source_schema", "source_table", "target_schema"],)]
     finally:
-        execute(warehouse_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        drop_database(warehouse_url, database)
 
 
 def test_a_replayed_letter_is_marked_with_its_rows_and_never_applied_twice(writer: Writer, warehouse_url: str) -> None:
