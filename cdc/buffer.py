@@ -9,6 +9,11 @@ A primary-key change is a delete of the old key followed by a create of the new 
 unchanged TOASTed columns are placeholders. The buffer fills them from the old key's image when it
 holds one (the delete keeps the image it replaced), and counts key changes whose create has not
 arrived yet, so that a flush need not split the pair.
+
+The rows of one batch share one shape. When a table's schema changes, the batch so far is sealed
+and a new one starts: an event is staged with the columns its own schema describes (a renamed or
+dropped column's values stay with the events that carry them), and the warehouse applies the
+batches in order, the schema change between them.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cdc.decode.toast import UNAVAILABLE, is_unavailable
-from cdc.events import ChangeEvent, Op, TableId, TableSchema, Version
+from cdc.events import ChangeEvent, Op, Origin, TableId, TableSchema, Version
 
 __all__ = ["UNAVAILABLE", "Buffer", "TableBatch"]
 
@@ -29,6 +34,7 @@ class TableBatch:
     ordered: list[ChangeEvent] = field(default_factory=list)  # tables without a key
     truncated_at: Version | None = None  # rows older than this are removed before rows are applied
     truncated_ts_ms: int | None = None
+    truncate_origin: Origin | None = None  # the newest truncate's message
 
     @property
     def keyed(self) -> bool:
@@ -40,7 +46,8 @@ class TableBatch:
 
 @dataclass(slots=True)
 class Buffer:
-    tables: dict[TableId, TableBatch] = field(default_factory=dict)
+    tables: dict[TableId, TableBatch] = field(default_factory=dict)  # each table's current batch
+    sealed: list[TableBatch] = field(default_factory=list)  # batches closed by a schema change, in order
     events: int = 0  # events added (before compaction): the rows limit counts work, not survivors
     bytes: int = 0
     open_moves: set[tuple[TableId, tuple[Any, ...]]] = field(default_factory=set)  # (table, old key)
@@ -52,8 +59,16 @@ class Buffer:
         if batch is None:
             batch = self.tables[event.table] = TableBatch(event.schema)
         elif event.schema is not batch.schema and event.op is not Op.TRUNCATE:
-            batch.schema = event.schema  # the newest schema describes the newest rows
+            # Schemas are interned: another object is another shape.
+            if batch.events() or batch.truncated_at is not None:
+                self.sealed.append(batch)
+                batch = self.tables[event.table] = TableBatch(event.schema)
+            else:
+                batch.schema = event.schema
         if event.op is Op.TRUNCATE:
+            for older in self.sealed:
+                if older.schema.table == event.table:
+                    _drop_older(older, event.version)
             _truncate(batch, event)
         elif batch.keyed and event.key is not None:
             if event.moves_away:
@@ -65,8 +80,31 @@ class Buffer:
         else:
             batch.ordered.append(event)
 
+    def drop_tables(self, tables: set[TableId]) -> dict[tuple[str, int], tuple[int, TableId]]:
+        """Forget every event of these tables; returns, per partition they came from, the first
+        offset forgotten (where reading must start again) and its table."""
+        first: dict[tuple[str, int], tuple[int, TableId]] = {}
+        dropped = [b for b in self.sealed if b.schema.table in tables]
+        dropped += [self.tables.pop(t) for t in tables if t in self.tables]
+        self.sealed = [b for b in self.sealed if b.schema.table not in tables]
+        for batch in dropped:
+            origins = [e.origin for e in batch.events()]
+            if batch.truncate_origin is not None:
+                origins.append(batch.truncate_origin)
+            for topic, number, offset in origins:
+                known = first.get((topic, number))
+                if known is None or offset < known[0]:
+                    first[topic, number] = (offset, batch.schema.table)
+        self.open_moves = {m for m in self.open_moves if m[0] not in tables}
+        return first
+
+    def batches(self) -> list[TableBatch]:
+        """Every batch, in the order the warehouse must apply them."""
+        return [*self.sealed, *self.tables.values()]
+
     def clear(self) -> None:
         self.tables.clear()
+        self.sealed.clear()
         self.open_moves.clear()
         self.events = 0
         self.bytes = 0
@@ -77,12 +115,11 @@ class Buffer:
 
 def _truncate(batch: TableBatch, event: ChangeEvent) -> None:
     version = event.version
-    # A truncate replayed by Debezium can be older than rows already buffered: keep those.
-    batch.rows = {k: e for k, e in batch.rows.items() if e.version > version}
-    batch.ordered = [e for e in batch.ordered if e.version > version]
+    _drop_older(batch, version)
     if batch.truncated_at is None or version > batch.truncated_at:
         batch.truncated_at = version
         batch.truncated_ts_ms = event.commit_ts_ms
+        batch.truncate_origin = event.origin
 
 
 def _upsert(batch: TableBatch, event: ChangeEvent, key: tuple[Any, ...]) -> None:
@@ -112,3 +149,9 @@ def _fill_unchanged(after: dict[str, Any], older: dict[str, Any]) -> None:
             previous = older.get(name)
             if previous is not None and not is_unavailable(previous):
                 after[name] = previous
+
+
+def _drop_older(batch: TableBatch, version: Version) -> None:
+    # A truncate replayed by Debezium can be older than rows already buffered: keep those.
+    batch.rows = {k: e for k, e in batch.rows.items() if e.version > version}
+    batch.ordered = [e for e in batch.ordered if e.version > version]

@@ -45,6 +45,8 @@ app.add_typer(connector_app, name="connector")
 dlq_app = typer.Typer(help="The dead-letter table: messages sync could not apply.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
 app.add_typer(dlq_app, name="dlq")
+schema_app = typer.Typer(help="Source schema changes: capture, history, policies.", no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
 
 
 class LogFormat(StrEnum):
@@ -260,6 +262,7 @@ def sync(
 
 
 def _warehouse(group: str) -> Any:
+    from cdc.schema.policy import policies_of
     from cdc.warehouse.postgres import PostgresWarehouse
 
     settings = _settings()
@@ -269,6 +272,7 @@ def _warehouse(group: str) -> Any:
         group=group,
         soft_delete=settings.delete_mode == "soft",
         table_name_format=settings.table_name_format,
+        policies=policies_of(settings),
     )
 
 
@@ -327,6 +331,78 @@ def dlq_replay(
         say(f"  {letter.id} {letter.origin.topic}[{letter.origin.partition}]@{letter.origin.offset}: {letter.reason}")
     if report.still_failing:
         raise typer.Exit(1)
+
+
+@schema_app.command("install")
+def schema_install() -> None:
+    """Install the DDL capture in the source (an event trigger writing cdc.schema_ddl), so drift sees exact renames."""
+    from cdc.schema.install import install
+
+    install(_settings().require_source_url())
+    say("schema capture installed in the source; run cdc connector apply so that Debezium captures cdc.schema_ddl")
+
+
+@schema_app.command("history")
+def schema_history(
+    table: Annotated[str | None, typer.Argument(help="schema.table or a glob pattern; default: every table.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per change.")] = False,
+) -> None:
+    """Every schema change detected: what changed, before and after, and what the policy did."""
+    from cdc.schema.history import history
+
+    settings = _settings()
+    changes = history(settings.require_warehouse_url(), settings.warehouse_schema, table)
+    if as_json:
+        import orjson
+
+        for change in changes:
+            say(orjson.dumps(change.as_json()).decode())
+        return
+    grid = Table("id", "detected at", "table", "change", "column", "before", "after", "policy", "action")
+    for c in changes:
+        before = "" if c.before is None else f"{c.before.get('name')} {c.before.get('type')}"
+        after = "" if c.after is None else f"{c.after.get('name')} {c.after.get('type')}"
+        grid.add_row(
+            str(c.id),
+            f"{c.detected_at:%Y-%m-%d %H:%M:%S}",
+            c.table,
+            c.change,
+            c.column or "",
+            before,
+            after,
+            c.policy,
+            c.action,
+        )
+    out.print(grid)
+    say(f"{len(changes)} schema change(s)")
+
+
+@schema_app.command("accept")
+def schema_accept(table: Annotated[str, typer.Argument(help="The held source table, schema.table.")]) -> None:
+    """Let a table held by policy halt take its schema change: cdc sync applies it and resumes the table."""
+    from cdc.schema.history import accept
+
+    settings = _settings()
+    say(accept(settings.require_warehouse_url(), settings.warehouse_schema, table))
+
+
+@schema_app.command("policy")
+def schema_policy(
+    table: Annotated[str | None, typer.Argument(help="schema.table; default: the default policy.")] = None,
+) -> None:
+    """The schema policy in force for a table, and where it comes from."""
+    from cdc.events import TableId
+    from cdc.schema.policy import policies_of
+
+    policies = policies_of(_settings())
+    if table is None:
+        say(f"default: {policies.default.value} (from {policies.default_from})")
+        for pattern, policy in policies.overrides:
+            say(f"{pattern}: {policy.value} (from CDC_SCHEMA_POLICIES)")
+        return
+    schema, _, name = table.partition(".")
+    policy, source = policies.for_table(TableId(schema, name))
+    say(f"{table}: {policy.value} (from {source})")
 
 
 @app.command()

@@ -35,7 +35,7 @@ def replay(warehouse: PostgresWarehouse, group: str, ids: list[int] | None = Non
         if event is not None:
             buffer.add(event)
     replaying = {letter.origin: letter.id for letter in letters}
-    result = warehouse.apply(Flush(list(buffer.tables.values()), {}, failed, replaying))
+    result = warehouse.apply(Flush(buffer.batches(), {}, failed, replaying))
     still = set(result.dead_origins)
     replayed = [letter for letter in letters if letter.origin not in still]
     return ReplayReport(replayed, [letter for letter in letters if letter.origin in still])

@@ -56,6 +56,13 @@ class Column:
     varlena: bool  # may arrive as Debezium's unchanged-TOAST placeholder
     # non-null JSON value -> PostgreSQL input text for pg_type (not yet escaped for COPY)
     encode: Callable[[Any], str] = field(default=str, compare=False, repr=False)
+    # The warehouse column it is written into, when that is not `name`: schema drift keeps an
+    # incompatibly retyped column's old values and lands new ones in a new column.
+    stored_as: str | None = None
+
+    @property
+    def stored(self) -> str:
+        return self.stored_as or self.name
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ ENV_PREFIX = "CDC_"
 NOT_SETTINGS = frozenset({CONFIG_FILE_ENV, "CDC_DEBUG", "CDC_SOURCE_PASSWORD", "CDC_WAREHOUSE_PASSWORD"})
 _URL_FIELDS = frozenset({"source_url", "warehouse_url", "connect_source_url"})
 # A password reference may be mistaken for the password itself: never echo it.
-_HIDDEN_FIELDS = frozenset({"connect_password_ref"})
+_HIDDEN_FIELDS = frozenset({"connect_password_ref", "alert_webhook_url"})
 _SEE = "the README's Configuration table lists every setting"
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,13 @@ class Settings(BaseModel):
         default=60, gt=0, description="stop with an error when lag stays above zero and nothing is read this long"
     )
 
+    # Schema drift (cdc/schema/policy.py): the default policy, and per-table ones by name or glob
+    # pattern: in cdc.toml a [schema_policies] table, in the environment "shop.orders=halt,audit.*=alert".
+    schema_policy: Literal["evolve", "alert", "halt"] = "evolve"
+    schema_policies: dict[str, Literal["evolve", "alert", "halt"]] = Field(default_factory=dict)
+    # Where schema-change alerts are posted (Slack-compatible JSON). A secret: such URLs embed a token.
+    alert_webhook_url: SecretStr | None = None
+
     # Native stack.
     stack_dir: Path = Path(".cdc-stack")
     stack_source_port: Port = 54321
@@ -130,6 +137,24 @@ class Settings(BaseModel):
     def _connect_url(cls, value: str | None) -> str | None:
         if value is not None:
             check_http_url(value)
+        return value
+
+    @field_validator("schema_policies", mode="before")
+    @classmethod
+    def _schema_policies(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment: "pattern=policy,pattern=policy"
+            pairs = [item.partition("=") for item in split_list(value)]
+            bad = [name for name, sep, policy in pairs if not sep or not name.strip() or not policy.strip()]
+            if bad:
+                raise ValueError(f"{bad[0]!r} is not pattern=policy (e.g. shop.orders=halt,audit.*=alert)")
+            return {name.strip(): policy.strip() for name, _, policy in pairs}
+        return value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_http_url(value.get_secret_value())
         return value
 
     @field_validator("table_name_format")

@@ -70,3 +70,59 @@ CREATE TABLE IF NOT EXISTS cdc.keyless_position (
     updated_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (target_schema, target_table, topic, kafka_partition)
 );
+
+-- Schema drift. Per warehouse table, the source table's shape last applied (columns as cdc maps
+-- them, the primary key) and whether the table is held (policy halt) until `cdc schema accept`.
+-- Compared with each new event schema, so a restart does not detect (or alert) a change again.
+CREATE TABLE IF NOT EXISTS cdc.schema_state (
+    target_schema text        NOT NULL,
+    target_table  text        NOT NULL,
+    source_schema text        NOT NULL,
+    source_table  text        NOT NULL,
+    columns       jsonb       NOT NULL,  -- [{"name", "type", "optional", "default"}] in source order
+    key           jsonb       NOT NULL,  -- primary-key column names
+    fingerprint   text        NOT NULL,  -- of columns + key: which shape this is
+    layout        jsonb       NOT NULL,  -- the warehouse table's columns: {"name": "type"}
+    stored_as     jsonb       NOT NULL DEFAULT '{}',  -- source column -> warehouse column, where they differ
+    since_commit_lsn bigint   NOT NULL,  -- the source position from which this shape holds
+    since_lsn     bigint      NOT NULL,
+    held_for      text,                  -- the fingerprint of a change waiting for cdc schema accept
+    accepted      text,                  -- the fingerprint cdc schema accept let through
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (target_schema, target_table)
+);
+
+-- Every schema change detected, once: what changed, before and after, where in the source, what
+-- the table's policy did. Written in the transaction that applies it.
+CREATE TABLE IF NOT EXISTS cdc.schema_change (
+    id            bigserial   PRIMARY KEY,
+    target_schema text        NOT NULL,
+    target_table  text        NOT NULL,
+    source_table  text        NOT NULL,
+    change        text        NOT NULL,  -- the kind: column_added, column_renamed, type_widened...
+    column_name   text,
+    before        jsonb,
+    after         jsonb,
+    destructive   boolean     NOT NULL,
+    statement     text,                  -- the DDL, when the source's DDL capture saw it
+    commit_lsn    bigint,
+    lsn           bigint,
+    policy        text        NOT NULL,  -- evolve, alert, halt
+    action        text        NOT NULL,  -- what cdc did, in words
+    detected_at   timestamptz NOT NULL DEFAULT now(),
+    dedupe        text        NOT NULL UNIQUE  -- one row per change, however often it is seen
+);
+
+-- Alerts waiting for the webhook (CDC_ALERT_WEBHOOK_URL), written in the same transaction as the
+-- change they announce; a background sender delivers and marks them, retrying with backoff, so a
+-- webhook that is down or slow delays nothing and loses nothing.
+CREATE TABLE IF NOT EXISTS cdc.alert_outbox (
+    id              bigserial   PRIMARY KEY,
+    payload         jsonb       NOT NULL,  -- the request body, as it is posted
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    attempts        integer     NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    last_error      text,
+    delivered_at    timestamptz
+);
+CREATE INDEX IF NOT EXISTS alert_outbox_pending ON cdc.alert_outbox (next_attempt_at) WHERE delivered_at IS NULL;

@@ -183,6 +183,12 @@ class KafkaSource:
     def assignment(self) -> list[Partition]:
         return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())
 
+    def pause(self, partitions: list[Partition]) -> None:
+        self._consumer.pause(*(TopicPartition(*p) for p in partitions))
+
+    def resume(self, partitions: list[Partition]) -> None:
+        self._consumer.resume(*(TopicPartition(*p) for p in partitions))
+
     def end_offsets(self, partitions: list[Partition]) -> dict[Partition, int] | None:
         """The offset after the last message of each partition (None if Kafka did not answer)."""
         try:

@@ -46,7 +46,7 @@ from cdc.events import Origin, TableId, new_tuple
 from cdc.sync.consume import BATCH, Partition, Record, change_topics, topic_safe
 from cdc.sync.positions import Positions
 from cdc.sync.stall import StallDetector, StallError
-from cdc.warehouse import DeadLetter, Flush, Warehouse, naming
+from cdc.warehouse import DeadLetter, Flush, Hold, Warehouse, naming
 
 log = logging.getLogger("cdc.sync")
 
@@ -61,6 +61,8 @@ class Source(Protocol):
     def seek(self, partition: Partition, offset: int) -> None: ...
     def seek_to_beginning(self, partitions: list[Partition]) -> None: ...
     def assignment(self) -> list[Partition]: ...
+    def pause(self, partitions: list[Partition]) -> None: ...
+    def resume(self, partitions: list[Partition]) -> None: ...
     def end_offsets(self, partitions: list[Partition]) -> dict[Partition, int] | None: ...
     def has_topics(self) -> bool: ...
     def topics(self) -> list[str]: ...
@@ -90,6 +92,7 @@ class SyncStats:
     rows: int = 0
     skipped: int = 0  # events the warehouse already held (replays), so written as no row
     dead: int = 0
+    schema_changes: int = 0
     flushes: int = 0
     started: float = field(default_factory=time.monotonic)
     stored_partitions: int = 0  # partitions whose read position the warehouse holds at the end
@@ -114,6 +117,9 @@ class Sync:
         self._in_flight: tuple[Future[Any], dict[Partition, int]] | None = None
         self._broken: BaseException | None = None  # a flush that failed for good: none may follow it
         self._wanted: dict[TableId, bool] = {}
+        # Partitions of tables their schema policy holds: paused, positioned at the first change not applied.
+        self._held: dict[Partition, TableId] = {}
+        self.on_schema_change: Callable[[], None] = lambda: None  # a flush recorded schema changes
         self._source_factory = source_factory
         self._source: Source  # connected by run(), retried like any other transient failure
 
@@ -194,6 +200,8 @@ class Sync:
             if records:
                 last_record = now
                 self._take(records)
+            if self._in_flight is not None and self._in_flight[0].done():
+                self._await_flush()  # a failure surfaces now, not when the next flush is due
             if self._due(now):
                 try:
                     self._flush(wait=False)
@@ -204,6 +212,7 @@ class Sync:
             if now - last_check >= check_every:
                 last_check = now
                 self._check_stall()
+                self._release_accepted()
             if now - last_progress >= self.options.progress_every:
                 self._progress(now - last_progress, self.stats.events - last_events)
                 last_progress, last_events = now, self.stats.events
@@ -312,10 +321,10 @@ class Sync:
         if self._broken is not None:
             raise self._broken
         moved = self._positions.moved()
-        if not self._buffer.tables and not self._dead and not moved:
+        if not self._buffer.tables and not self._buffer.sealed and not self._dead and not moved:
             self._first_buffered = None
             return
-        flush = Flush(list(self._buffer.tables.values()), moved, self._dead)
+        flush = Flush(self._buffer.batches(), moved, self._dead)
         self._buffer = Buffer()
         self._dead = []
         self._first_buffered = None
@@ -337,6 +346,11 @@ class Sync:
             self._broken = exc
             raise
         self._positions.committed(moved)
+        if result.held:
+            self._hold(result.held)
+        if result.schema_changes:
+            self.stats.schema_changes += result.schema_changes
+            self.on_schema_change()
         self.stats.rows += result.rows
         self.stats.skipped += result.skipped
         self.stats.dead += result.dead
@@ -360,6 +374,48 @@ class Sync:
     def _wait(self, seconds: float) -> None:
         self._stop.wait(seconds)
 
+    # -- tables held by their schema policy ---------------------------------------------------
+    def _hold(self, held: dict[Partition, Hold]) -> None:
+        """Stop reading the partitions of held tables, from their first change not applied; what
+        of them was read meanwhile is forgotten (it is read again once the change is accepted)."""
+        tables = {hold.table for hold in held.values()}
+        starts = {p: (hold.offset, hold.table) for p, hold in held.items()}
+        for partition, (offset, table) in self._buffer.drop_tables(tables).items():
+            if partition not in starts or offset < starts[partition][0]:
+                starts[partition] = (offset, table)
+        assigned = set(self._source.assignment())
+        for partition, (offset, table) in sorted(starts.items()):
+            if partition not in assigned:
+                continue  # another member has it now, and finds the table held
+            self._source.seek(partition, offset)
+            # The warehouse stored exactly this offset for a partition the flush held.
+            self._positions.positioned(partition, offset, stored=partition in held)
+            self._held[partition] = table
+        self._source.pause(sorted(p for p in self._held if p in assigned))
+        for table in sorted(tables):
+            log.warning(
+                "%s is held by its schema policy (halt): its changes wait in Kafka, the other tables go on; "
+                "cdc schema accept %s applies the change and resumes it",
+                table,
+                table,
+            )
+
+    def _release_accepted(self) -> None:
+        """Resume the partitions of held tables whose change `cdc schema accept` let through."""
+        if not self._held:
+            return
+        self._await_flush()  # one warehouse connection: the flush in flight owns it until it commits
+        tables = sorted(set(self._held.values()))
+        still = self._retrying(lambda: self.warehouse.held_tables(tables), "reading held tables")
+        released = sorted(p for p, t in self._held.items() if t not in still)
+        if not released:
+            return
+        for table in sorted({self._held[p] for p in released}):
+            log.info("%s: its schema change was accepted; applying it and resuming", table)
+        for partition in released:
+            del self._held[partition]
+        self._source.resume(released)
+
     # -- rebalancing -------------------------------------------------------------------------
     def _on_revoked(self, partitions: list[Partition]) -> None:
         """Store what was read from the partitions before another member takes them over."""
@@ -374,6 +430,8 @@ class Sync:
             # the warehouse, so reading may go on.
             self._broken = None
         self._positions.revoked(partitions)
+        for partition in partitions:
+            self._held.pop(partition, None)
         self._stall.forget()
         if self._rebalance_began is None:
             self._rebalance_began = time.monotonic()
@@ -431,7 +489,7 @@ class Sync:
         if ends is None:
             return None
         nexts = self._positions.next
-        return sum(max(0, end - nexts.get(p, 0)) for p, end in ends.items())
+        return sum(max(0, end - nexts.get(p, 0)) for p, end in ends.items() if p not in self._held)
 
     def _check_stall(self) -> None:
         limit = self.options.stall_seconds
@@ -457,7 +515,10 @@ class Sync:
                     "rebalance; restart cdc sync",
                 )
             return
-        ends = self._source.end_offsets(assigned)
+        reading = [p for p in assigned if p not in self._held]  # held ones are paused on purpose
+        if not reading:
+            return
+        ends = self._source.end_offsets(reading)
         if ends is None:
             return  # Kafka did not answer: its client retries; not this member's stall
         stalled = self._stall.check(ends, self._positions.next, self._positions.stored)
@@ -473,7 +534,7 @@ class Sync:
     def _progress(self, seconds: float, events: int) -> None:
         lag = self._lag()
         log.info(
-            "%.0f events/s, lag %s, %d events, %d rows written, %d already applied, %d dead letters, %d flushes",
+            "%.0f events/s, lag %s, %d events, %d rows written, %d already applied, %d dead letters, %d flushes%s",
             events / seconds if seconds else 0.0,
             "unknown" if lag is None else lag,
             self.stats.events,
@@ -481,6 +542,7 @@ class Sync:
             self.stats.skipped,
             self.stats.dead,
             self.stats.flushes,
+            f", {len(set(self._held.values()))} table(s) held by schema policy" if self._held else "",
             extra={"events_per_s": events / seconds if seconds else 0.0, "lag": lag},
         )
 

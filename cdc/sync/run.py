@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cdc.errors import ConfigError
+from cdc.schema.policy import policies_of
 from cdc.settings import Settings
 from cdc.sync.consume import KafkaSource, change_topics
 from cdc.sync.loop import Sync, SyncOptions, SyncStats, stop_on_signals
@@ -40,6 +41,7 @@ def run_sync(
         group=group_id,
         soft_delete=settings.delete_mode == "soft",
         table_name_format=settings.table_name_format,
+        policies=policies_of(settings),
     )
     bootstrap = settings.require_kafka()
     source_class = _source_class(settings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from cdc.buffer import TableBatch
 from cdc.events import Origin, TableId
@@ -45,6 +45,11 @@ class Flush:
     replaying: dict[Origin, int] = field(default_factory=dict)
 
 
+class Hold(NamedTuple):
+    offset: int  # the partition's first message not applied: the stored offset stops there
+    table: TableId
+
+
 @dataclass(frozen=True, slots=True)
 class FlushResult:
     rows: int  # rows the warehouse changed
@@ -52,6 +57,10 @@ class FlushResult:
     tables: int
     dead_origins: tuple[Origin, ...] = ()  # which messages those were
     skipped: int = 0  # events whose change the warehouse already held (a replay, or an older version)
+    # Tables held by their schema policy (halt): partition -> the first offset not applied, where
+    # the stored offset stops; the loop reads the partition again from there once accepted.
+    held: dict[TopicPartition, Hold] = field(default_factory=dict)
+    schema_changes: int = 0  # schema changes recorded (and alerts queued) by this flush
 
 
 class Warehouse(Protocol):
@@ -60,6 +69,8 @@ class Warehouse(Protocol):
     def apply(self, flush: Flush) -> FlushResult: ...
 
     def check_names(self, tables: list[TableId]) -> None: ...
+
+    def held_tables(self, tables: list[TableId]) -> set[TableId]: ...
 
     def stored_offsets(self, group: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]: ...
 

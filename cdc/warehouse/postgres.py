@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg2
@@ -22,11 +22,13 @@ from cdc import pgerrors
 from cdc.buffer import TableBatch
 from cdc.decode.toast import is_unavailable
 from cdc.errors import ConfigError, TerminalError
-from cdc.events import ChangeEvent, Column, Op, Origin, TableId, TableSchema
+from cdc.events import ZERO, ChangeEvent, Column, Op, Origin, TableId, TableSchema
 from cdc.resources import sql_file
-from cdc.warehouse import DeadLetter, Flush, FlushResult, StoredLetter, TopicPartition, naming
+from cdc.schema.policy import Policies
+from cdc.warehouse import DeadLetter, Flush, FlushResult, Hold, StoredLetter, TopicPartition, naming
 from cdc.warehouse import statements as stmt
 from cdc.warehouse.copy import staging_text
+from cdc.warehouse.drift import Drift, Held, announce
 from cdc.warehouse.errors import describe, is_row_level, translate
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class PostgresWarehouse:
         group: str,
         soft_delete: bool = False,
         table_name_format: str = naming.DEFAULT_FORMAT,
+        policies: Policies | None = None,
     ) -> None:
         # NullPool: cdc holds one connection for its whole life and replaces it after a failure.
         # connect_timeout: a host that drops packets must fail (and be retried), not hang a flush.
@@ -58,7 +61,8 @@ class PostgresWarehouse:
         self._conn: Any = None
         self._raw: Any = None
         self._targets: dict[TableId, stmt.Target] = {}
-        self._columns: dict[stmt.Target, set[str]] = {}
+        self._ensured: set[stmt.Target] = set()  # tables known to exist in the warehouse
+        self._drift = Drift(policies or Policies())
         self._staging: set[str] = set()
 
     # -- connection --------------------------------------------------------------------------
@@ -116,7 +120,8 @@ class PostgresWarehouse:
         self._raw = None
         self._conn = None
         self._targets.clear()
-        self._columns.clear()
+        self._ensured.clear()
+        self._drift.forget()
         self._staging.clear()
 
     def close(self) -> None:
@@ -150,7 +155,7 @@ class PostgresWarehouse:
                 for batch in flush.tables:
                     self._apply_table(cur, batch, work, replaying=bool(flush.replaying))
                 self._write_dead(cur, work.dead)
-                self._write_offsets(cur, flush.offsets)
+                self._write_offsets(cur, _held_back(flush.offsets, work.held))
                 if flush.replaying:
                     failed = {d.origin for d in work.dead}
                     _mark_replayed(cur, [i for origin, i in flush.replaying.items() if origin not in failed])
@@ -161,32 +166,46 @@ class PostgresWarehouse:
         except BaseException:
             self._forget()
             raise
+        finally:
+            announcements = list(self._drift.announcements)
+            self._drift.announcements.clear()
+        announce(announcements)  # committed: now, and only now, they happened
         return FlushResult(
             rows=work.rows,
             dead=len(work.dead),
             tables=len(flush.tables),
             dead_origins=tuple(d.origin for d in work.dead),
             skipped=work.skipped,
+            held=work.held,
+            schema_changes=len(announcements),
         )
 
     def _apply_table(self, cur: Any, batch: TableBatch, work: _Work, *, replaying: bool) -> None:
-        target = self._target(cur, batch.schema)
+        target, created = self._target(cur, batch.schema)
+        events = batch.events()
+        if batch.schema.table in work.held_tables:
+            work.hold(batch, events)  # a later batch of a table held earlier in this flush
+            return
+        since = min(e.version for e in events) if events else batch.truncated_at or ZERO
+        schema = self._drift.resolve(cur, target, batch.schema, since, created)
+        if isinstance(schema, Held):
+            work.hold(batch, events)
+            return
         if batch.truncated_at is not None:
             version = batch.truncated_at
             params: tuple[int, ...] = (version.commit_lsn, version.lsn)
             if self._soft:
                 params = (batch.truncated_ts_ms or 0, *params)
             cur.execute(stmt.truncate(target, self._soft), params)
-        events = batch.events()
         if not events:
             return
         if batch.keyed:
-            self._merge(cur, target, batch.schema, events, work)
+            self._merge(cur, target, schema, events, work)
             return
         if not replaying:
             # A dead letter is replayed on purpose, below the high-water mark its own flush set.
             events = self._unapplied(cur, target, events, work)
-        self._apply_unkeyed(cur, target, batch.schema, events, work)
+        self._apply_unkeyed(cur, target, schema, events, work)
 
     def _unapplied(self, cur: Any, target: stmt.Target, events: list[ChangeEvent], work: _Work) -> list[ChangeEvent]:
         """The events of a keyless table not applied yet, and the high-water marks moved past all of
@@ -275,7 +294,7 @@ class PostgresWarehouse:
         not in the buffer): copy those values from the old key's stored row, before the MERGE
         deletes it."""
         after = event.after or {}
-        unchanged = [c.name for c in schema.columns if c.varlena and is_unavailable(after.get(c.name))]
+        unchanged = [c for c in schema.columns if c.varlena and is_unavailable(after.get(c.name))]
         if not unchanged or event.key is None or event.old_key is None:
             return
         key = [c for c in map(schema.column, schema.key) if c is not None]
@@ -290,7 +309,7 @@ class PostgresWarehouse:
                 event.table,
                 event.old_key,
                 event.key,
-                ", ".join(unchanged),
+                ", ".join(c.name for c in unchanged),
                 target.schema,
                 target.table,
             )
@@ -419,21 +438,20 @@ class PostgresWarehouse:
         flush_inserts()
 
     # -- tables ------------------------------------------------------------------------------
-    def _target(self, cur: Any, schema: TableSchema) -> stmt.Target:
+    def _target(self, cur: Any, schema: TableSchema) -> tuple[stmt.Target, bool]:
+        """The table's warehouse table, and whether it was made just now (from this schema).
+        Its columns are schema drift's business (cdc/warehouse/drift.py)."""
         target = self._targets.get(schema.table)
         if target is None:
             target = self._map_table(cur, schema.table)
             self._targets[schema.table] = target
-        known = self._columns.get(target)
-        if known is None:
-            known = self._ensure_table(cur, target, schema)
-            self._columns[target] = known
-        missing = [c for c in schema.columns if c.name not in known]
-        for column in missing:
+        created = False
+        if target not in self._ensured:
+            created = self._ensure_table(cur, target, schema)
+            self._ensured.add(target)
+        for column in schema.columns:
             _check_name(schema.table, column)
-            cur.execute(stmt.add_column(target, column))
-            known.add(column.name)
-        return target
+        return target, created
 
     def _map_table(self, cur: Any, table: TableId) -> stmt.Target:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_TABLE_MAP_LOCK,))
@@ -478,7 +496,25 @@ class PostgresWarehouse:
                 f" and {len(kept) - 10} more" if len(kept) > 10 else "",
             )
 
-    def _ensure_table(self, cur: Any, target: stmt.Target, schema: TableSchema) -> set[str]:
+    def held_tables(self, tables: list[TableId]) -> set[TableId]:
+        """Which of these tables their schema policy holds (until `cdc schema accept`)."""
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT source_schema, source_table FROM cdc.schema_state "
+                    "WHERE target_schema = %s AND held_for IS NOT NULL",
+                    (self._schema,),
+                )
+                held = {TableId(s, t) for s, t in cur.fetchall()}
+            conn.commit()
+        except psycopg2.Error as exc:
+            self._forget()
+            raise translate(exc, "reading cdc.schema_state") from exc
+        return held & set(tables)
+
+    def _ensure_table(self, cur: Any, target: stmt.Target, schema: TableSchema) -> bool:
+        """Make the table if it is missing (True: made now)."""
         cur.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
             (target.schema, target.table),
@@ -491,11 +527,11 @@ class PostgresWarehouse:
                 "rename or drop that table, or choose another CDC_WAREHOUSE_SCHEMA or CDC_TABLE_NAME_FORMAT",
             )
         if existing:
-            return existing
+            return False
         for column in schema.columns:
             _check_name(schema.table, column)
         cur.execute(stmt.create_table(target, schema.columns, schema.key))
-        return {c.name for c in schema.columns} | {name for name, _ in stmt.META_COLUMNS}
+        return True
 
     def _staging_for(self, cur: Any, target: stmt.Target, columns: tuple[Column, ...]) -> str:
         shape = repr((target, [(c.name, c.pg_type) for c in columns])).encode()
@@ -596,11 +632,32 @@ class _Work:
     dead: list[DeadLetter]  # given with the flush, and found while applying it
     rows: int = 0  # rows the warehouse changed
     skipped: int = 0  # events it already held
+    held: dict[TopicPartition, Hold] = field(default_factory=dict)  # partition -> first offset not applied
+    held_tables: set[TableId] = field(default_factory=set)
+
+    def hold(self, batch: TableBatch, events: list[ChangeEvent]) -> None:
+        """Nothing of this batch is applied, and the offsets of its partitions stop before it."""
+        self.held_tables.add(batch.schema.table)
+        origins = [e.origin for e in events]
+        if batch.truncate_origin is not None:
+            origins.append(batch.truncate_origin)
+        table = batch.schema.table
+        for topic, number, offset in origins:
+            known = self.held.get((topic, number))
+            if known is None or offset < known.offset:
+                self.held[topic, number] = Hold(offset, table)
 
     def add(self, other: _Work) -> None:
         self.dead.extend(other.dead)
         self.rows += other.rows
         self.skipped += other.skipped
+
+
+def _held_back(offsets: dict[TopicPartition, int], held: dict[TopicPartition, Hold]) -> dict[TopicPartition, int]:
+    """The offsets to store: a held table's partitions stop at its first event not applied."""
+    if not held:
+        return offsets
+    return {p: min(o, held[p].offset) if p in held else o for p, o in offsets.items()}
 
 
 def _refused(event: ChangeEvent, target: stmt.Target, exc: psycopg2.Error) -> DeadLetter:

@@ -62,7 +62,7 @@ def create_table(target: Target, columns: Sequence[Column], key: Sequence[str]) 
 
 def add_column(target: Target, column: Column) -> sql.Composed:
     return sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {}").format(
-        target.ident, _typed(column.name, column.pg_type)
+        target.ident, _typed(column.stored, column.pg_type)
     )
 
 
@@ -88,16 +88,18 @@ def merge(
 ) -> sql.Composed:
     """One set-based statement applying a whole staging table: newer versions win, deletes delete
     (or mark), unchanged-TOAST columns keep the stored value."""
-    on = sql.SQL(" AND ").join(sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in key)
-    names = [c.name for c in columns]
+    stored = {c.name: c.stored for c in columns}
+    on = sql.SQL(" AND ").join(
+        sql.SQL("t.{t} = s.{s}").format(t=sql.Identifier(stored.get(k, k)), s=sql.Identifier(k)) for k in key
+    )
 
     def kept_or_new(column: Column) -> sql.Composed:
-        ident = sql.Identifier(column.name)
+        into, ident = sql.Identifier(column.stored), sql.Identifier(column.name)
         if not column.varlena:
-            return sql.SQL("{c} = s.{c}").format(c=ident)
+            return sql.SQL("{t} = s.{s}").format(t=into, s=ident)
         return sql.SQL(
-            "{c} = CASE WHEN s._cdc_unchanged IS NOT NULL AND {lit} = ANY(s._cdc_unchanged) THEN t.{c} ELSE s.{c} END"
-        ).format(c=ident, lit=sql.Literal(column.name))
+            "{t} = CASE WHEN s._cdc_unchanged IS NOT NULL AND {lit} = ANY(s._cdc_unchanged) THEN t.{t} ELSE s.{s} END"
+        ).format(t=into, s=ident, lit=sql.Literal(column.name))
 
     meta_set = sql.SQL(
         "_cdc_commit_lsn = s._cdc_commit_lsn, _cdc_lsn = s._cdc_lsn, _cdc_op = s._cdc_op, "
@@ -106,7 +108,7 @@ def merge(
     update_set = sql.SQL(", ").join([*(kept_or_new(c) for c in columns), meta_set, sql.SQL("_cdc_deleted_at = NULL")])
     insert_cols = sql.SQL(", ").join(
         [
-            *map(sql.Identifier, names),
+            *(sql.Identifier(c.stored) for c in columns),
             *map(
                 sql.Identifier,
                 ("_cdc_commit_lsn", "_cdc_lsn", "_cdc_op", "_cdc_source_ts", "_cdc_deleted_at"),
@@ -115,7 +117,7 @@ def merge(
     )
     insert_vals = sql.SQL(", ").join(
         [
-            *(sql.SQL("s.{}").format(sql.Identifier(n)) for n in names),
+            *(sql.SQL("s.{}").format(sql.Identifier(c.name)) for c in columns),
             sql.SQL("s._cdc_commit_lsn, s._cdc_lsn, s._cdc_op, {ts}").format(ts=_SOURCE_TS),
             sql.SQL("CASE WHEN s._cdc_op = 'd' THEN {ts} END").format(ts=_SOURCE_TS),
         ]
@@ -160,7 +162,9 @@ def truncate(target: Target, soft_delete: bool) -> sql.Composed:
 def _image_match(columns: Sequence[Column]) -> sql.Composed:
     # Compared as text, since json, point and others have no '=' operator.
     return sql.SQL(" AND ").join(
-        sql.SQL("{c}::text IS NOT DISTINCT FROM (%s::{t})::text").format(c=sql.Identifier(c.name), t=sql.SQL(c.pg_type))
+        sql.SQL("{c}::text IS NOT DISTINCT FROM (%s::{t})::text").format(
+            c=sql.Identifier(c.stored), t=sql.SQL(c.pg_type)
+        )
         for c in columns
     )
 
@@ -190,32 +194,35 @@ def mark_one_deleted(target: Target, columns: Sequence[Column]) -> sql.Composed:
 
 def insert_from_staging(target: Target, staging: str, columns: Sequence[Column]) -> sql.Composed:
     """Append staged rows to a table without a primary key (its events cannot be merged)."""
-    names = [sql.Identifier(c.name) for c in columns]
     return sql.SQL(
         "INSERT INTO {t} ({cols}, _cdc_commit_lsn, _cdc_lsn, _cdc_op, _cdc_source_ts) "
         "SELECT {vals}, s._cdc_commit_lsn, s._cdc_lsn, s._cdc_op, {ts} FROM {s} AS s"
     ).format(
         t=target.ident,
-        cols=sql.SQL(", ").join(names),
-        vals=sql.SQL(", ").join(sql.SQL("s.{}").format(n) for n in names),
+        cols=sql.SQL(", ").join(sql.Identifier(c.stored) for c in columns),
+        vals=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c.name)) for c in columns),
         ts=_SOURCE_TS,
         s=sql.Identifier(staging),
     )
 
 
-def fill_from_old_key(target: Target, staging: str, key: Sequence[Column], unchanged: Sequence[str]) -> sql.Composed:
+def fill_from_old_key(target: Target, staging: str, key: Sequence[Column], unchanged: Sequence[Column]) -> sql.Composed:
     """For the create of a primary-key change: take the unchanged-TOAST columns from the stored row
     of the old key. Params: the new key's values, then the old key's (text, one per key column)."""
 
     def match(alias: str) -> sql.Composed:
         return sql.SQL(" AND ").join(
-            sql.SQL("{a}.{c} = %s::{t}").format(a=sql.Identifier(alias), c=sql.Identifier(c.name), t=sql.SQL(c.pg_type))
+            sql.SQL("{a}.{c} = %s::{t}").format(
+                a=sql.Identifier(alias), c=sql.Identifier(c.name if alias == "s" else c.stored), t=sql.SQL(c.pg_type)
+            )
             for c in key
         )
 
     return sql.SQL("UPDATE {s} AS s SET {sets}, _cdc_unchanged = NULL FROM {t} AS o WHERE {new} AND {old}").format(
         s=sql.Identifier(staging),
-        sets=sql.SQL(", ").join(sql.SQL("{c} = o.{c}").format(c=sql.Identifier(name)) for name in unchanged),
+        sets=sql.SQL(", ").join(
+            sql.SQL("{s} = o.{o}").format(s=sql.Identifier(c.name), o=sql.Identifier(c.stored)) for c in unchanged
+        ),
         t=target.ident,
         new=match("s"),
         old=match("o"),

@@ -1,0 +1,1 @@
+"""Schema drift: detect, classify, apply by policy, alert."""

@@ -1,0 +1,158 @@
+"""Two shapes of a table (and, when the source's DDL capture saw it, the DDL between them) -> the
+typed changes between them. Pure: no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from cdc.events import TableSchema
+from cdc.schema.changes import Change, ColumnDef, Kind
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What drift compares: a table's columns, in source order, and its primary key."""
+
+    columns: tuple[ColumnDef, ...]
+    key: tuple[str, ...]
+
+    @classmethod
+    def of(cls, schema: TableSchema) -> Shape:
+        return cls(tuple(ColumnDef(c.name, c.pg_type, c.optional) for c in schema.columns), schema.key)
+
+    @property
+    def fingerprint(self) -> str:
+        # Defaults are left out: an event schema does not always carry one, the DDL capture does,
+        # and the same shape must have one fingerprint whichever signal saw it.
+        text = orjson.dumps([[[c.name, c.type, c.optional] for c in self.columns], list(self.key)])
+        return hashlib.sha256(text).hexdigest()[:32]
+
+    def column(self, name: str) -> ColumnDef | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"columns": [c.as_json() for c in self.columns], "key": list(self.key)}
+
+    @classmethod
+    def from_json(cls, columns: list[dict[str, Any]], key: list[str]) -> Shape:
+        return cls(tuple(ColumnDef.from_json(c) for c in columns), tuple(key))
+
+
+def diff(before: Shape, after: Shape, renames: Mapping[str, str] | None = None) -> list[Change]:
+    """The changes that turn `before` into `after`. Without `renames` (old name -> new name, known
+    only from the DDL capture) a renamed column is, as the event schema shows it, a drop and an add."""
+    renames = dict(renames or {})
+    changes: list[Change] = []
+    new_names = {c.name for c in after.columns}
+    for old in before.columns:
+        name = renames.get(old.name, old.name)
+        new = after.column(name)
+        if new is None:
+            changes.append(Change(Kind.COLUMN_DROPPED, old.name, before=old))
+            continue
+        if name != old.name:
+            changes.append(Change(Kind.COLUMN_RENAMED, name, before=old, after=new))
+        changes.extend(column_changes(old, new))
+    kept = {renames.get(c.name, c.name) for c in before.columns}
+    changes.extend(Change(Kind.COLUMN_ADDED, c.name, after=c) for c in after.columns if c.name not in kept)
+    if before.key != after.key and new_names:
+        changes.append(
+            Change(
+                Kind.KEY_CHANGED,
+                detail=f"primary key ({', '.join(before.key) or 'none'}) -> ({', '.join(after.key) or 'none'})",
+            )
+        )
+    return changes
+
+
+def column_changes(old: ColumnDef, new: ColumnDef) -> list[Change]:
+    """Type, nullability and default changes of one column (under its new name)."""
+    changes: list[Change] = []
+    kind = type_change(old.type, new.type)
+    if kind is not None:
+        changes.append(Change(kind, new.name, before=old, after=new))
+    if old.optional != new.optional:
+        changes.append(Change(Kind.NULLABILITY_CHANGED, new.name, before=old, after=new))
+    # None: not known (an event schema carries no default for an expression such as now()); only
+    # two known defaults are compared. The DDL capture knows them all ("" for none).
+    if None not in (old.default, new.default) and old.default != new.default:
+        changes.append(Change(Kind.DEFAULT_CHANGED, new.name, before=old, after=new))
+    return changes
+
+
+# --- types ---------------------------------------------------------------------------------------
+
+_INTEGERS = {"smallint": 5, "integer": 10, "bigint": 19}  # decimal digits each holds
+_NUMERIC = re.compile(r"numeric\((\d+),(-?\d+)\)")
+_SIZED_TEXT = re.compile(r"(varchar|char)\((\d+)\)")
+_TIMED = re.compile(r"(timestamp|time)(?:\((\d)\))? (with|without) time zone")
+_FLOATS = {"real": 24, "double precision": 53}  # mantissa bits
+
+
+def type_change(old: str, new: str) -> Kind | None:
+    """None when the type is the same; else whether every value of `old` is a value of `new`
+    with the same meaning (widened), the reverse (narrowed), or neither (incompatible)."""
+    if old == new:
+        return None
+    if _widens(old, new):
+        return Kind.TYPE_WIDENED
+    if _widens(new, old):
+        return Kind.TYPE_NARROWED
+    return Kind.TYPE_INCOMPATIBLE
+
+
+def _widens(old: str, new: str) -> bool:
+    if old.endswith("[]") and new.endswith("[]"):
+        return _widens(old[:-2], new[:-2])
+    if (old, new) == ("json", "jsonb"):
+        return True
+    return _widens_integer(old, new) or _widens_number(old, new) or _widens_text(old, new) or _widens_time(old, new)
+
+
+def _widens_integer(old: str, new: str) -> bool:
+    digits = _INTEGERS.get(old)
+    if digits is None:
+        return False
+    if new in _INTEGERS:
+        return _INTEGERS[new] > digits
+    if (numeric := _NUMERIC.fullmatch(new)) is not None:
+        return int(numeric[1]) - int(numeric[2]) >= digits
+    return new == "numeric" or (new in _FLOATS and _FLOATS[new] > 3.33 * digits)  # bits of the integer
+
+
+def _widens_number(old: str, new: str) -> bool:
+    if old in _FLOATS:
+        return new in _FLOATS and _FLOATS[new] > _FLOATS[old]
+    if (numeric := _NUMERIC.fullmatch(old)) is not None:
+        if new == "numeric":
+            return True
+        wider = _NUMERIC.fullmatch(new)
+        precision, scale = int(numeric[1]), int(numeric[2])
+        return wider is not None and int(wider[2]) >= scale and int(wider[1]) - int(wider[2]) >= precision - scale
+    return False
+
+
+def _widens_text(old: str, new: str) -> bool:
+    if (sized := _SIZED_TEXT.fullmatch(old)) is not None:
+        if new in ("text", "varchar") or (sized[1] == "char" and new == "bpchar"):
+            return True
+        longer = _SIZED_TEXT.fullmatch(new)
+        return longer is not None and int(longer[2]) > int(sized[2]) and (longer[1] == "varchar" or sized[1] == "char")
+    return old == "varchar" and new == "text"
+
+
+def _widens_time(old: str, new: str) -> bool:
+    if old == "date":
+        return new.startswith("timestamp")
+    timed, later = _TIMED.fullmatch(old), _TIMED.fullmatch(new)
+    if timed is None or later is None or later[1] != timed[1]:
+        return False
+    more_digits = int(later[2] or 6) >= int(timed[2] or 6)
+    # timestamp -> timestamptz keeps every instant (read in the server's time zone)
+    return more_digits and (later[3] == timed[3] or timed[3] == "without")

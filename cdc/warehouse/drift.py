@@ -1,0 +1,338 @@
+"""Schema drift in the PostgreSQL warehouse, inside the flush's transaction.
+
+Before a batch of a table is applied, its event schema is compared with the shape last applied
+(cdc.schema_state, locked for the transaction). A new shape is classified into changes, the table's
+policy plans what to do, and the plan, the history rows, the alerts waiting for the webhook and the
+new state are written in the same transaction as the rows: a change is detected, applied and
+alerted exactly once, whatever crashes or restarts. The comparison runs once per distinct event
+schema and table (cached by the schema object), not per event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg2 import sql
+from psycopg2.extras import Json
+
+from cdc.events import TableSchema, Version
+from cdc.schema.changes import Change
+from cdc.schema.classify import Shape, diff
+from cdc.schema.plan import AddColumn, AlterType, Layout, Operation, Rekey, RenameColumn, Step, plan, project
+from cdc.schema.policy import Policies, Policy
+from cdc.warehouse import statements as stmt
+
+log = logging.getLogger("cdc.schema")
+
+
+class Held:
+    """A table whose policy is halt and whose new shape is not accepted yet."""
+
+    def __init__(self, fingerprint: str) -> None:
+        self.fingerprint = fingerprint
+
+
+@dataclass(slots=True)
+class Announcement:
+    """A change recorded in this flush, logged once the flush commits."""
+
+    table: str
+    target: str
+    change: Change
+    policy: Policy
+    action: str
+
+
+@dataclass(slots=True)
+class _State:
+    shape: Shape
+    layout: Layout
+    since: Version
+    held_for: str | None
+    accepted: str | None
+
+
+@dataclass(slots=True)
+class Drift:
+    policies: Policies
+    announcements: list[Announcement] = field(default_factory=list)  # of the flush under way
+    # (target, id(schema)) -> the schema as the warehouse stores it; schemas live as long as the decoder.
+    _resolved: dict[tuple[stmt.Target, int], tuple[TableSchema, TableSchema]] = field(default_factory=dict)
+
+    def forget(self) -> None:
+        """After a rollback: what was resolved may describe DDL that was never committed."""
+        self._resolved.clear()
+        self.announcements.clear()
+
+    def resolve(
+        self, cur: Any, target: stmt.Target, schema: TableSchema, since: Version, created: bool
+    ) -> TableSchema | Held:
+        """The batch's schema as the warehouse table stores it (after applying a change, if the
+        policy says so), or Held. `since`: the oldest version in the batch; `created`: the
+        warehouse table was made from this very schema in this transaction."""
+        cached = self._resolved.get((target, id(schema)))
+        if cached is not None and cached[0] is schema:
+            return cached[1]
+        shape = Shape.of(schema)
+        state = _load(cur, target)
+        if state is None:
+            layout = Layout({c.name: c.type for c in shape.columns}) if created else _adopt(cur, target, shape)
+            _insert(cur, target, schema, shape, layout, since=since)
+            return self._remember(target, schema, project(schema, layout))
+        fingerprint = shape.fingerprint
+        if state.shape.fingerprint == fingerprint or since < state.since:
+            # The shape in force, or an older one replayed (Debezium redelivers after a crash):
+            # stored as far as the warehouse table has room for it.
+            return self._remember(target, schema, project(schema, state.layout))
+        policy, _ = self.policies.for_table(schema.table)
+        changes = diff(state.shape, shape)
+        if policy is Policy.HALT and state.accepted != fingerprint:
+            if state.held_for != fingerprint:
+                steps = [_held(c) for c in changes]
+                self._record(cur, target, schema, steps, policy, state.shape.fingerprint, fingerprint, since)
+                cur.execute(
+                    "UPDATE cdc.schema_state SET held_for = %s, updated_at = now() "
+                    "WHERE target_schema = %s AND target_table = %s",
+                    (fingerprint, target.schema, target.table),
+                )
+            return Held(fingerprint)
+        steps, layout = plan(changes, state.layout, policy, shape.key)
+        for step in steps:
+            for operation in step.operations:
+                cur.execute(_ddl(target, operation))
+        self._record(cur, target, schema, steps, policy, state.shape.fingerprint, fingerprint, since)
+        cur.execute(
+            "UPDATE cdc.schema_state SET columns = %s, key = %s, fingerprint = %s, layout = %s, stored_as = %s, "
+            "since_commit_lsn = %s, since_lsn = %s, held_for = NULL, accepted = NULL, updated_at = now() "
+            "WHERE target_schema = %s AND target_table = %s",
+            (
+                Json([c.as_json() for c in shape.columns]),
+                Json(list(shape.key)),
+                fingerprint,
+                Json(layout.columns),
+                Json(layout.stored_as),
+                *since,
+                target.schema,
+                target.table,
+            ),
+        )
+        return self._remember(target, schema, project(schema, layout))
+
+    def _remember(self, target: stmt.Target, schema: TableSchema, stored: TableSchema) -> TableSchema:
+        self._resolved[(target, id(schema))] = (schema, stored)
+        return stored
+
+    def _record(  # noqa: PLR0917
+        self,
+        cur: Any,
+        target: stmt.Target,
+        schema: TableSchema,
+        steps: list[Step],
+        policy: Policy,
+        before: str,
+        after: str,
+        since: Version,
+    ) -> None:
+        """History rows and webhook alerts, each once: the dedupe key names the table, the two shapes
+        and the change, so a flush that is retried, or a change seen again, adds nothing."""
+        for number, step in enumerate(steps):
+            change = step.change
+            dedupe = hashlib.sha256(f"{target}|{before}|{after}|{number}|{policy}".encode()).hexdigest()
+            cur.execute(
+                "INSERT INTO cdc.schema_change (target_schema, target_table, source_table, change, column_name, "
+                "before, after, destructive, statement, commit_lsn, lsn, policy, action, dedupe) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (dedupe) DO NOTHING RETURNING id, detected_at",
+                (
+                    target.schema,
+                    target.table,
+                    str(schema.table),
+                    change.kind.value,
+                    change.column,
+                    None if change.before is None else Json(change.before.as_json()),
+                    None if change.after is None else Json(change.after.as_json()),
+                    change.destructive,
+                    change.statement,
+                    *since,
+                    policy.value,
+                    step.action,
+                    dedupe,
+                ),
+            )
+            row = cur.fetchone()
+            if row is None:
+                continue
+            announcement = Announcement(str(schema.table), str(target), change, policy, step.action)
+            cur.execute(
+                "INSERT INTO cdc.alert_outbox (payload) VALUES (%s)",
+                (Json(alert_payload(announcement, row[0], since)),),
+            )
+            self.announcements.append(announcement)
+
+
+def alert_payload(a: Announcement, history_id: int, since: Version) -> dict[str, Any]:
+    """A Slack-compatible body: `text` for people, `attachments[].fields` for Slack's layout, and
+    `cdc` with every field for machines."""
+    change = a.change
+    text = f"cdc: schema change in {a.table} ({change.describe()}). Policy {a.policy.value}: {a.action}."
+    fields = [
+        ("table", a.table),
+        ("warehouse table", a.target),
+        ("change", change.kind.value),
+        ("destructive", "yes" if change.destructive else "no"),
+        ("before", "" if change.before is None else str(change.before)),
+        ("after", "" if change.after is None else str(change.after)),
+        ("policy", a.policy.value),
+        ("action", a.action),
+        ("source position", f"{since.commit_lsn}/{since.lsn}"),
+    ]
+    if change.statement:
+        fields.append(("statement", change.statement[:2000]))
+    return {
+        "text": text,
+        "attachments": [
+            {
+                "color": "danger" if change.destructive else "warning",
+                "fields": [{"title": t, "value": v, "short": len(v) < 40} for t, v in fields if v],
+            }
+        ],
+        "cdc": {
+            "id": history_id,
+            "table": a.table,
+            "target": a.target,
+            "change": change.kind.value,
+            "column": change.column,
+            "before": None if change.before is None else change.before.as_json(),
+            "after": None if change.after is None else change.after.as_json(),
+            "destructive": change.destructive,
+            "policy": a.policy.value,
+            "action": a.action,
+            "commit_lsn": since.commit_lsn,
+            "lsn": since.lsn,
+            "statement": change.statement,
+        },
+    }
+
+
+def announce(announcements: list[Announcement]) -> None:
+    """One structured log line per change, after the flush committed (a rolled-back flush says nothing)."""
+    for a in announcements:
+        log.warning(
+            "schema change in %s: %s; policy %s: %s",
+            a.table,
+            a.change.describe(),
+            a.policy.value,
+            a.action,
+            extra={
+                "table": a.table,
+                "target": a.target,
+                "change": a.change.kind.value,
+                "column": a.change.column,
+                "destructive": a.change.destructive,
+                "policy": a.policy.value,
+                "action": a.action,
+            },
+        )
+
+
+def _held(change: Change) -> Step:
+    return Step(change, "held: this table is not applied until `cdc schema accept`")
+
+
+def _load(cur: Any, target: stmt.Target) -> _State | None:
+    cur.execute(
+        "SELECT columns, key, layout, stored_as, since_commit_lsn, since_lsn, held_for, accepted "
+        "FROM cdc.schema_state WHERE target_schema = %s AND target_table = %s FOR UPDATE",
+        (target.schema, target.table),
+    )
+    row = cur.fetchone()
+    if row is None:
+        return None
+    columns, key, layout, stored_as, commit_lsn, lsn, held_for, accepted = row
+    return _State(
+        Shape.from_json(columns, key),
+        Layout(dict(layout), dict(stored_as)),
+        Version(commit_lsn, lsn),
+        held_for,
+        accepted,
+    )
+
+
+def _adopt(cur: Any, target: stmt.Target, shape: Shape) -> Layout:
+    """A warehouse table made before cdc kept its shape: its columns by name, typed as the current
+    source shape says where they match (cdc made them from it), else as the catalog does; a source
+    column it lacks is added, as cdc always did."""
+    cur.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+        "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
+        (_regclass_text(target),),
+    )
+    catalog = {name: type_ for name, type_ in cur.fetchall() if not name.startswith(stmt.META_PREFIX)}
+    known = {c.name: c.type for c in shape.columns}
+    layout = Layout({name: known.get(name, type_) for name, type_ in catalog.items()})
+    for column in shape.columns:
+        if column.name not in layout.columns:
+            cur.execute(_ddl(target, AddColumn(column.name, column.type)))
+            layout.columns[column.name] = column.type
+    return layout
+
+
+def _insert(
+    cur: Any, target: stmt.Target, schema: TableSchema, shape: Shape, layout: Layout, *, since: Version
+) -> None:
+    cur.execute(
+        "INSERT INTO cdc.schema_state (target_schema, target_table, source_schema, source_table, columns, key, "
+        "fingerprint, layout, since_commit_lsn, since_lsn) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            target.schema,
+            target.table,
+            schema.table.schema,
+            schema.table.name,
+            Json([c.as_json() for c in shape.columns]),
+            Json(list(shape.key)),
+            shape.fingerprint,
+            Json(layout.columns),
+            *since,
+        ),
+    )
+
+
+def _ddl(target: stmt.Target, operation: Operation) -> sql.Composed:
+    # Types come from cdc.decode.types' fixed vocabulary, never from an event's text.
+    if isinstance(operation, AddColumn):
+        return sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+            target.ident, sql.Identifier(operation.name), sql.SQL(operation.type)
+        )
+    if isinstance(operation, RenameColumn):
+        return sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(
+            target.ident, sql.Identifier(operation.old), sql.Identifier(operation.new)
+        )
+    if isinstance(operation, AlterType):
+        column = sql.Identifier(operation.name)
+        return sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}::{}").format(
+            target.ident, column, sql.SQL(operation.type), column, sql.SQL(operation.type)
+        )
+    return _rekey(target, operation)
+
+
+def _rekey(target: stmt.Target, operation: Rekey) -> sql.Composed:
+    """Drop the primary key, whatever its name, and add the new one."""
+    drop = sql.SQL(
+        "DO $$ DECLARE pk text; BEGIN SELECT conname INTO pk FROM pg_constraint "
+        "WHERE conrelid = {reg}::regclass AND contype = 'p'; "
+        "IF pk IS NOT NULL THEN EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', {reg}, pk); END IF; END $$"
+    ).format(reg=sql.Literal(_regclass_text(target)))
+    if not operation.columns:
+        return drop
+    add = sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
+        target.ident, sql.SQL(", ").join(map(sql.Identifier, operation.columns))
+    )
+    return sql.SQL("; ").join([drop, add])
+
+
+def _regclass_text(target: stmt.Target) -> str:
+    """schema.table quoted as regclass input reads it (double quotes, doubled inside)."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in (target.schema, target.table))

@@ -1,0 +1,183 @@
+"""Schema drift on the real stack, `cdc sync` running throughout (issue 8): each change made in the
+source between rows, the warehouse's shape and every row asserted, one history row and one queued
+alert per change, per policy."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cdc.settings import Settings
+from tests.db import execute, query
+from tests.processes import apply_connector, assert_stopped_cleanly, log_of, wait_until
+from tests.syncing import Lane, start_sync, target_of
+
+pytestmark = pytest.mark.stack
+
+# (step, DDL with {t} for the table, the row inserted after it)
+STEPS = [
+    ("column_added", "ALTER TABLE {t} ADD COLUMN extra integer", "(4, 'd', 4, 'n4', '4', 7)"),
+    ("column_dropped", "ALTER TABLE {t} DROP COLUMN note", "(5, 'e', 5, '5', 8)"),
+    ("type_widened", "ALTER TABLE {t} ALTER COLUMN qty TYPE bigint", "(6, 'f', 5000000000, '6', 9)"),
+    ("type_widened", "ALTER TABLE {t} ALTER COLUMN name TYPE varchar(50)", f"(7, '{'g' * 40}', 7, '7', 10)"),
+    ("type_incompatible", "ALTER TABLE {t} ALTER COLUMN code TYPE integer USING code::integer", "(8, 'h', 8, 99, 11)"),
+    ("nullability_changed", "ALTER TABLE {t} ALTER COLUMN name SET NOT NULL", "(9, 'i', 9, 100, 12)"),
+]
+CREATE = "CREATE TABLE {t} (id integer PRIMARY KEY, name varchar(20), qty integer, note text, code text)"
+FIRST_ROWS = "INSERT INTO {t} VALUES (1, 'a', 1, 'n1', '1'), (2, 'b', 2, 'n2', '2'), (3, 'c', 3, 'n3', '3')"
+
+
+def warehouse_columns(url: str, schema: str, table: str) -> dict[str, str]:
+    rows = query(
+        url,
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
+        "AND a.attname NOT LIKE '\\_cdc\\_%%'",
+        (schema, table),
+    )
+    return {name: type_ for name, type_ in rows}
+
+
+def history_of(url: str, schema: str, table: str) -> list[tuple[str, str | None, str]]:
+    return [
+        (change, column, policy)
+        for change, column, policy in query(
+            url,
+            "SELECT change, column_name, policy FROM cdc.schema_change WHERE target_schema = %s AND target_table = %s "
+            "ORDER BY id",
+            (schema, table),
+        )
+    ]
+
+
+def alerts_of(url: str, table: str) -> int:
+    rows = query(url, "SELECT count(*) FROM cdc.alert_outbox WHERE payload->'cdc'->>'table' = %s", (table,))
+    return int(rows[0][0])
+
+
+def has_row(url: str, target: tuple[str, str], row_id: int) -> bool:
+    schema, table = target
+    return bool(query(url, f'SELECT 1 FROM "{schema}"."{table}" WHERE id = %s', (row_id,)))
+
+
+@pytest.fixture
+def drift_cleanup(stack: Settings, lane: Lane):  # type: ignore[no-untyped-def]
+    yield
+    wh = stack.require_warehouse_url()
+    execute(wh, f"DELETE FROM cdc.schema_change WHERE target_schema = '{lane.warehouse_schema}'")
+    execute(wh, f"DELETE FROM cdc.schema_state WHERE target_schema = '{lane.warehouse_schema}'")
+    execute(wh, f"DELETE FROM cdc.alert_outbox WHERE payload->'cdc'->>'table' LIKE '{lane.source_schema}.%%'")
+
+
+@pytest.mark.both_clients
+def test_evolve_and_alert_policies_apply_each_change_once_and_keep_every_row(
+    stack: Settings, lane: Lane, tmp_path: Path, processes: list[subprocess.Popen[bytes]], drift_cleanup: None
+) -> None:
+    src, wh = stack.require_source_url(), stack.require_warehouse_url()
+    s = lane.source_schema
+    execute(src, f'CREATE SCHEMA "{s}"')
+    for table in ("evolving", "alerting"):
+        t = f'"{s}".{table}'
+        execute(src, CREATE.format(t=t))
+        execute(src, FIRST_ROWS.format(t=t))
+    apply_connector(stack)
+    log = tmp_path / "sync.log"
+    proc = start_sync(stack, lane, log=log, CDC_SCHEMA_POLICIES=f"{s}.alerting=alert")
+    processes.append(proc)
+    targets: dict[str, tuple[str, str]] = {}
+    for table in ("evolving", "alerting"):
+        wait_until(lambda table=table: _mapped(stack, lane, table), 90, f"{table} in the warehouse")
+        targets[table] = target_of(stack, lane, table)
+        wait_until(lambda table=table: has_row(wh, targets[table], 3), 60, f"the first rows of {table}")
+
+    for number, (_, ddl, row) in enumerate(STEPS, start=4):
+        for table in ("evolving", "alerting"):
+            t = f'"{s}".{table}'
+            execute(src, ddl.format(t=t))
+            execute(src, f"INSERT INTO {t} VALUES {row}")
+            execute(src, f"UPDATE {t} SET qty = qty + 1000 WHERE id = 1")
+        for table in ("evolving", "alerting"):
+            wait_until(lambda table=table, n=number: has_row(wh, targets[table], n), 60, f"row {number} of {table}")
+
+    # evolve: the warehouse took every change, kept the dropped column, and put the retyped column's
+    # new values in a column of their own.
+    schema, table = targets["evolving"]
+    assert warehouse_columns(wh, schema, table) == {
+        "id": "integer",
+        "name": "character varying(50)",
+        "qty": "bigint",
+        "note": "text",
+        "code": "text",
+        "extra": "integer",
+        "code__integer": "integer",
+    }
+    wait_until(
+        lambda: _evolved_rows(wh, targets["evolving"]) == _source_rows(src, f'"{s}".evolving'),
+        30,
+        "the evolving table to equal the source",
+    )
+    kept_notes = query(wh, f'SELECT id, note FROM "{schema}"."{table}" ORDER BY id')
+    assert kept_notes == [(1, "n1"), (2, "n2"), (3, "n3"), (4, "n4")] + [(i, None) for i in range(5, 10)]
+    assert history_of(wh, schema, table) == [
+        ("column_added", "extra", "evolve"),
+        ("column_dropped", "note", "evolve"),
+        ("type_widened", "qty", "evolve"),
+        ("type_widened", "name", "evolve"),
+        ("type_incompatible", "code", "evolve"),
+        ("nullability_changed", "name", "evolve"),
+    ]
+    assert alerts_of(wh, f"{s}.evolving") == len(STEPS)
+
+    # alert: nothing changed shape; only values the old shape still holds with their meaning were written.
+    schema, table = targets["alerting"]
+    assert warehouse_columns(wh, schema, table) == {
+        "id": "integer",
+        "name": "character varying(20)",
+        "qty": "integer",
+        "note": "text",
+        "code": "text",
+    }
+    assert [c for c, _, p in history_of(wh, schema, table) if p == "alert"] == [step for step, _, _ in STEPS]
+    assert alerts_of(wh, f"{s}.alerting") == len(STEPS)
+    rows = query(wh, f'SELECT id, name, qty, code FROM "{schema}"."{table}" WHERE id >= 6 ORDER BY id')
+    # qty became bigint (not written into integer), name varchar(50) (not into varchar(20)), code integer
+    # (another meaning: never written into the text column).
+    assert rows == [(6, "f", None, "6"), (7, None, None, "7"), (8, None, None, None), (9, None, None, None)]
+
+    text = log_of(log)
+    assert text.count("schema change in ") == 2 * len(STEPS), text[-3000:]
+    assert "Traceback" not in text
+    assert_stopped_cleanly(proc, signal.SIGTERM, log)
+
+    # A restart detects nothing again.
+    proc = start_sync(stack, lane, log=tmp_path / "again.log", CDC_SCHEMA_POLICIES=f"{s}.alerting=alert")
+    processes.append(proc)
+    execute(src, f"INSERT INTO \"{s}\".evolving VALUES (10, 'j', 10, 101, 13)")
+    wait_until(lambda: has_row(wh, targets["evolving"], 10), 60, "row 10 after the restart")
+    assert_stopped_cleanly(proc, signal.SIGTERM, tmp_path / "again.log")
+    assert "schema change in " not in log_of(tmp_path / "again.log")
+    assert len(history_of(wh, *targets["evolving"])) == len(STEPS)
+
+
+def _mapped(stack: Settings, lane: Lane, table: str) -> bool:
+    try:
+        target_of(stack, lane, table)
+    except AssertionError:
+        return False
+    return True
+
+
+def _source_rows(url: str, table: str) -> list[tuple[object, ...]]:
+    return query(url, f"SELECT id, name, qty::text, code::text, extra FROM {table} ORDER BY id")
+
+
+def _evolved_rows(url: str, target: tuple[str, str]) -> list[tuple[object, ...]]:
+    schema, table = target
+    return query(
+        url,
+        f'SELECT id, name, qty::text, coalesce(code__integer::text, code), extra FROM "{schema}"."{table}" ORDER BY id',
+    )
