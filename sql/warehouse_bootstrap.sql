@@ -119,6 +119,7 @@ CREATE TABLE IF NOT EXISTS cdc.schema_change (
 CREATE TABLE IF NOT EXISTS cdc.alert_outbox (
     id              bigserial   PRIMARY KEY,
     payload         jsonb       NOT NULL,  -- the request body, as it is posted
+    scope           text        NOT NULL DEFAULT '',  -- the warehouse schema whose sync posts it
     created_at      timestamptz NOT NULL DEFAULT now(),
     attempts        integer     NOT NULL DEFAULT 0,
     next_attempt_at timestamptz NOT NULL DEFAULT now(),

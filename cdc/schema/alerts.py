@@ -63,7 +63,7 @@ _REDACTED = "<redacted>"
 # encoding it again could change it (a numeric wider than a float, key order).
 _TAKE = """
     SELECT id, payload::text, attempts FROM cdc.alert_outbox
-    WHERE delivered_at IS NULL AND next_attempt_at <= now()
+    WHERE delivered_at IS NULL AND next_attempt_at <= now() AND scope = %s
     ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
 """
 _DELIVERED = "UPDATE cdc.alert_outbox SET delivered_at = now(), attempts = attempts + 1 WHERE id = %s"
@@ -115,8 +115,11 @@ class WebhookSender:
         max_backoff: float = 300.0,
         poll_every: float = 5.0,
         min_backoff: float = 1.0,
+        scope: str = "",
     ) -> None:
         self._warehouse_url = warehouse_url
+        # Only the alerts of this deployment (its warehouse schema): others may have webhooks of their own.
+        self._scope = scope
         self._webhook_url = webhook_url
         self._host, self._secrets = _inspect(webhook_url)
         self._timeout = timeout
@@ -228,7 +231,7 @@ class WebhookSender:
     def _round(self, conn: psycopg2.extensions.connection, client: httpx.Client) -> _Round:
         wait: float | None = None
         with conn.cursor() as cur:
-            cur.execute(_TAKE, (BATCH,))
+            cur.execute(_TAKE, (self._scope, BATCH))
             rows: list[tuple[int, str, int]] = cur.fetchall()
             for index, (alert_id, body, attempts) in enumerate(rows):
                 if self._stopping.is_set():

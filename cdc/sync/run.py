@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cdc.errors import ConfigError
+from cdc.schema.alerts import WebhookSender
 from cdc.schema.policy import policies_of
 from cdc.settings import Settings
 from cdc.sync.consume import KafkaSource, change_topics
@@ -42,6 +43,7 @@ def run_sync(
         soft_delete=settings.delete_mode == "soft",
         table_name_format=settings.table_name_format,
         policies=policies_of(settings),
+        queue_alerts=settings.alert_webhook_url is not None,
     )
     bootstrap = settings.require_kafka()
     source_class = _source_class(settings)
@@ -57,10 +59,21 @@ def run_sync(
             session_timeout_ms=settings.kafka_session_timeout_ms,
         ),
     )
+    sender = None
+    if settings.alert_webhook_url is not None:
+        sender = WebhookSender(
+            settings.require_warehouse_url(),
+            settings.alert_webhook_url.get_secret_value(),
+            scope=settings.warehouse_schema,
+        )
+        runner.on_schema_change = sender.wake
+        sender.start()  # also delivers what an earlier run left pending
     try:
         with stop_on_signals(runner):
             return runner.run()
     finally:
+        if sender is not None:
+            sender.stop()
         warehouse.close()
 
 

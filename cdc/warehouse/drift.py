@@ -58,6 +58,7 @@ class _State:
 @dataclass(slots=True)
 class Drift:
     policies: Policies
+    queue_alerts: bool = False  # a webhook is configured: each change also waits in cdc.alert_outbox
     announcements: list[Announcement] = field(default_factory=list)  # of the flush under way
     # (target, id(schema)) -> the schema as the warehouse stores it; schemas live as long as the decoder.
     _resolved: dict[tuple[stmt.Target, int], tuple[TableSchema, TableSchema]] = field(default_factory=dict)
@@ -140,7 +141,9 @@ class Drift:
         and the change, so a flush that is retried, or a change seen again, adds nothing."""
         for number, step in enumerate(steps):
             change = step.change
-            dedupe = hashlib.sha256(f"{target}|{before}|{after}|{number}|{policy}".encode()).hexdigest()
+            # The action too: a held change is recorded when held, and again when accepted and applied.
+            key = f"{target}|{before}|{after}|{number}|{policy}|{step.action}"
+            dedupe = hashlib.sha256(key.encode()).hexdigest()
             cur.execute(
                 "INSERT INTO cdc.schema_change (target_schema, target_table, source_table, change, column_name, "
                 "before, after, destructive, statement, commit_lsn, lsn, policy, action, dedupe) "
@@ -166,10 +169,11 @@ class Drift:
             if row is None:
                 continue
             announcement = Announcement(str(schema.table), str(target), change, policy, step.action)
-            cur.execute(
-                "INSERT INTO cdc.alert_outbox (payload) VALUES (%s)",
-                (Json(alert_payload(announcement, row[0], since)),),
-            )
+            if self.queue_alerts:
+                cur.execute(
+                    "INSERT INTO cdc.alert_outbox (payload, scope) VALUES (%s, %s)",
+                    (Json(alert_payload(announcement, row[0], since)), target.schema),
+                )
             self.announcements.append(announcement)
 
 

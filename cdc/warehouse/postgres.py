@@ -46,6 +46,7 @@ class PostgresWarehouse:
         soft_delete: bool = False,
         table_name_format: str = naming.DEFAULT_FORMAT,
         policies: Policies | None = None,
+        queue_alerts: bool = False,
     ) -> None:
         # NullPool: cdc holds one connection for its whole life and replaces it after a failure.
         # connect_timeout: a host that drops packets must fail (and be retried), not hang a flush.
@@ -62,7 +63,7 @@ class PostgresWarehouse:
         self._raw: Any = None
         self._targets: dict[TableId, stmt.Target] = {}
         self._ensured: set[stmt.Target] = set()  # tables known to exist in the warehouse
-        self._drift = Drift(policies or Policies())
+        self._drift = Drift(policies or Policies(), queue_alerts=queue_alerts)
         self._staging: set[str] = set()
 
     # -- connection --------------------------------------------------------------------------

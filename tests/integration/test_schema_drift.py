@@ -4,16 +4,19 @@ alert per change, per policy."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from cdc.resources import cdc_command
 from cdc.settings import Settings
 from tests.db import execute, query
-from tests.processes import apply_connector, assert_stopped_cleanly, log_of, wait_until
-from tests.syncing import Lane, start_sync, target_of
+from tests.processes import apply_connector, assert_converges, assert_stopped_cleanly, log_of, wait_until
+from tests.syncing import Lane, start_sync, sync_env, target_of
+from tests.webhook import Endpoint
 
 pytestmark = pytest.mark.stack
 
@@ -70,7 +73,7 @@ def drift_cleanup(stack: Settings, lane: Lane):  # type: ignore[no-untyped-def]
     wh = stack.require_warehouse_url()
     execute(wh, f"DELETE FROM cdc.schema_change WHERE target_schema = '{lane.warehouse_schema}'")
     execute(wh, f"DELETE FROM cdc.schema_state WHERE target_schema = '{lane.warehouse_schema}'")
-    execute(wh, f"DELETE FROM cdc.alert_outbox WHERE payload->'cdc'->>'table' LIKE '{lane.source_schema}.%%'")
+    execute(wh, f"DELETE FROM cdc.alert_outbox WHERE scope = '{lane.warehouse_schema}'")
 
 
 @pytest.mark.both_clients
@@ -86,7 +89,9 @@ def test_evolve_and_alert_policies_apply_each_change_once_and_keep_every_row(
         execute(src, FIRST_ROWS.format(t=t))
     apply_connector(stack)
     log = tmp_path / "sync.log"
-    proc = start_sync(stack, lane, log=log, CDC_SCHEMA_POLICIES=f"{s}.alerting=alert")
+    hook = Endpoint()
+    settings = {"CDC_SCHEMA_POLICIES": f"{s}.alerting=alert", "CDC_ALERT_WEBHOOK_URL": hook.url}
+    proc = start_sync(stack, lane, log=log, **settings)
     processes.append(proc)
     targets: dict[str, tuple[str, str]] = {}
     for table in ("evolving", "alerting"):
@@ -131,6 +136,7 @@ def test_evolve_and_alert_policies_apply_each_change_once_and_keep_every_row(
         ("nullability_changed", "name", "evolve"),
     ]
     assert alerts_of(wh, f"{s}.evolving") == len(STEPS)
+    wait_until(lambda: len(hook.requests) == 2 * len(STEPS), 30, "one webhook per change")
 
     # alert: nothing changed shape; only values the old shape still holds with their meaning were written.
     schema, table = targets["alerting"]
@@ -148,19 +154,26 @@ def test_evolve_and_alert_policies_apply_each_change_once_and_keep_every_row(
     # (another meaning: never written into the text column).
     assert rows == [(6, "f", None, "6"), (7, None, None, "7"), (8, None, None, None), (9, None, None, None)]
 
+    posted = [json.loads(r.body)["cdc"] for r in hook.requests]
+    for table in ("evolving", "alerting"):
+        assert [p["change"] for p in posted if p["table"] == f"{s}.{table}"] == [step for step, _, _ in STEPS]
+    assert all(r.status == 200 for r in hook.requests)
+
     text = log_of(log)
     assert text.count("schema change in ") == 2 * len(STEPS), text[-3000:]
     assert "Traceback" not in text
     assert_stopped_cleanly(proc, signal.SIGTERM, log)
 
     # A restart detects nothing again.
-    proc = start_sync(stack, lane, log=tmp_path / "again.log", CDC_SCHEMA_POLICIES=f"{s}.alerting=alert")
+    proc = start_sync(stack, lane, log=tmp_path / "again.log", **settings)
     processes.append(proc)
     execute(src, f"INSERT INTO \"{s}\".evolving VALUES (10, 'j', 10, 101, 13)")
     wait_until(lambda: has_row(wh, targets["evolving"], 10), 60, "row 10 after the restart")
     assert_stopped_cleanly(proc, signal.SIGTERM, tmp_path / "again.log")
     assert "schema change in " not in log_of(tmp_path / "again.log")
     assert len(history_of(wh, *targets["evolving"])) == len(STEPS)
+    assert len(hook.requests) == 2 * len(STEPS)
+    hook.close()
 
 
 def _mapped(stack: Settings, lane: Lane, table: str) -> bool:
@@ -181,3 +194,72 @@ def _evolved_rows(url: str, target: tuple[str, str]) -> list[tuple[object, ...]]
         url,
         f'SELECT id, name, qty::text, coalesce(code__integer::text, code), extra FROM "{schema}"."{table}" ORDER BY id',
     )
+
+
+def _count(url: str, target: tuple[str, str]) -> int:
+    schema, table = target
+    return int(query(url, f'SELECT count(*) FROM "{schema}"."{table}"')[0][0])
+
+
+@pytest.mark.both_clients
+def test_halt_holds_one_table_while_the_others_converge_until_accepted(
+    stack: Settings, lane: Lane, tmp_path: Path, processes: list[subprocess.Popen[bytes]], drift_cleanup: None
+) -> None:
+    src, wh = stack.require_source_url(), stack.require_warehouse_url()
+    s = lane.source_schema
+    tables = ("held", "flowing_a", "flowing_b")
+    execute(src, f'CREATE SCHEMA "{s}"')
+    for table in tables:
+        execute(src, f'CREATE TABLE "{s}".{table} (id integer PRIMARY KEY, v text)')
+        execute(src, f"INSERT INTO \"{s}\".{table} SELECT i, 'v' || i FROM generate_series(1, 10) i")
+    apply_connector(stack)
+    hook = Endpoint()
+    settings = {"CDC_SCHEMA_POLICIES": f"{s}.held=halt", "CDC_ALERT_WEBHOOK_URL": hook.url}
+    log = tmp_path / "sync.log"
+    processes.append(start_sync(stack, lane, log=log, **settings))
+    for table in tables:
+        wait_until(lambda table=table: _mapped(stack, lane, table), 90, f"{table} in the warehouse")
+    targets = {table: target_of(stack, lane, table) for table in tables}
+    for table in tables:
+        wait_until(lambda table=table: _count(wh, targets[table]) == 10, 60, f"the first rows of {table}")
+
+    execute(src, f'ALTER TABLE "{s}".held ADD COLUMN extra integer')
+    for i in range(11, 41):
+        for table in tables:
+            extra = ", 1" if table == "held" else ""
+            execute(src, f"INSERT INTO \"{s}\".{table} VALUES ({i}, 'v{i}'{extra})")
+    for table in ("flowing_a", "flowing_b"):
+        wait_until(lambda table=table: _count(wh, targets[table]) == 40, 60, f"{table} to converge while held is held")
+    wait_until(lambda: "is held by its schema policy (halt)" in log_of(log), 30, "the held line")
+    assert _count(wh, targets["held"]) == 10
+    assert history_of(wh, *targets["held"]) == [("column_added", "extra", "halt")]
+    assert "extra" not in warehouse_columns(wh, *targets["held"])
+
+    # Restarted while held: held again, nothing alerted again.
+    assert_stopped_cleanly(processes[-1], signal.SIGTERM, log)
+    again = tmp_path / "again.log"
+    processes.append(start_sync(stack, lane, log=again, **settings))
+    wait_until(lambda: "is held by its schema policy (halt)" in log_of(again), 60, "held again after the restart")
+    assert _count(wh, targets["held"]) == 10
+    assert len(history_of(wh, *targets["held"])) == 1
+
+    accepted = subprocess.run(
+        [*cdc_command(), "schema", "accept", f"{s}.held"],
+        env=sync_env(stack, lane),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert accepted.returncode == 0, accepted.stderr
+    wait_until(lambda: "extra" in warehouse_columns(wh, *targets["held"]), 30, "the accepted change applied")
+    assert_converges(stack, lane, 60, running=processes[-1:], tables=tables)
+    assert warehouse_columns(wh, *targets["held"])["extra"] == "integer"
+    assert history_of(wh, *targets["held"]) == [("column_added", "extra", "halt"), ("column_added", "extra", "halt")]
+    wait_until(lambda: len(hook.requests) == 2, 30, "one alert when held, one when applied")
+    assert [json.loads(r.body)["cdc"]["action"].split(":")[0] for r in hook.requests] == [
+        "held",
+        "added warehouse column extra integer",
+    ]
+    assert_stopped_cleanly(processes[-1], signal.SIGTERM, again)
+    hook.close()
