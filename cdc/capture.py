@@ -28,7 +28,8 @@ from cdc.settings import Settings, split_list
 INTERNAL_SCHEMA = "cdc"
 SIGNAL_TABLE = "debezium_signal"
 HEARTBEAT_TABLE = "debezium_heartbeat"
-INTERNAL_TABLES = ((INTERNAL_SCHEMA, SIGNAL_TABLE), (INTERNAL_SCHEMA, HEARTBEAT_TABLE))
+DDL_TABLE = "schema_ddl"  # written by the DDL capture of `cdc schema install`, when installed
+INTERNAL_TABLES = ((INTERNAL_SCHEMA, SIGNAL_TABLE), (INTERNAL_SCHEMA, HEARTBEAT_TABLE), (INTERNAL_SCHEMA, DDL_TABLE))
 _PLAIN = re.compile(r"[A-Za-z0-9_]+")
 _LOWER_PLAIN = re.compile(r"[a-z_][a-z0-9_]*")
 
@@ -302,3 +303,15 @@ def request_incremental_snapshot(conn: psycopg2.extensions.connection, tables: l
             (signal_id, json.dumps(data)),
         )
     return signal_id
+
+
+def open_ddl_log(conn: psycopg2.extensions.connection) -> None:
+    """A first row in the DDL log once it is captured, so that its topic exists, and `cdc sync`
+    reads it, before the first DDL it must explain (a topic made by that DDL's own event is found
+    by the consumer only at its next metadata refresh: too late to tell a rename from drop + add)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO cdc.schema_ddl (command_tag, object_type, object_identity, statement) "
+            "VALUES ('CAPTURE', 'publication', 'cdc.schema_ddl', 'cdc connector apply: DDL log captured')"
+        )
+    conn.commit()

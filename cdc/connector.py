@@ -130,12 +130,16 @@ def apply(settings: Settings, path: Path | None, say: Callable[[str], None]) -> 
         walsender = capture.slot_walsender(conn, settings.slot_name)
         full: list[capture.SourceTable] = []
         added: list[capture.SourceTable] = []
+        ddl_log_added = False
         if is_source:
             full = capture.ensure_replica_identity(conn, tables)
             for table in full:
                 say(f"set REPLICA IDENTITY FULL on {table.qualified} (it has no primary key)")
             change, tables = capture.sync_publication_retrying(conn, settings, tables)
             added = [t for t in change.added if not t.internal]
+            ddl_log_added = any(
+                (t.schema, t.name) == (capture.INTERNAL_SCHEMA, capture.DDL_TABLE) for t in change.added
+            )
             for gone in change.removed:
                 say(f"no longer captured: {gone}")
 
@@ -158,6 +162,8 @@ def apply(settings: Settings, path: Path | None, say: Callable[[str], None]) -> 
                 f"{table.qualified} has no primary key: Debezium cannot snapshot it incrementally; "
                 "its new changes are captured, its existing rows are not"
             )
+        if ddl_log_added:
+            capture.open_ddl_log(conn)
         return ApplyReport(name, tables, full, snapshot, state)
     finally:
         conn.close()

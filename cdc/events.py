@@ -29,6 +29,10 @@ class TableId:
         return f"{self.schema}.{self.name}"
 
 
+# The source's DDL log (sql/schema_capture.sql): its events feed schema drift, never a replica table.
+DDL_TABLE = TableId("cdc", "schema_ddl")
+
+
 class Version(NamedTuple):
     """Where a change stands in the source's commit order.
 

@@ -127,3 +127,25 @@ CREATE TABLE IF NOT EXISTS cdc.alert_outbox (
     delivered_at    timestamptz
 );
 CREATE INDEX IF NOT EXISTS alert_outbox_pending ON cdc.alert_outbox (next_attempt_at) WHERE delivered_at IS NULL;
+
+-- The source's DDL as its event trigger recorded it (cdc.schema_ddl, sql/schema_capture.sql),
+-- as it arrives through Kafka: exact renames (a column keeps its attnum), defaults, statements.
+-- Drift reads it when an event schema shows a change.
+CREATE TABLE IF NOT EXISTS cdc.source_ddl (
+    id              bigint      PRIMARY KEY,  -- cdc.schema_ddl.id in the source
+    commit_lsn      bigint      NOT NULL,
+    lsn             bigint      NOT NULL,
+    command_tag     text,
+    object_identity text,
+    schema_before   text,
+    table_before    text,
+    schema_name     text,
+    table_name      text,
+    statement       text,
+    columns_before  jsonb,
+    columns_after   jsonb,
+    key_before      jsonb,
+    key_after       jsonb,
+    received_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS source_ddl_table ON cdc.source_ddl (schema_name, table_name);

@@ -156,3 +156,40 @@ def _widens_time(old: str, new: str) -> bool:
     more_digits = int(later[2] or 6) >= int(timed[2] or 6)
     # timestamp -> timestamptz keeps every instant (read in the server's time zone)
     return more_digits and (later[3] == timed[3] or timed[3] == "without")
+
+
+# --- the source's DDL log (sql/schema_capture.sql) -----------------------------------------------
+
+
+def ddl_renames(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Column renames (old name -> new name) across DDL log rows, oldest first: a column keeps its
+    attnum through a rename, so before and after name it apart. Chained renames compose."""
+    renames: dict[str, str] = {}
+    for row in rows:
+        before = {c["attnum"]: c["name"] for c in row.get("columns_before") or ()}
+        after = {c["attnum"]: c["name"] for c in row.get("columns_after") or ()}
+        for attnum, old in before.items():
+            new = after.get(attnum)
+            if new is None or new == old:
+                continue
+            origin = next((first for first, now in renames.items() if now == old), old)
+            renames[origin] = new
+    return {old: new for old, new in renames.items() if old != new}
+
+
+def ddl_statement(rows: list[dict[str, Any]], column: str | None) -> str | None:
+    """The statement of the DDL that touched a column (the last one), else of the only DDL row."""
+    for row in reversed(rows):
+        if column is not None and _touches(row, column):
+            return row.get("statement") or None
+    return (rows[0].get("statement") or None) if len(rows) == 1 else None
+
+
+def _touches(row: dict[str, Any], column: str) -> bool:
+    """Whether the row changed the column (or a column renamed to or from that name)."""
+    before = {c["attnum"]: c for c in row.get("columns_before") or ()}
+    after = {c["attnum"]: c for c in row.get("columns_after") or ()}
+    return any(
+        before.get(n) != after.get(n) and column in (c.get("name") for c in (before.get(n), after.get(n)) if c)
+        for n in before.keys() | after.keys()
+    )

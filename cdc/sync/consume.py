@@ -38,13 +38,14 @@ class Record(NamedTuple):
 def change_topics(prefix: str, tables: tuple[str, ...] = ()) -> str:
     """The topics holding row changes: <prefix>.<schema>.<table>, but not Debezium's transaction
     metadata topic nor the topics of cdc's own signal and heartbeat tables. With table patterns
-    (schema.table globs), only their topics."""
+    (schema.table globs), only their topics, and the source's DDL."""
     p = re.escape(prefix)
     internal = r"(?!transaction$)(?!cdc\.debezium_(?:signal|heartbeat)$)"
     if not tables:
         return rf"^{p}\.{internal}[^.]+\..+$"
     wanted = "|".join(fnmatch.translate(topic_safe(t)) for t in tables)
-    return rf"^{p}\.{internal}(?:{wanted})"
+    # The source's DDL (cdc schema install) is read whatever the tables: drift needs it for all.
+    return rf"^{p}\.{internal}(?:{wanted}|cdc\.schema_ddl$)"
 
 
 def topic_safe(name: str) -> str:

@@ -42,7 +42,7 @@ from tenacity import (
 from cdc.buffer import Buffer
 from cdc.decode.envelope import EnvelopeDecoder, PoisonMessage
 from cdc.errors import CdcError, TransientError
-from cdc.events import Origin, TableId, new_tuple
+from cdc.events import DDL_TABLE, Origin, TableId, new_tuple
 from cdc.sync.consume import BATCH, Partition, Record, change_topics, topic_safe
 from cdc.sync.positions import Positions
 from cdc.sync.stall import StallDetector, StallError
@@ -54,6 +54,7 @@ _KEY_CHANGE_GRACE = 2.0  # seconds a flush may wait for the second half of a pri
 # A rebalance waits for every member to rejoin, up to their max.poll.interval (300 s by default):
 # one that lasts longer than this never ends.
 _REBALANCE_LIMIT = 330.0
+_DDL_GRACE = 5.0  # seconds a flush may wait for the DDL log to be read as far as it went
 
 
 class Source(Protocol):
@@ -120,6 +121,12 @@ class Sync:
         # Partitions of tables their schema policy holds: paused, positioned at the first change not applied.
         self._held: dict[Partition, TableId] = {}
         self.on_schema_change: Callable[[], None] = lambda: None  # a flush recorded schema changes
+        # Schema drift reads the source's DDL log to tell a rename from a drop and an add: a batch
+        # with a new schema waits (briefly) until this member has read that log as far as it goes.
+        self._schemas: dict[TableId, Any] = {}  # each table's newest event schema
+        self._ddl_due = False  # a new schema was read: note where the DDL log ends
+        self._ddl_until: dict[Partition, int] = {}  # read the DDL log up to here before flushing
+        self._ddl_since = 0.0
         self._source_factory = source_factory
         self._source: Source  # connected by run(), retried like any other transient failure
 
@@ -251,9 +258,12 @@ class Sync:
                     self._dead.append(DeadLetter(origin, record.key, record.value, str(exc)))
                 self._mark_buffered()
                 continue
-            if event is None or not self._table_wanted(event.table):
+            if event is None or not (self._table_wanted(event.table) or event.table == DDL_TABLE):
                 self._mark_buffered()
                 continue
+            if event.schema is not self._schemas.get(event.table) and event.table != DDL_TABLE:
+                self._schemas[event.table] = event.schema
+                self._ddl_due = True
             self._buffer.add(event)
             self._mark_buffered()
         if self._positions.rewound:
@@ -302,6 +312,8 @@ class Sync:
     def _due(self, now: float) -> bool:
         if self._first_buffered is None:
             return False
+        if self._awaiting_ddl(now):
+            return False
         age = now - self._first_buffered
         if self._buffer.open_moves and age < self.options.flush_interval + _KEY_CHANGE_GRACE:
             # Half a primary-key change is buffered: its create follows within milliseconds, and
@@ -312,6 +324,27 @@ class Sync:
             or self._buffer.bytes >= self.options.flush_bytes
             or age >= self.options.flush_interval
         )
+
+    def _awaiting_ddl(self, now: float) -> bool:
+        """Whether the DDL log (assigned to this member) is still being read up to where it ended
+        when a new schema was read. Bounded: Debezium writes a DDL before the rows after it, so it
+        is there at once or not at all (DDL capture not installed, another member reads it)."""
+        if self._ddl_due:
+            self._ddl_due = False
+            log_topic = f"{self.options.topic_prefix}.{DDL_TABLE}"
+            mine = [p for p in self._source.assignment() if p[0] == log_topic]
+            ends = self._source.end_offsets(mine) if mine else None
+            self._ddl_until = {p: end for p, end in (ends or {}).items() if end > 0}
+            self._ddl_since = now
+        if not self._ddl_until:
+            return False
+        nexts = self._positions.next
+        behind = {p: end for p, end in self._ddl_until.items() if nexts.get(p, 0) < end}
+        if not behind or now - self._ddl_since > _DDL_GRACE:
+            self._ddl_until = {}
+            return False
+        self._ddl_until = behind
+        return True
 
     # -- flushing ----------------------------------------------------------------------------
     def _flush(self, *, give_up_after: float | None = None, wait: bool = True) -> None:

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from psycopg2 import sql
-from psycopg2.extras import Json
+from psycopg2.extras import Json, execute_values
 
-from cdc.events import TableSchema, Version
+from cdc.events import ChangeEvent, Op, TableId, TableSchema, Version
 from cdc.schema.changes import Change
-from cdc.schema.classify import Shape, diff
+from cdc.schema.classify import Shape, ddl_renames, ddl_statement, diff
 from cdc.schema.plan import AddColumn, AlterType, Layout, Operation, Rekey, RenameColumn, Step, plan, project
 from cdc.schema.policy import Policies, Policy
 from cdc.warehouse import statements as stmt
@@ -89,7 +89,11 @@ class Drift:
             # stored as far as the warehouse table has room for it.
             return self._remember(target, schema, project(schema, state.layout))
         policy, _ = self.policies.for_table(schema.table)
-        changes = diff(state.shape, shape)
+        ddl = _ddl_between(cur, schema.table, state.since, since)
+        changes = [
+            replace(c, statement=ddl_statement(ddl, c.column or (c.before.name if c.before else None)))
+            for c in diff(state.shape, shape, ddl_renames(ddl))
+        ]
         if policy is Policy.HALT and state.accepted != fingerprint:
             if state.held_for != fingerprint:
                 steps = [_held(c) for c in changes]
@@ -340,3 +344,49 @@ def _rekey(target: stmt.Target, operation: Rekey) -> sql.Composed:
 def _regclass_text(target: stmt.Target) -> str:
     """schema.table quoted as regclass input reads it (double quotes, doubled inside)."""
     return ".".join('"' + part.replace('"', '""') + '"' for part in (target.schema, target.table))
+
+
+_DDL_COLUMNS = (
+    "command_tag",
+    "object_identity",
+    "schema_before",
+    "table_before",
+    "schema_name",
+    "table_name",
+    "statement",
+    "columns_before",
+    "columns_after",
+    "key_before",
+    "key_after",
+)
+
+
+def store_ddl(cur: Any, events: list[ChangeEvent]) -> None:
+    """The source's DDL log rows, kept for drift (each once: Debezium may send one again)."""
+    rows = []
+    for event in events:
+        after = event.after
+        if event.op not in (Op.CREATE, Op.READ) or after is None or type(after.get("id")) is not int:
+            continue  # the log is only ever appended to
+        values = [after.get(name) for name in _DDL_COLUMNS]
+        rows.append((after["id"], *event.version, *(None if v is None else str(v) for v in values)))
+    if rows:
+        execute_values(
+            cur,
+            "INSERT INTO cdc.source_ddl (id, commit_lsn, lsn, command_tag, object_identity, schema_before, "
+            "table_before, schema_name, table_name, statement, columns_before, columns_after, key_before, key_after) "
+            "VALUES %s ON CONFLICT (id) DO NOTHING",
+            rows,
+            template="(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s::jsonb)",
+        )
+
+
+def _ddl_between(cur: Any, table: TableId, after: Version, until: Version) -> list[dict[str, Any]]:
+    """The DDL log rows of a table between two source positions, oldest first."""
+    cur.execute(
+        "SELECT statement, columns_before, columns_after FROM cdc.source_ddl "
+        "WHERE schema_name = %s AND table_name = %s AND (commit_lsn, lsn) > (%s, %s) AND (commit_lsn, lsn) <= (%s, %s) "
+        "ORDER BY id",
+        (table.schema, table.name, *after, *until),
+    )
+    return [{"statement": s, "columns_before": b, "columns_after": a} for s, b, a in cur.fetchall()]

@@ -22,13 +22,13 @@ from cdc import pgerrors
 from cdc.buffer import TableBatch
 from cdc.decode.toast import is_unavailable
 from cdc.errors import ConfigError, TerminalError
-from cdc.events import ZERO, ChangeEvent, Column, Op, Origin, TableId, TableSchema
+from cdc.events import DDL_TABLE, ZERO, ChangeEvent, Column, Op, Origin, TableId, TableSchema
 from cdc.resources import sql_file
 from cdc.schema.policy import Policies
 from cdc.warehouse import DeadLetter, Flush, FlushResult, Hold, StoredLetter, TopicPartition, naming
 from cdc.warehouse import statements as stmt
 from cdc.warehouse.copy import staging_text
-from cdc.warehouse.drift import Drift, Held, announce
+from cdc.warehouse.drift import Drift, Held, announce, store_ddl
 from cdc.warehouse.errors import describe, is_row_level, translate
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,8 @@ class PostgresWarehouse:
             with conn.cursor() as cur:
                 if flush.replaying:
                     _lock_letters(cur, list(flush.replaying.values()))
-                for batch in flush.tables:
+                # The source's DDL first: drift reads it when a table's schema changed in this flush.
+                for batch in sorted(flush.tables, key=lambda b: b.schema.table != DDL_TABLE):
                     self._apply_table(cur, batch, work, replaying=bool(flush.replaying))
                 self._write_dead(cur, work.dead)
                 self._write_offsets(cur, _held_back(flush.offsets, work.held))
@@ -182,6 +183,9 @@ class PostgresWarehouse:
         )
 
     def _apply_table(self, cur: Any, batch: TableBatch, work: _Work, *, replaying: bool) -> None:
+        if batch.schema.table == DDL_TABLE:
+            store_ddl(cur, batch.events())
+            return
         target, created = self._target(cur, batch.schema)
         events = batch.events()
         if batch.schema.table in work.held_tables:

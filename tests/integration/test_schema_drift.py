@@ -14,6 +14,7 @@ import pytest
 from cdc.resources import cdc_command
 from cdc.settings import Settings
 from tests.db import execute, query
+from tests.fixtures.record_drift import superuser_source_url
 from tests.processes import apply_connector, assert_converges, assert_stopped_cleanly, log_of, wait_until
 from tests.syncing import Lane, start_sync, sync_env, target_of
 from tests.webhook import Endpoint
@@ -263,3 +264,47 @@ def test_halt_holds_one_table_while_the_others_converge_until_accepted(
     ]
     assert_stopped_cleanly(processes[-1], signal.SIGTERM, again)
     hook.close()
+
+
+def test_a_rename_captured_by_the_ddl_log_is_applied_as_a_rename_with_its_data_kept(
+    stack: Settings, lane: Lane, tmp_path: Path, processes: list[subprocess.Popen[bytes]], drift_cleanup: None
+) -> None:
+    src, wh = stack.require_source_url(), stack.require_warehouse_url()
+    s = lane.source_schema
+    installed = subprocess.run(
+        [*cdc_command(), "schema", "install"],
+        env=sync_env(stack, lane, CDC_SOURCE_URL=superuser_source_url(stack)),  # event triggers need one
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert installed.returncode == 0, installed.stderr
+    execute(src, f'CREATE SCHEMA "{s}"')
+    execute(src, f'CREATE TABLE "{s}".people (id integer PRIMARY KEY, full_name text, age integer)')
+    execute(src, f"INSERT INTO \"{s}\".people SELECT i, 'name ' || i, i FROM generate_series(1, 5) i")
+    apply_connector(stack)
+    log = tmp_path / "sync.log"
+    processes.append(start_sync(stack, lane, log=log))
+    wait_until(lambda: _mapped(stack, lane, "people"), 90, "people in the warehouse")
+    target = target_of(stack, lane, "people")
+    wait_until(lambda: _count(wh, target) == 5, 60, "the first rows")
+    # The DDL log's topic is made by its first row (connector apply writes one): sync reads it too.
+    wait_until(lambda: "assigned 2 partitions" in log_of(log), 30, "the DDL log assigned")
+
+    statement = f'ALTER TABLE "{s}".people RENAME COLUMN full_name TO display_name'
+    execute(src, statement)
+    execute(src, f"INSERT INTO \"{s}\".people VALUES (6, 'name 6', 6)")
+    execute(src, f"UPDATE \"{s}\".people SET display_name = 'renamed 1' WHERE id = 1")
+    wait_until(lambda: _count(wh, target) == 6, 60, "the row after the rename")
+    assert_converges(stack, lane, 30, running=processes[-1:], tables=("people",))
+    assert warehouse_columns(wh, *target) == {"id": "integer", "display_name": "text", "age": "integer"}
+    rows = query(wh, f'SELECT id, display_name FROM "{target[0]}"."{target[1]}" ORDER BY id')
+    assert rows == [(1, "renamed 1")] + [(i, f"name {i}") for i in range(2, 7)]
+    history = query(
+        wh,
+        "SELECT change, column_name, before->>'name', after->>'name', statement FROM cdc.schema_change "
+        "WHERE target_schema = %s ORDER BY id",
+        (target[0],),
+    )
+    assert history == [("column_renamed", "display_name", "full_name", "display_name", statement)]
+    assert_stopped_cleanly(processes[-1], signal.SIGTERM, log)
