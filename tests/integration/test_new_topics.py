@@ -222,8 +222,10 @@ def grow_while_syncing(
 # -- (a) one member, with a table pattern and without ---------------------------------------------
 @pytest.mark.parametrize(
     ("kafka_client", "subscription"),
-    [("kafka-python", "pattern"), ("confluent", "pattern"), ("kafka-python", "every-table")],
-    ids=["kafka-python-pattern", "confluent-pattern", "kafka-python-every-table"],
+    # Each backend and each subscription once (a pattern subscription is the one a new topic must
+    # match; the whole-prefix one is the default): ~30 s a run.
+    [("confluent", "pattern"), ("kafka-python", "every-table")],
+    ids=["confluent-pattern", "kafka-python-every-table"],
 )
 def test_tables_created_while_sync_runs_converge(  # noqa: PLR0917 - pytest fixtures
     stack: Settings,

@@ -155,7 +155,6 @@ def two_schemas(stack: Settings, lane: Lane) -> Iterator[tuple[str, str]]:
         execute(stack.require_warehouse_url(), f"DELETE FROM cdc.table_map WHERE source_schema = '{schema}'")
 
 
-@pytest.mark.both_clients
 def test_same_named_tables_of_two_schemas_get_the_same_names_in_either_order(
     stack: Settings, lane: Lane, two_schemas: tuple[str, str]
 ) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -308,3 +309,67 @@ def test_a_rename_captured_by_the_ddl_log_is_applied_as_a_rename_with_its_data_k
     )
     assert history == [("column_renamed", "display_name", "full_name", "display_name", statement)]
     assert_stopped_cleanly(processes[-1], signal.SIGTERM, log)
+
+
+OUTAGE = 60.0  # seconds the webhook refuses connections
+
+
+def test_a_webhook_down_for_a_minute_delays_no_row_and_loses_no_alert(
+    stack: Settings, lane: Lane, tmp_path: Path, processes: list[subprocess.Popen[bytes]], drift_cleanup: None
+) -> None:
+    src, wh = stack.require_source_url(), stack.require_warehouse_url()
+    s = lane.source_schema
+    execute(src, f'CREATE SCHEMA "{s}"')
+    execute(src, f'CREATE TABLE "{s}".ticks (id serial PRIMARY KEY, v text, at timestamptz DEFAULT clock_timestamp())')
+    execute(src, f"INSERT INTO \"{s}\".ticks (v) VALUES ('first')")
+    apply_connector(stack)
+    hook = Endpoint()
+    hook.close()  # down from the start: connections refused
+    log = tmp_path / "sync.log"
+    processes.append(start_sync(stack, lane, log=log, CDC_ALERT_WEBHOOK_URL=hook.url))
+    wait_until(lambda: _mapped(stack, lane, "ticks"), 90, "ticks in the warehouse")
+    target = target_of(stack, lane, "ticks")
+    wait_until(lambda: _count(wh, target) == 1, 60, "the first row")
+
+    changes = {5: "ADD COLUMN one integer", 25: "ADD COLUMN two text", 45: "ALTER COLUMN one TYPE bigint"}
+    began = time.monotonic()
+    second = 0
+    while (elapsed := time.monotonic() - began) < OUTAGE:
+        if int(elapsed) in changes and int(elapsed) >= second:
+            execute(src, f'ALTER TABLE "{s}".ticks {changes[int(elapsed)]}')
+            second = int(elapsed) + 1
+        execute(src, f"INSERT INTO \"{s}\".ticks (v) VALUES ('{elapsed:.1f}')")
+        time.sleep(0.2)
+    wait_until(lambda: _count(wh, target) == _count(src, (s, "ticks")), 30, "every row")
+    assert hook.requests == []
+    # Lag of each row: applied in the warehouse vs. committed in the source (one machine, one clock).
+    lags = [
+        float(lag)
+        for (lag,) in query(
+            wh, f'SELECT extract(epoch FROM _cdc_applied_at - "at") FROM "{target[0]}"."{target[1]}" WHERE id > 1'
+        )
+    ]
+    assert len(lags) > 200, len(lags)
+    assert max(lags) < 5.0, sorted(lags)[-10:]
+    assert [c for c, _, _ in history_of(wh, *target)] == ["column_added", "column_added", "type_widened"]
+    pending = query(
+        wh,
+        "SELECT count(*), max(attempts) FROM cdc.alert_outbox WHERE scope = %s AND delivered_at IS NULL",
+        (lane.warehouse_schema,),
+    )
+    assert pending[0][0] == 3 and pending[0][1] >= 2, pending  # waiting; the first one tried again and again
+
+    hook.reopen()
+    wait_until(lambda: len(hook.answered(200)) == 3, 360, "the three alerts once the webhook is up")
+    time.sleep(2)  # nothing more comes
+    changes_posted = [json.loads(r.body)["cdc"]["change"] for r in hook.requests]
+    assert changes_posted == ["column_added", "column_added", "type_widened"]
+    assert len({r.key for r in hook.requests}) == 3
+    assert_stopped_cleanly(processes[-1], signal.SIGTERM, log)
+    hook.close()
+    (tmp_path / "lags.txt").write_text(
+        f"rows {len(lags)}, max lag {max(lags):.2f} s, mean {sum(lags) / len(lags):.2f} s\n"
+    )
+    print(
+        f"lag while the webhook was down: {len(lags)} rows, max {max(lags):.2f} s, mean {sum(lags) / len(lags):.2f} s"
+    )

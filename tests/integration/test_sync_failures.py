@@ -85,15 +85,17 @@ def in_transaction(stack: Settings, application: str) -> bool:
 
 
 # -- 1. kill -9 at random moments -------------------------------------------------------------
-KILLS = 20
+# 20 on the default backend (issue 3's bar); 10 on confluent-kafka, whose recovery takes the same
+# path in the loop (positions from the warehouse on assignment): each kill costs ~9.5 s of the suite.
+KILLS = {"kafka-python": 20, "confluent": 10}
 SESSION_MS = "6000"  # the broker's least: each kill costs the session's length before the next member reads
 
 
 @pytest.mark.both_clients
 def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
-    stack: Settings, lane: Lane, processes: list[subprocess.Popen[bytes]], tmp_path: Path
+    stack: Settings, lane: Lane, processes: list[subprocess.Popen[bytes]], tmp_path: Path, kafka_client: str
 ) -> None:
-    """20 `cdc sync` processes SIGKILLed at random moments of their work while the source keeps
+    """20 (10 on confluent) `cdc sync` processes SIGKILLed at random moments of their work while the source keeps
     changing, then one run to completion: every table equals the source, the keyless one as a
     multiset (a replayed insert there has no key to merge on: only offsets stored in the same
     transaction as the rows keep it from being applied twice).
@@ -110,7 +112,8 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
     kinds: Counter[str] = Counter()
     with Workload(stack.require_source_url(), lane.source_schema, rate=300) as workload:
         workload.wait_for(100)
-        for i in range(KILLS):
+        kills = KILLS[kafka_client]
+        for i in range(kills):
             log = tmp_path / f"sync-{i}.log"
             application = f"cdc-kill-{i}-{lane.group}"
             stored = stored_offsets(stack, lane)
@@ -133,7 +136,7 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
             kinds["mid-flush" if mid_flush else "between flushes"] += 1
         workload.stop()
     assert workload.transactions > 1000, workload.transactions
-    assert kinds["mid-flush"] >= KILLS // 4, kinds
+    assert kinds["mid-flush"] >= kills // 4, kinds
 
     wait_for_quiet_topics(stack, lane)  # else --until-idle could finish before Debezium's last events
     # The last killed member must leave the group first: until then a new member has no partitions,
