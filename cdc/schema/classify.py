@@ -193,3 +193,30 @@ def _touches(row: dict[str, Any], column: str) -> bool:
         before.get(n) != after.get(n) and column in (c.get("name") for c in (before.get(n), after.get(n)) if c)
         for n in before.keys() | after.keys()
     )
+
+
+def ddl_defaults(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Each column's default after the DDL (the newest row naming it), as PostgreSQL prints it."""
+    defaults: dict[str, str] = {}
+    for row in rows:
+        for column in row.get("columns_after") or ():
+            if column.get("default") is not None:
+                defaults[column["name"]] = str(column["default"])
+            else:
+                defaults.pop(column["name"], None)
+    return defaults
+
+
+_QUOTED = re.compile(r"'((?:[^']|'')*)'::[a-z ]+(?:\(\d+(?:,\d+)?\))?(?:\[\])?")
+_NUMBER = re.compile(r"\(?(-?[0-9]+(?:\.[0-9]+)?)\)?")
+
+
+def constant_default(expression: str) -> str | None:
+    """The value of a default that is a constant ('new'::text, 42, -1.5, true), as input text for
+    the column's type; None for anything evaluated per row (now(), nextval(...), random()). Never
+    the expression itself: it comes from the source and is not run in the warehouse."""
+    if (quoted := _QUOTED.fullmatch(expression)) is not None:
+        return quoted[1].replace("''", "'")
+    if (number := _NUMBER.fullmatch(expression)) is not None:
+        return number[1]
+    return expression if expression in ("true", "false") else None

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from cdc.events import TableSchema
 from cdc.schema.changes import Change, Kind
-from cdc.schema.classify import type_change
+from cdc.schema.classify import constant_default, type_change
 from cdc.schema.policy import Policy
 from cdc.warehouse.naming import fit_identifier
 
@@ -29,6 +29,7 @@ from cdc.warehouse.naming import fit_identifier
 class AddColumn:
     name: str
     type: str
+    fill: str | None = None  # the value rows already there take (a source default that is a constant)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +96,7 @@ _ALERT_ACTIONS = {
 def _evolve(change: Change, layout: Layout, key: tuple[str, ...]) -> Step:  # noqa: PLR0911 - one rule per kind
     kind, name = change.kind, change.column
     if kind is Kind.COLUMN_ADDED and change.after is not None:
-        return _add(change, layout, change.after.name, change.after.type)
+        return _add(change, layout, change.after.name, change.after.type, change.after.default)
     if kind is Kind.COLUMN_DROPPED and change.before is not None:
         dropped = layout.stored_as.pop(change.before.name, change.before.name)
         return Step(change, f"kept warehouse column {dropped} with its values; new rows hold NULL there")
@@ -129,12 +130,19 @@ def _evolve(change: Change, layout: Layout, key: tuple[str, ...]) -> Step:  # no
     return Step(change, "recorded")
 
 
-def _add(change: Change, layout: Layout, name: str, type_: str) -> Step:
+def _add(change: Change, layout: Layout, name: str, type_: str, default: str | None) -> Step:
     existing = layout.columns.get(name)
     if existing is None:
         layout.columns[name] = type_
         layout.stored_as.pop(name, None)
-        return Step(change, f"added warehouse column {name} {type_}", (AddColumn(name, type_),))
+        # Rows the source had take the column's default there, and Debezium sends no event for them.
+        fill = None if default is None else constant_default(default)
+        action = f"added warehouse column {name} {type_}"
+        if fill is not None:
+            action += f"; rows already there take the source's default {default}"
+        elif default:
+            action += f"; rows already there hold NULL: the source's default {default} is computed per row"
+        return Step(change, action, (AddColumn(name, type_, fill),))
     if _holds(existing, type_):
         layout.stored_as.pop(name, None)
         return Step(change, f"reused warehouse column {name} {existing}, which was kept from before")

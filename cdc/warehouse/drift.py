@@ -19,8 +19,8 @@ from psycopg2 import sql
 from psycopg2.extras import Json, execute_values
 
 from cdc.events import ChangeEvent, Op, TableId, TableSchema, Version
-from cdc.schema.changes import Change
-from cdc.schema.classify import Shape, ddl_renames, ddl_statement, diff
+from cdc.schema.changes import Change, Kind
+from cdc.schema.classify import Shape, ddl_defaults, ddl_renames, ddl_statement, diff
 from cdc.schema.plan import AddColumn, AlterType, Layout, Operation, Rekey, RenameColumn, Step, plan, project
 from cdc.schema.policy import Policies, Policy
 from cdc.warehouse import statements as stmt
@@ -90,10 +90,7 @@ class Drift:
             return self._remember(target, schema, project(schema, state.layout))
         policy, _ = self.policies.for_table(schema.table)
         ddl = _ddl_between(cur, schema.table, state.since, since)
-        changes = [
-            replace(c, statement=ddl_statement(ddl, c.column or (c.before.name if c.before else None)))
-            for c in diff(state.shape, shape, ddl_renames(ddl))
-        ]
+        changes = _explained(diff(state.shape, shape, ddl_renames(ddl)), ddl)
         if policy is Policy.HALT and state.accepted != fingerprint:
             if state.held_for != fingerprint:
                 steps = [_held(c) for c in changes]
@@ -311,8 +308,15 @@ def _insert(
 def _ddl(target: stmt.Target, operation: Operation) -> sql.Composed:
     # Types come from cdc.decode.types' fixed vocabulary, never from an event's text.
     if isinstance(operation, AddColumn):
-        return sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+        add = sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
             target.ident, sql.Identifier(operation.name), sql.SQL(operation.type)
+        )
+        if operation.fill is None:
+            return add
+        # A constant default fills the rows already there (no rewrite), then goes: later rows
+        # always arrive with their value.
+        return sql.SQL("{} DEFAULT {}::{}; ALTER TABLE {} ALTER COLUMN {} DROP DEFAULT").format(
+            add, sql.Literal(operation.fill), sql.SQL(operation.type), target.ident, sql.Identifier(operation.name)
         )
     if isinstance(operation, RenameColumn):
         return sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(
@@ -379,6 +383,20 @@ def store_ddl(cur: Any, events: list[ChangeEvent]) -> None:
             rows,
             template="(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s::jsonb)",
         )
+
+
+def _explained(changes: list[Change], ddl: list[dict[str, Any]]) -> list[Change]:
+    """Changes with what the DDL log adds: the statement, and an added column's default ("" for
+    none; left unknown without a DDL log)."""
+    defaults = ddl_defaults(ddl)
+    explained = []
+    for change in changes:
+        about = change.column or (change.before.name if change.before else None)
+        better = replace(change, statement=ddl_statement(ddl, about))
+        if ddl and better.kind is Kind.COLUMN_ADDED and better.after is not None:
+            better = replace(better, after=replace(better.after, default=defaults.get(better.after.name, "")))
+        explained.append(better)
+    return explained
 
 
 def _ddl_between(cur: Any, table: TableId, after: Version, until: Version) -> list[dict[str, Any]]:

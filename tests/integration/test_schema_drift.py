@@ -308,6 +308,15 @@ def test_a_rename_captured_by_the_ddl_log_is_applied_as_a_rename_with_its_data_k
         (target[0],),
     )
     assert history == [("column_renamed", "display_name", "full_name", "display_name", statement)]
+
+    # A column added with a constant default: the rows already there hold it in the source (no
+    # event says so): the warehouse fills them alike.
+    execute(src, f"ALTER TABLE \"{s}\".people ADD COLUMN status text DEFAULT 'new'")
+    execute(src, f"INSERT INTO \"{s}\".people VALUES (7, 'name 7', 7, 'given')")
+    wait_until(lambda: _count(wh, target) == 7, 60, "the row after the added column")
+    assert_converges(stack, lane, 30, running=processes[-1:], tables=("people",))
+    statuses = query(wh, f'SELECT status, count(*) FROM "{target[0]}"."{target[1]}" GROUP BY 1 ORDER BY 1')
+    assert statuses == [("given", 1), ("new", 6)]
     assert_stopped_cleanly(processes[-1], signal.SIGTERM, log)
 
 
