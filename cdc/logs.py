@@ -39,3 +39,6 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python is chatty at INFO
+    # httpx logs each request's whole URL at INFO: a webhook URL is a secret (cdc/schema/alerts.py).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

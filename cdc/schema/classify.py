@@ -220,3 +220,55 @@ def constant_default(expression: str) -> str | None:
     if (number := _NUMBER.fullmatch(expression)) is not None:
         return number[1]
     return expression if expression in ("true", "false") else None
+
+
+_CREATES = frozenset({"CREATE TABLE", "CREATE TABLE AS", "SELECT INTO"})
+
+
+def ddl_changes(row: dict[str, Any]) -> list[Change]:
+    """What a DDL log row says that no event schema can: a table created, dropped or renamed, a
+    default changed; or that it changed something cdc cannot classify (`unknown`, with the
+    statement). Changes an event schema shows (columns, types, nullability, key) are left to the
+    comparison of event schemas, which the DDL log then explains (renames, defaults): each change
+    is reported once. A malformed row is `unknown` too, never an error."""
+    statement = row.get("statement")
+    try:
+        return _ddl_changes(row, statement)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return [Change(Kind.UNKNOWN, detail=f"a DDL log row cdc cannot read ({exc!r})", statement=statement)]
+
+
+def _ddl_changes(row: dict[str, Any], statement: str | None) -> list[Change]:
+    tag = str(row.get("command_tag") or "")
+    name = f"{row.get('schema_name')}.{row.get('table_name')}"
+    before_cols, after_cols = row.get("columns_before"), row.get("columns_after")
+    if tag == "CAPTURE":  # written by cdc connector apply, to open the log's topic
+        return []
+    if after_cols is None and before_cols is not None:
+        return [Change(Kind.TABLE_DROPPED, detail=f"{name} dropped", statement=statement)]
+    if before_cols is None and tag in _CREATES:
+        return [Change(Kind.TABLE_CREATED, detail=f"{name} created", statement=statement)]
+    if before_cols is None or after_cols is None:
+        return [Change(Kind.UNKNOWN, detail=f"{tag or 'a command'} on {name}", statement=statement)]
+    changes: list[Change] = []
+    old_name = f"{row.get('schema_before')}.{row.get('table_before')}"
+    if row.get("table_before") and old_name != name:
+        changes.append(Change(Kind.TABLE_RENAMED, detail=f"{old_name} -> {name}", statement=statement))
+    before = {int(c["attnum"]): _catalog_column(c) for c in before_cols}
+    after = {int(c["attnum"]): _catalog_column(c) for c in after_cols}
+    for attnum, new in after.items():
+        old = before.get(attnum)
+        if old is not None and old.default != new.default:
+            changes.append(Change(Kind.DEFAULT_CHANGED, new.name, before=old, after=new, statement=statement))
+    shape_changed = before != after or row.get("key_before") != row.get("key_after")
+    if not changes and not shape_changed:
+        changes.append(Change(Kind.UNKNOWN, detail=f"{tag or 'a command'} on {name}", statement=statement))
+    return changes
+
+
+def _catalog_column(column: dict[str, Any]) -> ColumnDef:
+    """A column as the DDL log records it (catalog type names; "" for no default)."""
+    default = column.get("default")
+    return ColumnDef(
+        str(column["name"]), str(column["type"]), not column.get("not_null"), "" if default is None else str(default)
+    )

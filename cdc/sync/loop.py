@@ -42,7 +42,7 @@ from tenacity import (
 from cdc.buffer import Buffer
 from cdc.decode.envelope import EnvelopeDecoder, PoisonMessage
 from cdc.errors import CdcError, TransientError
-from cdc.events import DDL_TABLE, Origin, TableId, new_tuple
+from cdc.events import DDL_TABLE, ChangeEvent, Origin, TableId, new_tuple
 from cdc.sync.consume import BATCH, Partition, Record, change_topics, topic_safe
 from cdc.sync.positions import Positions
 from cdc.sync.stall import StallDetector, StallError
@@ -258,7 +258,7 @@ class Sync:
                     self._dead.append(DeadLetter(origin, record.key, record.value, str(exc)))
                 self._mark_buffered()
                 continue
-            if event is None or not (self._table_wanted(event.table) or event.table == DDL_TABLE):
+            if event is None or not (self._table_wanted(event.table) or self._ddl_wanted(event)):
                 self._mark_buffered()
                 continue
             if event.schema is not self._schemas.get(event.table) and event.table != DDL_TABLE:
@@ -299,6 +299,15 @@ class Sync:
             wanted = not patterns or any(fnmatch.fnmatchcase(str(table), p) for p in patterns)
             self._wanted[table] = wanted
         return wanted
+
+    def _ddl_wanted(self, event: ChangeEvent) -> bool:
+        """A row of the source's DDL log about a table this sync replicates (under its name
+        before or after the command)."""
+        if event.table != DDL_TABLE:
+            return False
+        row = event.after or {}
+        names = ((row.get("schema_name"), row.get("table_name")), (row.get("schema_before"), row.get("table_before")))
+        return any(self._table_wanted(TableId(str(s), str(t))) for s, t in names if s and t)
 
     def _topic_wanted(self, topic: str) -> bool:
         """For a message that cannot be decoded (so names no table): is its topic one of the tables

@@ -13,14 +13,15 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
+import orjson
 from psycopg2 import sql
-from psycopg2.extras import Json, execute_values
+from psycopg2.extras import Json
 
 from cdc.events import ChangeEvent, Op, TableId, TableSchema, Version
 from cdc.schema.changes import Change, Kind
-from cdc.schema.classify import Shape, ddl_defaults, ddl_renames, ddl_statement, diff
+from cdc.schema.classify import Shape, ddl_changes, ddl_defaults, ddl_renames, ddl_statement, diff
 from cdc.schema.plan import AddColumn, AlterType, Layout, Operation, Rekey, RenameColumn, Step, plan, project
 from cdc.schema.policy import Policies, Policy
 from cdc.warehouse import statements as stmt
@@ -63,6 +64,11 @@ class Drift:
     # (target, id(schema)) -> the schema as the warehouse stores it; schemas live as long as the decoder.
     _resolved: dict[tuple[stmt.Target, int], tuple[TableSchema, TableSchema]] = field(default_factory=dict)
 
+    def forget_target(self, target: stmt.Target) -> None:
+        """A warehouse table renamed: what was resolved for it names it no more."""
+        for key in [k for k in self._resolved if k[0] == target]:
+            del self._resolved[key]
+
     def forget(self) -> None:
         """After a rollback: what was resolved may describe DDL that was never committed."""
         self._resolved.clear()
@@ -94,7 +100,7 @@ class Drift:
         if policy is Policy.HALT and state.accepted != fingerprint:
             if state.held_for != fingerprint:
                 steps = [_held(c) for c in changes]
-                self._record(cur, target, schema, steps, policy, state.shape.fingerprint, fingerprint, since)
+                self._record(cur, target, schema.table, steps, policy, state.shape.fingerprint, fingerprint, since)
                 cur.execute(
                     "UPDATE cdc.schema_state SET held_for = %s, updated_at = now() "
                     "WHERE target_schema = %s AND target_table = %s",
@@ -105,7 +111,7 @@ class Drift:
         for step in steps:
             for operation in step.operations:
                 cur.execute(_ddl(target, operation))
-        self._record(cur, target, schema, steps, policy, state.shape.fingerprint, fingerprint, since)
+        self._record(cur, target, schema.table, steps, policy, state.shape.fingerprint, fingerprint, since)
         cur.execute(
             "UPDATE cdc.schema_state SET columns = %s, key = %s, fingerprint = %s, layout = %s, stored_as = %s, "
             "since_commit_lsn = %s, since_lsn = %s, held_for = NULL, accepted = NULL, updated_at = now() "
@@ -123,6 +129,56 @@ class Drift:
         )
         return self._remember(target, schema, project(schema, layout))
 
+    def record_ddl(self, cur: Any, events: list[ChangeEvent], tables: TableNames) -> None:
+        """Store the source's DDL log rows (each once: Debezium may send one again), and record
+        what only they show: tables created, dropped or renamed, defaults changed, DDL that cdc
+        cannot classify. A renamed table's warehouse table follows it (policy evolve)."""
+        for event in events:
+            after = event.after
+            if event.op not in (Op.CREATE, Op.READ) or after is None or type(after.get("id")) is not int:
+                continue  # the log is only ever appended to
+            row = {name: after.get(name) for name in _DDL_COLUMNS}
+            for name in _DDL_JSON:
+                row[name] = _json_or_text(row[name])
+            cur.execute(
+                "INSERT INTO cdc.source_ddl (id, commit_lsn, lsn, command_tag, object_identity, schema_before, "
+                "table_before, schema_name, table_name, statement, columns_before, columns_after, key_before, "
+                "key_after) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (id) DO NOTHING RETURNING id",
+                (after["id"], *event.version, *(Json(row[n]) if n in _DDL_JSON else row[n] for n in _DDL_COLUMNS)),
+            )
+            if cur.fetchone() is not None:
+                self._record_ddl_row(cur, after["id"], row, event.version, tables)
+
+    def _record_ddl_row(self, cur: Any, number: int, row: dict[str, Any], since: Version, tables: TableNames) -> None:
+        changes = ddl_changes(row)
+        if not changes:
+            return
+        table = TableId(str(row.get("schema_name") or ""), str(row.get("table_name") or ""))
+        old = TableId(str(row.get("schema_before") or ""), str(row.get("table_before") or ""))
+        # Only what happened to a table while it is replicated here: a new group reads the whole
+        # log, and a table's older DDL is already in the shape it was first seen with.
+        was = old if old.name else table
+        target = tables.target_for(cur, was)
+        cur.execute(
+            "SELECT (since_commit_lsn, since_lsn) < (%s, %s) FROM cdc.schema_state "
+            "WHERE target_schema = %s AND target_table = %s",
+            (*since, target.schema, target.table),
+        )
+        state = cur.fetchone()
+        replicated = state is not None and bool(state[0])
+        created = state is None and changes[0].kind is Kind.TABLE_CREATED
+        if not (replicated or created):
+            return
+        policy, _ = self.policies.for_table(table)
+        steps = []
+        for change in changes:
+            if change.kind is Kind.TABLE_RENAMED and policy is not Policy.ALERT:
+                steps.append(Step(change, tables.follow_rename(cur, old, table)))
+            else:
+                steps.append(Step(change, _DDL_ACTIONS.get(change.kind, "recorded")))
+        self._record(cur, target, table, steps, policy, f"ddl:{number}", f"ddl:{number}", since)
+
     def _remember(self, target: stmt.Target, schema: TableSchema, stored: TableSchema) -> TableSchema:
         self._resolved[(target, id(schema))] = (schema, stored)
         return stored
@@ -131,7 +187,7 @@ class Drift:
         self,
         cur: Any,
         target: stmt.Target,
-        schema: TableSchema,
+        table: TableId,
         steps: list[Step],
         policy: Policy,
         before: str,
@@ -153,7 +209,7 @@ class Drift:
                 (
                     target.schema,
                     target.table,
-                    str(schema.table),
+                    str(table),
                     change.kind.value,
                     change.column,
                     None if change.before is None else Json(change.before.as_json()),
@@ -169,7 +225,7 @@ class Drift:
             row = cur.fetchone()
             if row is None:
                 continue
-            announcement = Announcement(str(schema.table), str(target), change, policy, step.action)
+            announcement = Announcement(str(table), str(target), change, policy, step.action)
             if self.queue_alerts:
                 cur.execute(
                     "INSERT INTO cdc.alert_outbox (payload, scope) VALUES (%s, %s)",
@@ -350,6 +406,7 @@ def _regclass_text(target: stmt.Target) -> str:
     return ".".join('"' + part.replace('"', '""') + '"' for part in (target.schema, target.table))
 
 
+_DDL_JSON = ("columns_before", "columns_after", "key_before", "key_after")
 _DDL_COLUMNS = (
     "command_tag",
     "object_identity",
@@ -365,24 +422,30 @@ _DDL_COLUMNS = (
 )
 
 
-def store_ddl(cur: Any, events: list[ChangeEvent]) -> None:
-    """The source's DDL log rows, kept for drift (each once: Debezium may send one again)."""
-    rows = []
-    for event in events:
-        after = event.after
-        if event.op not in (Op.CREATE, Op.READ) or after is None or type(after.get("id")) is not int:
-            continue  # the log is only ever appended to
-        values = [after.get(name) for name in _DDL_COLUMNS]
-        rows.append((after["id"], *event.version, *(None if v is None else str(v) for v in values)))
-    if rows:
-        execute_values(
-            cur,
-            "INSERT INTO cdc.source_ddl (id, commit_lsn, lsn, command_tag, object_identity, schema_before, "
-            "table_before, schema_name, table_name, statement, columns_before, columns_after, key_before, key_after) "
-            "VALUES %s ON CONFLICT (id) DO NOTHING",
-            rows,
-            template="(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s::jsonb)",
-        )
+class TableNames(Protocol):
+    """What drift needs of the warehouse's table naming, to record and follow table-level DDL."""
+
+    def target_for(self, cur: Any, table: TableId) -> stmt.Target: ...
+
+    def follow_rename(self, cur: Any, old: TableId, new: TableId) -> str: ...
+
+
+_DDL_ACTIONS = {
+    Kind.TABLE_CREATED: "recorded; replicated once cdc connector apply captures it",
+    Kind.TABLE_DROPPED: "kept the warehouse table and its rows",
+    Kind.DEFAULT_CHANGED: "nothing to do: the warehouse stores the values rows arrive with",
+    Kind.UNKNOWN: "recorded: cdc cannot classify this DDL; check the warehouse table against the statement",
+}
+
+
+def _json_or_text(value: Any) -> Any:
+    """Debezium sends a jsonb value as its text: the log's columns and keys, parsed."""
+    if isinstance(value, str):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value  # kept as it came: the classifier calls it unknown
+    return value
 
 
 def _explained(changes: list[Change], ddl: list[dict[str, Any]]) -> list[Change]:

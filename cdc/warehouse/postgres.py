@@ -28,7 +28,7 @@ from cdc.schema.policy import Policies
 from cdc.warehouse import DeadLetter, Flush, FlushResult, Hold, StoredLetter, TopicPartition, naming
 from cdc.warehouse import statements as stmt
 from cdc.warehouse.copy import staging_text
-from cdc.warehouse.drift import Drift, Held, announce, store_ddl
+from cdc.warehouse.drift import Drift, Held, announce
 from cdc.warehouse.errors import describe, is_row_level, translate
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ class PostgresWarehouse:
 
     def _apply_table(self, cur: Any, batch: TableBatch, work: _Work, *, replaying: bool) -> None:
         if batch.schema.table == DDL_TABLE:
-            store_ddl(cur, batch.events())
+            self._drift.record_ddl(cur, batch.events(), self)
             return
         target, created = self._target(cur, batch.schema)
         events = batch.events()
@@ -472,6 +472,49 @@ class PostgresWarehouse:
         )
         log.info("replicating %s into %s", table, target)
         return target
+
+    def target_for(self, cur: Any, table: TableId) -> stmt.Target:
+        """The warehouse table of a source table: the one it has, else the one it would get."""
+        known = self._targets.get(table) or table_map(cur, self._schema).get(table)
+        return known or naming.target_of(table, self._schema, self._format)
+
+    def follow_rename(self, cur: Any, old: TableId, new: TableId) -> str:
+        """A source table renamed: its warehouse table takes the name the new one would get, with
+        its rows, mapping and drift state, so replication goes on into it. Returns what was done."""
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_TABLE_MAP_LOCK,))
+        mapped = table_map(cur, self._schema)
+        before = mapped.pop(old, None)
+        if before is None:
+            return f"recorded: {old} was not replicated into {self._schema}"
+        if new in mapped:
+            return f"recorded: {new} is replicated into {mapped[new]} already; {before} keeps the rows of {old}"
+        try:
+            after = naming.plan([new], self._schema, self._format, mapped)[new]
+        except ConfigError as exc:
+            return f"kept {before}: {exc.problem}"
+        if after != before:
+            cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(before.ident, sql.Identifier(after.table)))
+        cur.execute(
+            "UPDATE cdc.table_map SET source_schema = %s, source_table = %s, target_table = %s "
+            "WHERE source_schema = %s AND source_table = %s AND target_schema = %s",
+            (new.schema, new.name, after.table, old.schema, old.name, self._schema),
+        )
+        cur.execute(
+            "UPDATE cdc.schema_state SET target_table = %s, source_schema = %s, source_table = %s "
+            "WHERE target_schema = %s AND target_table = %s",
+            (after.table, new.schema, new.name, before.schema, before.table),
+        )
+        cur.execute(
+            "UPDATE cdc.keyless_position SET target_table = %s WHERE target_schema = %s AND target_table = %s",
+            (after.table, before.schema, before.table),
+        )
+        self._targets.pop(old, None)
+        self._ensured.discard(before)
+        self._drift.forget_target(before)
+        return (
+            f"renamed warehouse table {before} to {after}, rows kept; run cdc connector apply so that Debezium "
+            f"captures {new} under its new name"
+        )
 
     def check_names(self, tables: list[TableId]) -> None:
         """Before anything is read: two of these tables that would share a warehouse table are an
