@@ -137,6 +137,7 @@ CREATE TABLE IF NOT EXISTS cdc.source_ddl (
     lsn             bigint      NOT NULL,
     command_tag     text,
     object_identity text,
+    table_oid       bigint,                   -- the source table's oid: a column is (oid, attnum)
     schema_before   text,
     table_before    text,
     schema_name     text,

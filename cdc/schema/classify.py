@@ -88,7 +88,8 @@ def column_changes(old: ColumnDef, new: ColumnDef) -> list[Change]:
 
 # --- types ---------------------------------------------------------------------------------------
 
-_INTEGERS = {"smallint": 5, "integer": 10, "bigint": 19}  # decimal digits each holds
+_INTEGERS = {"smallint": 5, "integer": 10, "bigint": 19}  # decimal digits its values may have
+_INTEGER_FULL = {"smallint": 4, "integer": 9, "bigint": 18}  # digits every number of which it holds
 _NUMERIC = re.compile(r"numeric\((\d+),(-?\d+)\)")
 _SIZED_TEXT = re.compile(r"(varchar|char)\((\d+)\)")
 _TIMED = re.compile(r"(timestamp|time)(?:\((\d)\))? (with|without) time zone")
@@ -122,7 +123,8 @@ def _widens_integer(old: str, new: str) -> bool:
     if new in _INTEGERS:
         return _INTEGERS[new] > digits
     if (numeric := _NUMERIC.fullmatch(new)) is not None:
-        return int(numeric[1]) - int(numeric[2]) >= digits
+        # A negative scale rounds (numeric(8,-2) keeps hundreds): no integer keeps its value.
+        return int(numeric[2]) >= 0 and int(numeric[1]) - int(numeric[2]) >= digits
     return new == "numeric" or (new in _FLOATS and _FLOATS[new] > 3.33 * digits)  # bits of the integer
 
 
@@ -132,6 +134,8 @@ def _widens_number(old: str, new: str) -> bool:
     if (numeric := _NUMERIC.fullmatch(old)) is not None:
         if new == "numeric":
             return True
+        if new in _INTEGER_FULL:  # numeric(5,0) values are all integers
+            return int(numeric[2]) <= 0 and int(numeric[1]) - int(numeric[2]) <= _INTEGER_FULL[new]
         wider = _NUMERIC.fullmatch(new)
         precision, scale = int(numeric[1]), int(numeric[2])
         return wider is not None and int(wider[2]) >= scale and int(wider[1]) - int(wider[2]) >= precision - scale
@@ -143,13 +147,23 @@ def _widens_text(old: str, new: str) -> bool:
         if new in ("text", "varchar") or (sized[1] == "char" and new == "bpchar"):
             return True
         longer = _SIZED_TEXT.fullmatch(new)
-        return longer is not None and int(longer[2]) > int(sized[2]) and (longer[1] == "varchar" or sized[1] == "char")
-    return old == "varchar" and new == "text"
+        if longer is None:
+            return False
+        if sized[1] == "char" and longer[1] == "varchar":  # a char(n) value has at most n characters
+            return int(longer[2]) >= int(sized[2])
+        return int(longer[2]) > int(sized[2]) and (longer[1] == "varchar" or sized[1] == "char")
+    return old in ("varchar", "bpchar") and new == "text"
+
+
+_INTERVAL = re.compile(r"interval(?:\((\d)\))?")
 
 
 def _widens_time(old: str, new: str) -> bool:
     if old == "date":
         return new.startswith("timestamp")
+    if (span := _INTERVAL.fullmatch(old)) is not None:
+        wider = _INTERVAL.fullmatch(new)
+        return wider is not None and int(wider[1] or 6) >= int(span[1] or 6)
     timed, later = _TIMED.fullmatch(old), _TIMED.fullmatch(new)
     if timed is None or later is None or later[1] != timed[1]:
         return False
@@ -163,18 +177,29 @@ def _widens_time(old: str, new: str) -> bool:
 
 def ddl_renames(rows: list[dict[str, Any]]) -> dict[str, str]:
     """Column renames (old name -> new name) across DDL log rows, oldest first: a column keeps its
-    attnum through a rename, so before and after name it apart. Chained renames compose."""
-    renames: dict[str, str] = {}
+    attnum through renames, so its first and last names tell them apart, and a name taken again by
+    an added column is not confused with the column that had it. A dropped column renames nothing."""
+    # A column is (table oid, attnum): a table dropped and made again under its name numbers anew.
+    first: dict[tuple[Any, int], str] = {}  # column -> the name it had when first seen
+    existed: set[tuple[Any, int]] = set()  # columns first seen before a command (not added by one)
+    last: dict[tuple[Any, int], str] = {}
     for row in rows:
-        before = {c["attnum"]: c["name"] for c in row.get("columns_before") or ()}
-        after = {c["attnum"]: c["name"] for c in row.get("columns_after") or ()}
-        for attnum, old in before.items():
-            new = after.get(attnum)
-            if new is None or new == old:
-                continue
-            origin = next((first for first, now in renames.items() if now == old), old)
-            renames[origin] = new
-    return {old: new for old, new in renames.items() if old != new}
+        oid = row.get("table_oid")
+        before = {(oid, int(c["attnum"])): str(c["name"]) for c in row.get("columns_before") or ()}
+        after = {(oid, int(c["attnum"])): str(c["name"]) for c in row.get("columns_after") or ()}
+        for attnum, name in before.items():
+            if attnum not in first:
+                first[attnum] = name
+                existed.add(attnum)
+        for attnum, name in after.items():
+            first.setdefault(attnum, name)
+        for attnum in before.keys() - after.keys():
+            last.pop(attnum, None)
+        last.update(after)
+    renamed = [(a, first[a], last[a]) for a in first if a in last and first[a] != last[a]]
+    # Columns that existed before the rows win a name over columns the rows added.
+    ordered = sorted(renamed, key=lambda r: r[0] in existed)
+    return {old: new for _, old, new in ordered}
 
 
 def ddl_statement(rows: list[dict[str, Any]], column: str | None) -> str | None:

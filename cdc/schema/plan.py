@@ -103,11 +103,7 @@ def _evolve(change: Change, layout: Layout, key: tuple[str, ...]) -> Step:  # no
     if kind is Kind.COLUMN_RENAMED and change.before is not None and change.after is not None:
         return _rename(change, layout, change.before.name, change.after.name)
     if kind is Kind.TYPE_WIDENED and name is not None and change.after is not None:
-        stored = layout.stored(name)
-        layout.columns[stored] = change.after.type
-        return Step(
-            change, f"widened warehouse column {stored} to {change.after.type}", (AlterType(stored, change.after.type),)
-        )
+        return _widen(change, layout, name, change.after.type)
     if kind is Kind.TYPE_NARROWED and name is not None:
         stored = layout.stored(name)
         return Step(
@@ -146,7 +142,18 @@ def _add(change: Change, layout: Layout, name: str, type_: str, default: str | N
     if _holds(existing, type_):
         layout.stored_as.pop(name, None)
         return Step(change, f"reused warehouse column {name} {existing}, which was kept from before")
-    return _retype(change, layout, name, type_)
+    return _retype(change, layout, name, type_, default)
+
+
+def _widen(change: Change, layout: Layout, name: str, type_: str) -> Step:
+    stored = layout.stored(name)
+    current = layout.columns.get(stored, type_)
+    if _holds(current, type_):  # kept wider by an earlier narrowing
+        return Step(change, f"kept warehouse column {stored} as {current}, which holds every new value")
+    if type_change(current, type_) is not Kind.TYPE_WIDENED:  # neither holds the other
+        return _retype(change, layout, name, type_)
+    layout.columns[stored] = type_
+    return Step(change, f"widened warehouse column {stored} to {type_}", (AlterType(stored, type_),))
 
 
 def _rename(change: Change, layout: Layout, old: str, new: str) -> Step:
@@ -159,26 +166,32 @@ def _rename(change: Change, layout: Layout, old: str, new: str) -> Step:
     return Step(change, f"kept values in warehouse column {stored}: {new} exists in the warehouse already")
 
 
-def _retype(change: Change, layout: Layout, name: str, type_: str) -> Step:
+def _retype(change: Change, layout: Layout, name: str, type_: str, default: str | None = None) -> Step:
     """New values of another meaning go to a column of their own; the old one keeps the old values."""
-    column = fit_identifier(f"{name}__{type_tag(type_)}")
     old = layout.stored(name)
+    column = fit_identifier(f"{name}__{type_tag(type_)}")
+    number = 1
+    while column in layout.columns and not _holds(layout.columns[column], type_):
+        number += 1  # the name is taken by a column of another type (a source column so named)
+        column = fit_identifier(f"{name}__{type_tag(type_)}_{number}")
     layout.stored_as[name] = column
-    if column in layout.columns and _holds(layout.columns[column], type_):
+    if column in layout.columns:
         return Step(
             change, f"kept warehouse column {old} with the old values; new values go to {column} (kept from before)"
         )
     layout.columns[column] = type_
+    fill = None if default is None else constant_default(default)
     return Step(
         change,
         f"kept warehouse column {old} with the old values; new values go to new column {column}",
-        (AddColumn(column, type_),),
+        (AddColumn(column, type_, fill),),
     )
 
 
 def type_tag(type_: str) -> str:
     """A type as a name part: 'numeric(12,2)' -> 'numeric_12_2', 'double precision' -> 'double_precision'."""
-    return re.sub(r"_+", "_", re.sub(r"[^a-z0-9]+", "_", type_.lower().replace("[]", "_array"))).strip("_")
+    text = type_.lower().replace("[]", "_array").replace("-", "m")  # numeric(5,-2): numeric_5_m2
+    return re.sub(r"_+", "_", re.sub(r"[^a-z0-9]+", "_", text)).strip("_")
 
 
 def _holds(warehouse_type: str, source_type: str) -> bool:

@@ -141,9 +141,9 @@ class Drift:
             for name in _DDL_JSON:
                 row[name] = _json_or_text(row[name])
             cur.execute(
-                "INSERT INTO cdc.source_ddl (id, commit_lsn, lsn, command_tag, object_identity, schema_before, "
-                "table_before, schema_name, table_name, statement, columns_before, columns_after, key_before, "
-                "key_after) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "INSERT INTO cdc.source_ddl (id, commit_lsn, lsn, command_tag, object_identity, table_oid, "
+                "schema_before, table_before, schema_name, table_name, statement, columns_before, columns_after, "
+                "key_before, key_after) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (id) DO NOTHING RETURNING id",
                 (after["id"], *event.version, *(Json(row[n]) if n in _DDL_JSON else row[n] for n in _DDL_COLUMNS)),
             )
@@ -410,6 +410,7 @@ _DDL_JSON = ("columns_before", "columns_after", "key_before", "key_after")
 _DDL_COLUMNS = (
     "command_tag",
     "object_identity",
+    "table_oid",
     "schema_before",
     "table_before",
     "schema_name",
@@ -465,9 +466,11 @@ def _explained(changes: list[Change], ddl: list[dict[str, Any]]) -> list[Change]
 def _ddl_between(cur: Any, table: TableId, after: Version, until: Version) -> list[dict[str, Any]]:
     """The DDL log rows of a table between two source positions, oldest first."""
     cur.execute(
-        "SELECT statement, columns_before, columns_after FROM cdc.source_ddl "
+        "SELECT statement, columns_before, columns_after, table_oid FROM cdc.source_ddl "
         "WHERE schema_name = %s AND table_name = %s AND (commit_lsn, lsn) > (%s, %s) AND (commit_lsn, lsn) <= (%s, %s) "
         "ORDER BY id",
         (table.schema, table.name, *after, *until),
     )
-    return [{"statement": s, "columns_before": b, "columns_after": a} for s, b, a in cur.fetchall()]
+    return [
+        {"statement": s, "columns_before": b, "columns_after": a, "table_oid": oid} for s, b, a, oid in cur.fetchall()
+    ]
