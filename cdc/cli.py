@@ -377,6 +377,23 @@ def schema_history(
     say(f"{len(changes)} schema change(s)")
 
 
+@schema_app.command("diff")
+def schema_diff(
+    table: Annotated[str | None, typer.Argument(help="schema.table or a glob pattern; default: every table.")] = None,
+) -> None:
+    """Each replicated table's columns in the source catalog beside the warehouse table's, now."""
+    from cdc.schema.compare import schema_diff as compare
+
+    settings = _settings()
+    pairs = compare(settings.require_source_url(), settings.require_warehouse_url(), settings.warehouse_schema, table)
+    grid = Table("table", "column", "source type", "warehouse column", "warehouse type", "status")
+    for p in pairs:
+        grid.add_row(p.table, p.source or "", p.source_type or "", p.stored or "", p.stored_type or "", p.status)
+    out.print(grid)
+    differ = [p for p in pairs if p.status != "same"]
+    say(f"{len({p.table for p in pairs})} table(s), {len(pairs)} column(s), {len(differ)} not the same")
+
+
 @schema_app.command("accept")
 def schema_accept(table: Annotated[str, typer.Argument(help="The held source table, schema.table.")]) -> None:
     """Let a table held by policy halt take its schema change: cdc sync applies it and resumes the table."""

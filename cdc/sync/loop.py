@@ -42,7 +42,7 @@ from tenacity import (
 from cdc.buffer import Buffer
 from cdc.decode.envelope import EnvelopeDecoder, PoisonMessage
 from cdc.errors import CdcError, TransientError
-from cdc.events import DDL_TABLE, ChangeEvent, Origin, TableId, new_tuple
+from cdc.events import DDL_TABLE, ChangeEvent, Op, Origin, TableId, new_tuple
 from cdc.sync.consume import BATCH, Partition, Record, change_topics, topic_safe
 from cdc.sync.positions import Positions
 from cdc.sync.stall import StallDetector, StallError
@@ -166,6 +166,14 @@ class Sync:
         if self.options.tables:
             self._warn_unmatched(topics)
         self._check_names(topics)
+        ddl_log = f"{self.options.topic_prefix}.{DDL_TABLE}"
+        if ddl_log not in topics:
+            log.warning(
+                "the source's DDL capture is not installed (no topic %s): schema changes are detected from "
+                "event schemas alone, so a renamed column shows as dropped and added, and table-level changes "
+                "and defaults go unseen. Fix: cdc schema install (as a superuser), then cdc connector apply",
+                ddl_log,
+            )
 
     def _check_names(self, topics: list[str]) -> None:
         """Two tables to be replicated into one warehouse table stop sync before it reads anything.
@@ -261,7 +269,11 @@ class Sync:
             if event is None or not (self._table_wanted(event.table) or self._ddl_wanted(event)):
                 self._mark_buffered()
                 continue
-            if event.schema is not self._schemas.get(event.table) and event.table != DDL_TABLE:
+            if (
+                event.schema is not self._schemas.get(event.table)
+                and event.table != DDL_TABLE
+                and event.op is not Op.TRUNCATE  # a truncate has no key, so a schema of its own
+            ):
                 self._schemas[event.table] = event.schema
                 self._ddl_due = True
             self._buffer.add(event)

@@ -179,6 +179,25 @@ class Drift:
                 steps.append(Step(change, _DDL_ACTIONS.get(change.kind, "recorded")))
         self._record(cur, target, table, steps, policy, f"ddl:{number}", f"ddl:{number}", since)
 
+    def is_held(self, cur: Any, target: stmt.Target) -> bool:
+        cur.execute(
+            "SELECT held_for IS NOT NULL FROM cdc.schema_state WHERE target_schema = %s AND target_table = %s",
+            (target.schema, target.table),
+        )
+        row = cur.fetchone()
+        return bool(row and row[0])
+
+    def truncated(self, cur: Any, target: stmt.Target, table: TableId, version: Version, *, soft: bool) -> None:
+        """A truncate is data (applied whatever the policy, as the source did), and destructive:
+        alerted, once per truncate."""
+        policy, _ = self.policies.for_table(table)
+        action = "marked every row deleted" if soft else "removed every row"
+        change = Change(Kind.TABLE_TRUNCATED, detail=f"{table} truncated")
+        position = f"truncate:{version.commit_lsn}:{version.lsn}"
+        self._record(
+            cur, target, table, [Step(change, f"{action}, as the source did")], policy, position, position, version
+        )
+
     def _remember(self, target: stmt.Target, schema: TableSchema, stored: TableSchema) -> TableSchema:
         self._resolved[(target, id(schema))] = (schema, stored)
         return stored

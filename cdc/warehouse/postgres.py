@@ -22,7 +22,7 @@ from cdc import pgerrors
 from cdc.buffer import TableBatch
 from cdc.decode.toast import is_unavailable
 from cdc.errors import ConfigError, TerminalError
-from cdc.events import DDL_TABLE, ZERO, ChangeEvent, Column, Op, Origin, TableId, TableSchema
+from cdc.events import DDL_TABLE, ChangeEvent, Column, Op, Origin, TableId, TableSchema
 from cdc.resources import sql_file
 from cdc.schema.policy import Policies
 from cdc.warehouse import DeadLetter, Flush, FlushResult, Hold, StoredLetter, TopicPartition, naming
@@ -191,8 +191,12 @@ class PostgresWarehouse:
         if batch.schema.table in work.held_tables:
             work.hold(batch, events)  # a later batch of a table held earlier in this flush
             return
-        since = min(e.version for e in events) if events else batch.truncated_at or ZERO
-        schema = self._drift.resolve(cur, target, batch.schema, since, created)
+        # A truncate alone carries no key (and so no shape to compare): only whether the table is held.
+        schema: TableSchema | Held = batch.schema
+        if events:
+            schema = self._drift.resolve(cur, target, batch.schema, min(e.version for e in events), created)
+        elif self._drift.is_held(cur, target):
+            schema = Held("")
         if isinstance(schema, Held):
             work.hold(batch, events)
             return
@@ -202,6 +206,7 @@ class PostgresWarehouse:
             if self._soft:
                 params = (batch.truncated_ts_ms or 0, *params)
             cur.execute(stmt.truncate(target, self._soft), params)
+            self._drift.truncated(cur, target, batch.schema.table, version, soft=self._soft)
         if not events:
             return
         if batch.keyed:

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from cdc.resources import cdc_command
+from cdc.schema.compare import schema_diff
 from cdc.settings import Settings
 from tests.db import execute, query
 from tests.fixtures.record_drift import superuser_source_url
 from tests.processes import apply_connector, assert_converges, assert_stopped_cleanly, log_of, wait_until
-from tests.syncing import Lane, start_sync, sync_env, target_of
+from tests.syncing import Lane, run_sync, start_sync, sync_env, target_of
 from tests.webhook import Endpoint
 
 pytestmark = pytest.mark.stack
@@ -30,6 +31,12 @@ STEPS = [
     ("type_widened", "ALTER TABLE {t} ALTER COLUMN name TYPE varchar(50)", f"(7, '{'g' * 40}', 7, '7', 10)"),
     ("type_incompatible", "ALTER TABLE {t} ALTER COLUMN code TYPE integer USING code::integer", "(8, 'h', 8, 99, 11)"),
     ("nullability_changed", "ALTER TABLE {t} ALTER COLUMN name SET NOT NULL", "(9, 'i', 9, 100, 12)"),
+    ("key_changed", "ALTER TABLE {t} DROP CONSTRAINT {k}, ADD PRIMARY KEY (id, name)", "(10, 'j', 10, 101, 13)"),
+    (
+        "type_narrowed",
+        "UPDATE {t} SET qty = 6 WHERE id = 6; ALTER TABLE {t} ALTER COLUMN qty TYPE integer",
+        "(11, 'k', 11, 102, 14)",
+    ),
 ]
 CREATE = "CREATE TABLE {t} (id integer PRIMARY KEY, name varchar(20), qty integer, note text, code text)"
 FIRST_ROWS = "INSERT INTO {t} VALUES (1, 'a', 1, 'n1', '1'), (2, 'b', 2, 'n2', '2'), (3, 'c', 3, 'n3', '3')"
@@ -116,7 +123,7 @@ def test_evolve_and_alert_policies_apply_each_change_once_and_keep_every_row(
     for number, (_, ddl, row) in enumerate(STEPS, start=4):
         for table in ("evolving", "alerting"):
             t = f'"{s}".{table}'
-            execute(src, ddl.format(t=t))
+            execute(src, ddl.format(t=t, k=f"{table}_pkey"))
             execute(src, f"INSERT INTO {t} VALUES {row}")
             execute(src, f"UPDATE {t} SET qty = qty + 1000 WHERE id = 1")
         for table in ("evolving", "alerting"):
@@ -140,7 +147,15 @@ def test_evolve_and_alert_policies_apply_each_change_once_and_keep_every_row(
         "the evolving table to equal the source",
     )
     kept_notes = query(wh, f'SELECT id, note FROM "{schema}"."{table}" ORDER BY id')
-    assert kept_notes == [(1, "n1"), (2, "n2"), (3, "n3"), (4, "n4")] + [(i, None) for i in range(5, 10)]
+    assert kept_notes == [(1, "n1"), (2, "n2"), (3, "n3"), (4, "n4")] + [(i, None) for i in range(5, 12)]
+    key = query(
+        wh,
+        "SELECT array_agg(a.attname ORDER BY k.ord) FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(attnum, ord), "
+        "pg_attribute a WHERE i.indrelid = %s::regclass AND i.indisprimary AND a.attrelid = i.indrelid "
+        "AND a.attnum = k.attnum",
+        (f'"{schema}"."{table}"',),
+    )
+    assert key == [(["id", "name"],)]  # re-keyed as the source was
     assert history_of(wh, schema, table) == [
         ("column_added", "extra", "evolve"),
         ("column_dropped", "note", "evolve"),
@@ -148,8 +163,33 @@ def test_evolve_and_alert_policies_apply_each_change_once_and_keep_every_row(
         ("type_widened", "name", "evolve"),
         ("type_incompatible", "code", "evolve"),
         ("nullability_changed", "name", "evolve"),
+        ("key_changed", None, "evolve"),
+        ("type_narrowed", "qty", "evolve"),
     ]
     assert alerts_of(wh, f"{s}.evolving") == len(STEPS)
+    compared = [
+        (p.source, p.source_type, p.stored, p.stored_type, p.status)
+        for p in schema_diff(src, wh, schema, f"{s}.evolving")
+    ]
+    assert compared == [
+        ("id", "integer", "id", "integer", "same"),
+        ("name", "character varying(50)", "name", "character varying(50)", "same"),
+        ("qty", "integer", "qty", "bigint", "type differs"),  # kept wider
+        ("code", "integer", "code__integer", "integer", "stored elsewhere"),
+        ("extra", "integer", "extra", "integer", "same"),
+        (None, None, "note", "text", "kept (gone from the source)"),
+        (None, None, "code", "text", "kept (gone from the source)"),
+    ]
+    shown = subprocess.run(
+        [*cdc_command(), "schema", "diff", f"{s}.evolving"],
+        env=sync_env(stack, lane),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip().splitlines()[-1] == "1 table(s), 7 column(s), 4 not the same"
     wait_until(lambda: len(posted_changes(hook)) == 2 * len(STEPS), 30, "one webhook per change")
 
     # alert: nothing changed shape; only values the old shape still holds with their meaning were written.
@@ -166,7 +206,16 @@ def test_evolve_and_alert_policies_apply_each_change_once_and_keep_every_row(
     rows = query(wh, f'SELECT id, name, qty, code FROM "{schema}"."{table}" WHERE id >= 6 ORDER BY id')
     # qty became bigint (not written into integer), name varchar(50) (not into varchar(20)), code integer
     # (another meaning: never written into the text column).
-    assert rows == [(6, "f", None, "6"), (7, None, None, "7"), (8, None, None, None), (9, None, None, None)]
+    # The key's columns are always written (rows are matched on them); qty, narrowed back to integer,
+    # is written again.
+    assert rows == [
+        (6, "f", None, "6"),
+        (7, None, None, "7"),
+        (8, None, None, None),
+        (9, None, None, None),
+        (10, "j", None, None),
+        (11, "k", 11, None),
+    ]
 
     posted = posted_changes(hook)
     for table in ("evolving", "alerting"):
@@ -181,14 +230,21 @@ def test_evolve_and_alert_policies_apply_each_change_once_and_keep_every_row(
     assert_stopped_cleanly(proc, signal.SIGTERM, log)
 
     # A restart detects nothing again.
-    proc = start_sync(stack, lane, log=tmp_path / "again.log", **settings)
+    again = tmp_path / "again.log"
+    proc = start_sync(stack, lane, log=again, **settings)
     processes.append(proc)
-    execute(src, f"INSERT INTO \"{s}\".evolving VALUES (10, 'j', 10, 101, 13)")
-    wait_until(lambda: has_row(wh, targets["evolving"], 10), 60, "row 10 after the restart")
-    assert_stopped_cleanly(proc, signal.SIGTERM, tmp_path / "again.log")
-    assert "schema change in " not in log_of(tmp_path / "again.log")
+    execute(src, f"INSERT INTO \"{s}\".evolving VALUES (12, 'l', 12, 103, 15)")
+    wait_until(lambda: has_row(wh, targets["evolving"], 12), 60, "row 12 after the restart")
+    assert "schema change in " not in log_of(again)
     assert len(history_of(wh, *targets["evolving"])) == len(STEPS)
     assert len(posted_changes(hook)) == 2 * len(STEPS)
+
+    # A truncate is applied whatever the policy, and alerted once.
+    execute(src, f'TRUNCATE "{s}".evolving')
+    wait_until(lambda: _count(wh, targets["evolving"]) == 0, 60, "the truncate applied")
+    wait_until(lambda: len(posted_changes(hook)) == 2 * len(STEPS) + 1, 30, "the truncate alerted")
+    assert history_of(wh, *targets["evolving"])[-1] == ("table_truncated", None, "evolve")
+    assert_stopped_cleanly(proc, signal.SIGTERM, again)
     hook.close()
 
 
@@ -436,3 +492,13 @@ def test_a_webhook_down_for_a_minute_delays_no_row_and_loses_no_alert(
     print(
         f"lag while the webhook was down: {len(lags)} rows, max {max(lags):.2f} s, mean {sum(lags) / len(lags):.2f} s"
     )
+
+
+def test_sync_says_once_at_start_when_the_ddl_capture_is_missing(stack: Settings, lane: Lane) -> None:
+    prefix = f"nothing_{lane.group}"  # no topic at all under it, so no DDL log either
+    result = run_sync(stack, lane, CDC_TOPIC_PREFIX=prefix, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    said = [line for line in result.stderr.splitlines() if "DDL capture is not installed" in line]
+    assert len(said) == 1, result.stderr[-3000:]
+    assert f"(no topic {prefix}.cdc.schema_ddl)" in said[0]
+    assert said[0].endswith("Fix: cdc schema install (as a superuser), then cdc connector apply")
