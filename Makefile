@@ -32,6 +32,7 @@ stack-down: install
 # snapshot cannot read.
 demo: stack-up
 	$(CDC) demo seed --schema-only
+	$(CDC) schema install --local-stack
 	$(CDC) connector apply
 	$(CDC) demo seed
 	$(CDC) demo run --rate $(DEMO_RATE) --duration $(DEMO_SECONDS) & \

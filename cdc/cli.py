@@ -334,11 +334,22 @@ def dlq_replay(
 
 
 @schema_app.command("install")
-def schema_install() -> None:
-    """Install the DDL capture in the source (an event trigger writing cdc.schema_ddl), so drift sees exact renames."""
-    from cdc.schema.install import install
+def schema_install(
+    local_stack: Annotated[
+        bool, typer.Option("--local-stack", help="As the local stack's superuser (cdc stack up), over its unix socket.")
+    ] = False,
+) -> None:
+    """Install the DDL capture in the source (event triggers writing cdc.schema_ddl): exact renames, defaults."""
+    from sqlalchemy.engine import make_url
 
-    install(_settings().require_source_url())
+    from cdc.schema.install import install
+    from cdc.stack.control import source_superuser_url
+
+    settings = _settings()
+    if local_stack:
+        install(source_superuser_url(settings), schema_owner=make_url(settings.require_source_url()).username)
+    else:
+        install(settings.require_source_url())
     say("schema capture installed in the source; run cdc connector apply so that Debezium captures cdc.schema_ddl")
 
 

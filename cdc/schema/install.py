@@ -25,11 +25,22 @@ _FIX = (
 Connection = psycopg2.extensions.connection
 
 
-def install(source_url: str) -> None:
-    """Create (or refresh) the capture objects and the event triggers, and seed cdc.schema_snapshot."""
+def install(source_url: str, *, schema_owner: str | None = None) -> None:
+    """Create (or refresh) the capture objects and the event triggers, and seed cdc.schema_snapshot.
+    schema_owner: the connector's role, to own schema cdc if it does not exist yet (its tables
+    belong to the schema's owner, who must own cdc.schema_ddl to publish it)."""
     conn = pgerrors.connect(source_url, "source")
     try:
         _require_superuser(conn)
+        if schema_owner is not None:
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(
+                        sql.SQL("CREATE SCHEMA IF NOT EXISTS cdc AUTHORIZATION {}").format(sql.Identifier(schema_owner))
+                    )
+            except psycopg2.Error as exc:
+                conn.rollback()
+                raise _translate(exc, "creating schema cdc") from exc
         _run_script(conn)
     finally:
         conn.close()

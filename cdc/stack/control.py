@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 import psycopg2
 
@@ -218,3 +219,14 @@ def env_lines(settings: Settings) -> list[str]:
         f"export CDC_CONNECT_URL='{state.connect_url(settings)}'",
         f"export CDC_TOPIC_PREFIX='{settings.topic_prefix}'",
     ]
+
+
+def source_superuser_url(settings: Settings) -> str:
+    """The local stack's source database as its superuser, over the cluster's private unix socket
+    (trusted there, never over TCP): for what only a superuser may do, such as `cdc schema install`."""
+    stack_state = state.load_state(state.layout(settings))
+    if stack_state is None:
+        raise StackError(f"no local stack was set up under {settings.stack_dir}.", "start it with: cdc stack up")
+    cluster = postgres.Cluster("source", Path(stack_state.postgres_root), settings.stack_source_port, Path(), True)
+    where = urlencode({"host": str(cluster.socket_dir), "port": settings.stack_source_port})
+    return f"postgresql://{postgres.SUPERUSER}@/{state.SOURCE_DB}?{where}"

@@ -24,7 +24,8 @@ from cdc.errors import MissingToolError, StackError
 from cdc.stack import process
 
 RUN_AS_ROOT_USER = "postgres"
-_SUPERUSER = "postgres"
+SUPERUSER = "postgres"  # the role initdb makes; trusted on the private unix socket only
+_SUPERUSER = SUPERUSER
 
 _SOURCE_CONF = """
 # cdc stack: logical decoding for Debezium

@@ -11,7 +11,7 @@ import pytest
 
 from cdc import capture, connector
 from cdc.settings import Settings
-from tests.db import execute
+from tests.db import execute, query
 from tests.kafka_reader import RawMessage, read_topic, settled
 
 pytestmark = pytest.mark.stack
@@ -149,9 +149,12 @@ def test_include_and_exclude_settings_choose_the_captured_tables(stack: Settings
     try:
         only_schema = stack.model_copy(update={"include_schemas": schema, "exclude_tables": f"{schema}.skip_*"})
         chosen = [t.qualified for t in capture.discover(conn, only_schema)]
+        # cdc's own tables are always captured; its DDL log too, once `cdc schema install` made it
+        ddl_log = ["cdc.schema_ddl"] if query(url, "SELECT to_regclass('cdc.schema_ddl')")[0][0] else []
         assert chosen == [
-            "cdc.debezium_heartbeat",  # cdc's own tables are always captured
+            "cdc.debezium_heartbeat",
             "cdc.debezium_signal",
+            *ddl_log,
             f"{schema}.Odd, name",
             f"{schema}.keep_me",
         ]
