@@ -426,7 +426,7 @@ def schema_policy(
     if table is None:
         say(f"default: {policies.default.value} (from {policies.default_from})")
         for pattern, policy in policies.overrides:
-            say(f"{pattern}: {policy.value} (from CDC_SCHEMA_POLICIES)")
+            say(f"{pattern}: {policy.value} (from {policies.overrides_from})")
         return
     schema, _, name = table.partition(".")
     policy, source = policies.for_table(TableId(schema, name))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -117,6 +117,14 @@ class Settings(BaseModel):
     stack_pg_bin: Path | None = None
 
     log_format: Literal["text", "json"] = "text"
+
+    # Which settings the environment set (the others that are set came from cdc.toml): for
+    # commands that say where a value comes from. Private: no variable can set it.
+    _from_environment: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @property
+    def from_environment(self) -> frozenset[str]:
+        return self._from_environment
 
     @field_validator("source_url", "warehouse_url", "connect_source_url")
     @classmethod
@@ -272,9 +280,11 @@ def load_settings(environ: Mapping[str, str] | None = None, warn: Callable[[str]
                 f"{variable} is set but is not a cdc setting; it is ignored{_did_you_mean(name, ENV_PREFIX)}"
             )
     try:
-        return Settings.model_validate({**from_file, **from_env})
+        settings = Settings.model_validate({**from_file, **from_env})
     except ValidationError as exc:
         raise _invalid(exc, from_env, path) from None
+    settings._from_environment = frozenset(from_env)
+    return settings
 
 
 def config_path(environ: Mapping[str, str]) -> tuple[Path, bool]:

@@ -27,10 +27,17 @@ class Policies:
     default: Policy = Policy.EVOLVE
     default_from: str = "default"  # where the default was set, for `cdc schema policy`
     overrides: tuple[tuple[str, Policy], ...] = ()  # (schema.table or glob pattern, policy)
+    overrides_from: str = "CDC_SCHEMA_POLICIES"
 
     @classmethod
-    def of(cls, default: str, overrides: Mapping[str, str], default_from: str = "default") -> Policies:
-        return cls(Policy(default), default_from, tuple((k, Policy(v)) for k, v in overrides.items()))
+    def of(
+        cls,
+        default: str,
+        overrides: Mapping[str, str],
+        default_from: str = "default",
+        overrides_from: str = "CDC_SCHEMA_POLICIES",
+    ) -> Policies:
+        return cls(Policy(default), default_from, tuple((k, Policy(v)) for k, v in overrides.items()), overrides_from)
 
     def for_table(self, table: TableId) -> tuple[Policy, str]:
         """The policy in force for a table, and where it comes from. An exact name wins over a
@@ -38,17 +45,28 @@ class Policies:
         name = str(table)
         exact = [p for pattern, p in self.overrides if pattern == name]
         if exact:
-            return exact[0], f"CDC_SCHEMA_POLICIES {name!r}"
+            return exact[0], f"{self.overrides_from} {name!r}"
         matching = sorted(
             ((pattern, p) for pattern, p in self.overrides if fnmatch.fnmatchcase(name, pattern)),
             key=lambda item: -len(item[0]),
         )
         if matching:
             pattern, policy = matching[0]
-            return policy, f"CDC_SCHEMA_POLICIES {pattern!r}"
+            return policy, f"{self.overrides_from} {pattern!r}"
         return self.default, self.default_from
 
 
 def policies_of(settings: Settings) -> Policies:
-    default_from = "CDC_SCHEMA_POLICY" if "schema_policy" in settings.model_fields_set else "default"
-    return Policies.of(settings.schema_policy, settings.schema_policies, default_from)
+    """The policies of the settings, each knowing where it was set."""
+
+    def origin(name: str, in_file: str, unset: str) -> str:
+        if name in settings.from_environment:
+            return f"CDC_{name.upper()}"
+        return f"{in_file} in cdc.toml" if name in settings.model_fields_set else unset
+
+    return Policies.of(
+        settings.schema_policy,
+        settings.schema_policies,
+        origin("schema_policy", "schema_policy", "default"),
+        origin("schema_policies", "[schema_policies]", "CDC_SCHEMA_POLICIES"),
+    )

@@ -111,10 +111,15 @@ def test_cdc_schema_policies_sets_per_table_policies() -> None:
 def test_policies_from_the_config_file(tmp_path: Path) -> None:
     (tmp_path / "cdc.toml").write_text('schema_policy = "alert"\n[schema_policies]\n"shop.*" = "halt"\n')
     policies = policies_of(load_settings({}))
-    # Set in cdc.toml, yet said to come from CDC_SCHEMA_POLICY (and the override from CDC_SCHEMA_POLICIES):
-    # the setting's name, not where it was read.
-    assert policies == Policies(Policy.ALERT, "CDC_SCHEMA_POLICY", (("shop.*", Policy.HALT),))
-    assert policies.for_table(ORDERS) == (Policy.HALT, "CDC_SCHEMA_POLICIES 'shop.*'")
+    # Said to come from where it was read: the file, under its own names.
+    assert policies == Policies(
+        Policy.ALERT, "schema_policy in cdc.toml", (("shop.*", Policy.HALT),), "[schema_policies] in cdc.toml"
+    )
+    assert policies.for_table(ORDERS) == (Policy.HALT, "[schema_policies] in cdc.toml 'shop.*'")
+    # The environment wins over the file, and says so.
+    policies = policies_of(load_settings({"CDC_SCHEMA_POLICY": "evolve"}))
+    assert (policies.default, policies.default_from) == (Policy.EVOLVE, "CDC_SCHEMA_POLICY")
+    assert policies.overrides_from == "[schema_policies] in cdc.toml"
 
 
 SEE = "set a valid value (the README's Configuration table lists every setting)"
