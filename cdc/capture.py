@@ -29,6 +29,8 @@ INTERNAL_SCHEMA = "cdc"
 SIGNAL_TABLE = "debezium_signal"
 HEARTBEAT_TABLE = "debezium_heartbeat"
 DDL_TABLE = "schema_ddl"  # written by the DDL capture of `cdc schema install`, when installed
+# cdc's own tables that are never captured, and never worth a word (the DDL capture's memory).
+QUIET_TABLES = frozenset({(INTERNAL_SCHEMA, "schema_snapshot")})
 INTERNAL_TABLES = ((INTERNAL_SCHEMA, SIGNAL_TABLE), (INTERNAL_SCHEMA, HEARTBEAT_TABLE), (INTERNAL_SCHEMA, DDL_TABLE))
 _PLAIN = re.compile(r"[A-Za-z0-9_]+")
 _LOWER_PLAIN = re.compile(r"[a-z_][a-z0-9_]*")
@@ -128,6 +130,8 @@ def classify(tables: Iterable[SourceTable], settings: Settings) -> Selection:
     captured: list[SourceTable] = []
     skipped: dict[Skip, list[SourceTable]] = {}
     for table in listed:
+        if (table.schema, table.name) in QUIET_TABLES:
+            continue
         why = None if table.internal else next((skip for skip, holds in rules if holds(table)), None)
         if why is None:
             captured.append(table)

@@ -190,3 +190,11 @@ def test_long_lists_are_cut_at_about_twenty_names() -> None:
 )
 def test_names_are_shown_unambiguously_and_on_one_line(schema: str, name: str, shown: str) -> None:
     assert display_name(SourceTable(schema, name)) == shown
+
+
+def test_the_ddl_capture_publishes_its_log_and_keeps_its_memory_quiet() -> None:
+    ddl_log, snapshot = SourceTable("cdc", "schema_ddl"), SourceTable("cdc", "schema_snapshot")
+    selection = classify([*CDC_OWN, ddl_log, snapshot, *SHOP], Settings(include_schemas="shop"))
+    assert names(selection.captured) == [*names(CDC_OWN), "cdc.schema_ddl", *sorted(names(SHOP))]
+    assert selection.skipped == {}
+    assert describe(selection) == []
