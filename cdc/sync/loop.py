@@ -127,6 +127,7 @@ class Sync:
         self._ddl_due = False  # a new schema was read: note where the DDL log ends
         self._ddl_until: dict[Partition, int] = {}  # read the DDL log up to here before flushing
         self._ddl_since = 0.0
+        self._ddl_topic = f"{options.topic_prefix}.{DDL_TABLE}"
         self._source_factory = source_factory
         self._source: Source  # connected by run(), retried like any other transient failure
 
@@ -166,7 +167,7 @@ class Sync:
         if self.options.tables:
             self._warn_unmatched(topics)
         self._check_names(topics)
-        ddl_log = f"{self.options.topic_prefix}.{DDL_TABLE}"
+        ddl_log = self._ddl_topic
         if ddl_log not in topics:
             log.warning(
                 "the source's DDL capture is not installed (no topic %s): schema changes are detected from "
@@ -215,15 +216,15 @@ class Sync:
             if records:
                 last_record = now
                 self._take(records)
-            if self._in_flight is not None and self._in_flight[0].done():
-                self._await_flush()  # a failure surfaces now, not when the next flush is due
-            if self._due(now):
-                try:
+            try:
+                if self._in_flight is not None and self._in_flight[0].done():
+                    self._await_flush()  # a failure surfaces now, not when the next flush is due
+                if self._due(now):
                     self._flush(wait=False)
-                except TransientError:
-                    if not self._stop.is_set():
-                        raise
-                    break  # stopping while the warehouse fails: _final_flush says what was not stored
+            except TransientError:
+                if not self._stop.is_set():
+                    raise
+                break  # stopping while the warehouse fails: _final_flush says what was not stored
             if now - last_check >= check_every:
                 last_check = now
                 self._check_stall()
@@ -257,7 +258,8 @@ class Sync:
         for record in records:
             if not take((record.topic, record.partition), record.offset):
                 continue  # read again after a seek, or fetched before its position was known
-            self.stats.events += 1
+            if record.topic != self._ddl_topic:  # the DDL log is bookkeeping, not the tables' events
+                self.stats.events += 1
             origin = new_tuple(Origin, record[:3])  # (topic, partition, offset), without NamedTuple's __new__
             try:
                 event = self._decoder.decode(origin, record.key, record.value, record.headers)
@@ -352,8 +354,7 @@ class Sync:
         is there at once or not at all (DDL capture not installed, another member reads it)."""
         if self._ddl_due:
             self._ddl_due = False
-            log_topic = f"{self.options.topic_prefix}.{DDL_TABLE}"
-            mine = [p for p in self._source.assignment() if p[0] == log_topic]
+            mine = [p for p in self._source.assignment() if p[0] == self._ddl_topic]
             ends = self._source.end_offsets(mine) if mine else None
             self._ddl_until = {p: end for p, end in (ends or {}).items() if end > 0}
             self._ddl_since = now

@@ -275,7 +275,14 @@ def test_a_table_pattern_that_matches_nothing_is_named_with_what_is_captured(sta
     ), warnings[0]
     assert stopped_counts(output) == {"events": 0, "rows": 0, "skipped": 0, "dead": 0}
     (stopped,) = [line for line in output.splitlines() if line.startswith("sync stopped: ")]
-    assert stopped.endswith("0 dead letters; no partition was assigned"), stopped
+    # The source's DDL log, once `cdc schema install` made it, is read whatever the patterns.
+    ddl_log = "DDL capture is not installed" not in output
+    read = (
+        "all that was read is stored, with the offsets of its 1 partition(s)"
+        if ddl_log
+        else "no partition was assigned"
+    )
+    assert stopped.endswith(f"0 dead letters; {read}"), stopped
 
 
 # -- a stop asked for during a retry ---------------------------------------------------------
