@@ -174,7 +174,7 @@ def check_names(settings: Settings, tables: list[capture.SourceTable], say: Call
     """Two captured tables that sync would replicate into one warehouse table: an error now, before
     the connector captures them. Names given before (cdc.table_map) count when it can be read."""
     from cdc.warehouse import naming
-    from cdc.warehouse.postgres import read_table_map
+    from cdc.warehouse.ledger import read_table_map
     from cdc.warehouse.statements import Target
 
     existing: dict[TableId, Target] = {}

@@ -253,6 +253,15 @@ class Drift:
             self.announcements.append(announcement)
 
 
+def held_tables(cur: Any, schema: str) -> set[TableId]:
+    """The source tables of a warehouse schema that their policy holds (until `cdc schema accept`)."""
+    cur.execute(
+        "SELECT source_schema, source_table FROM cdc.schema_state WHERE target_schema = %s AND held_for IS NOT NULL",
+        (schema,),
+    )
+    return {TableId(s, t) for s, t in cur.fetchall()}
+
+
 def alert_payload(a: Announcement, history_id: int, since: Version) -> dict[str, Any]:
     """A Slack-compatible body: `text` for people, `attachments[].fields` for Slack's layout, and
     `cdc` with every field for machines."""

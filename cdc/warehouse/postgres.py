@@ -7,25 +7,35 @@ import contextlib
 import hashlib
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
-from psycopg2.extras import execute_values
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from cdc import pgerrors
 from cdc.buffer import TableBatch
 from cdc.decode.toast import is_unavailable
 from cdc.errors import ConfigError, TerminalError
-from cdc.events import DDL_TABLE, ChangeEvent, Column, Op, Origin, TableId, TableSchema
+from cdc.events import DDL_TABLE, ChangeEvent, Column, Op, TableId, TableSchema
 from cdc.resources import sql_file
 from cdc.schema.policy import Policies
-from cdc.warehouse import DeadLetter, Flush, FlushResult, Hold, StoredLetter, TopicPartition, naming
+from cdc.warehouse import (
+    DeadLetter,
+    Flush,
+    FlushResult,
+    Hold,
+    StoredLetter,
+    TopicPartition,
+    drift,
+    keyless,
+    ledger,
+    naming,
+)
 from cdc.warehouse import statements as stmt
 from cdc.warehouse.copy import staging_text
 from cdc.warehouse.drift import Drift, Held, announce
@@ -33,6 +43,7 @@ from cdc.warehouse.errors import describe, is_row_level, translate
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
 _TABLE_MAP_LOCK = 7_241_001  # advisory lock serialising target-name choices across sync processes
 
 
@@ -129,21 +140,30 @@ class PostgresWarehouse:
         self._forget()
         self._engine.dispose()
 
-    # -- offsets -----------------------------------------------------------------------------
+    # -- offsets and dead letters (cdc/warehouse/ledger.py) -----------------------------------
     def stored_offsets(self, group: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        stored = self._read(lambda cur: ledger.stored_offsets(cur, group), "reading stored offsets")
+        return {tp: stored[tp] for tp in partitions if tp in stored}
+
+    def dead_letters(
+        self, group: str, *, include_replayed: bool = False, ids: list[int] | None = None
+    ) -> list[StoredLetter]:
+        return self._read(
+            lambda cur: ledger.dead_letters(cur, group, include_replayed=include_replayed, ids=ids),
+            "reading the dead-letter table",
+        )
+
+    def _read(self, query: Callable[[Any], _T], what: str) -> _T:
+        """A read of cdc's tables, in a transaction of its own."""
         conn = self._connection()
         try:
             with conn.cursor() as cur:
-                cur.execute(
-                    "SELECT topic, kafka_partition, next_offset FROM cdc.kafka_offsets WHERE consumer_group = %s",
-                    (group,),
-                )
-                stored = {(t, p): o for t, p, o in cur.fetchall()}
+                found = query(cur)
             conn.commit()
         except psycopg2.Error as exc:
             self._forget()
-            raise translate(exc, "reading stored offsets") from exc
-        return {tp: stored[tp] for tp in partitions if tp in stored}
+            raise translate(exc, what) from exc
+        return found
 
     # -- flush -------------------------------------------------------------------------------
     def apply(self, flush: Flush) -> FlushResult:
@@ -152,15 +172,15 @@ class PostgresWarehouse:
         try:
             with conn.cursor() as cur:
                 if flush.replaying:
-                    _lock_letters(cur, list(flush.replaying.values()))
+                    ledger.lock_letters(cur, list(flush.replaying.values()))
                 # The source's DDL first: drift reads it when a table's schema changed in this flush.
                 for batch in sorted(flush.tables, key=lambda b: b.schema.table != DDL_TABLE):
                     self._apply_table(cur, batch, work, replaying=bool(flush.replaying))
-                self._write_dead(cur, work.dead)
-                self._write_offsets(cur, _held_back(flush.offsets, work.held))
+                ledger.write_dead(cur, self._group, work.dead)
+                ledger.write_offsets(cur, self._group, _held_back(flush.offsets, work.held))
                 if flush.replaying:
                     failed = {d.origin for d in work.dead}
-                    _mark_replayed(cur, [i for origin, i in flush.replaying.items() if origin not in failed])
+                    ledger.mark_replayed(cur, [i for origin, i in flush.replaying.items() if origin not in failed])
             conn.commit()
         except psycopg2.Error as exc:
             self._forget()
@@ -214,58 +234,10 @@ class PostgresWarehouse:
             return
         if not replaying:
             # A dead letter is replayed on purpose, below the high-water mark its own flush set.
-            events = self._unapplied(cur, target, events, work)
+            fresh = keyless.unapplied(cur, target, events)
+            work.skipped += len(events) - len(fresh)
+            events = fresh
         self._apply_unkeyed(cur, target, schema, events, work)
-
-    def _unapplied(self, cur: Any, target: stmt.Target, events: list[ChangeEvent], work: _Work) -> list[ChangeEvent]:
-        """The events of a keyless table not applied yet, and the high-water marks moved past all of
-        them (a dead-lettered event too: it is in the dead-letter table, replayed from there).
-        Rows have no identity to merge on, so position is the only guard against a replay; the row
-        lock makes a member that flushes the same partition late (after a rebalance) wait, then see
-        what the other stored."""
-        partitions = sorted({(e.origin.topic, e.origin.partition) for e in events})
-        rows = [(target.schema, target.table, topic, number) for topic, number in partitions]
-        execute_values(
-            cur,
-            "INSERT INTO cdc.keyless_position (target_schema, target_table, topic, kafka_partition, commit_lsn, "
-            "lsn, change_order) VALUES %s ON CONFLICT DO NOTHING",
-            rows,
-            template="(%s, %s, %s, %s, -1, -1, -1)",
-        )
-        cur.execute(
-            "SELECT topic, kafka_partition, commit_lsn, lsn, change_order FROM cdc.keyless_position "
-            "WHERE target_schema = %s AND target_table = %s AND (topic, kafka_partition) IN %s FOR UPDATE",
-            (target.schema, target.table, tuple(partitions)),
-        )
-        stored: dict[tuple[str, int], tuple[int, int, int]] = {
-            (t, p): (c, lsn, o) for t, p, c, lsn, o in cur.fetchall()
-        }
-        if len(partitions) == 1:
-            groups = {partitions[0]: events}
-        else:
-            groups = {}
-            for event in events:
-                groups.setdefault((event.origin.topic, event.origin.partition), []).append(event)
-        marks = dict(stored)
-        fresh: list[ChangeEvent] = []
-        for where, group in groups.items():
-            kept, marks[where] = _after(group, stored[where])
-            fresh += kept
-        if len(groups) > 1:
-            taken = set(map(id, fresh))
-            fresh = [e for e in events if id(e) in taken]  # in the order they came
-        work.skipped += len(events) - len(fresh)
-        moved = [(*marks[p], target.schema, target.table, *p) for p in partitions if marks[p] != stored[p]]
-        if moved:
-            execute_values(
-                cur,
-                "UPDATE cdc.keyless_position AS k "
-                "SET commit_lsn = v.c, lsn = v.l, change_order = v.o, updated_at = now() "
-                "FROM (VALUES %s) AS v (c, l, o, s, t, topic, p) WHERE k.target_schema = v.s "
-                "AND k.target_table = v.t AND k.topic = v.topic AND k.kafka_partition = v.p",
-                moved,
-            )
-        return fresh
 
     def _merge(
         self,
@@ -465,7 +437,7 @@ class PostgresWarehouse:
 
     def _map_table(self, cur: Any, table: TableId) -> stmt.Target:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_TABLE_MAP_LOCK,))
-        mapped = table_map(cur, self._schema)
+        mapped = ledger.table_map(cur, self._schema)
         target = mapped.get(table)
         if target is not None:
             return target
@@ -480,14 +452,14 @@ class PostgresWarehouse:
 
     def target_for(self, cur: Any, table: TableId) -> stmt.Target:
         """The warehouse table of a source table: the one it has, else the one it would get."""
-        known = self._targets.get(table) or table_map(cur, self._schema).get(table)
+        known = self._targets.get(table) or ledger.table_map(cur, self._schema).get(table)
         return known or naming.target_of(table, self._schema, self._format)
 
     def follow_rename(self, cur: Any, old: TableId, new: TableId) -> str:
         """A source table renamed: its warehouse table takes the name the new one would get, with
         its rows, mapping and drift state, so replication goes on into it. Returns what was done."""
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_TABLE_MAP_LOCK,))
-        mapped = table_map(cur, self._schema)
+        mapped = ledger.table_map(cur, self._schema)
         before = mapped.pop(old, None)
         if before is None:
             return f"recorded: {old} was not replicated into {self._schema}"
@@ -524,14 +496,7 @@ class PostgresWarehouse:
     def check_names(self, tables: list[TableId]) -> None:
         """Before anything is read: two of these tables that would share a warehouse table are an
         error, and tables that keep a name given before (cdc.table_map) under another rule are named."""
-        conn = self._connection()
-        try:
-            with conn.cursor() as cur:
-                mapped = table_map(cur, self._schema)
-            conn.commit()
-        except psycopg2.Error as exc:
-            self._forget()
-            raise translate(exc, "reading cdc.table_map") from exc
+        mapped = self._read(lambda cur: ledger.table_map(cur, self._schema), "reading cdc.table_map")
         naming.plan(tables, self._schema, self._format, mapped)
         kept = {
             source: target
@@ -551,19 +516,7 @@ class PostgresWarehouse:
 
     def held_tables(self, tables: list[TableId]) -> set[TableId]:
         """Which of these tables their schema policy holds (until `cdc schema accept`)."""
-        conn = self._connection()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(
-                    "SELECT source_schema, source_table FROM cdc.schema_state "
-                    "WHERE target_schema = %s AND held_for IS NOT NULL",
-                    (self._schema,),
-                )
-                held = {TableId(s, t) for s, t in cur.fetchall()}
-            conn.commit()
-        except psycopg2.Error as exc:
-            self._forget()
-            raise translate(exc, "reading cdc.schema_state") from exc
+        held = self._read(lambda cur: drift.held_tables(cur, self._schema), "reading cdc.schema_state")
         return held & set(tables)
 
     def _ensure_table(self, cur: Any, target: stmt.Target, schema: TableSchema) -> bool:
@@ -593,89 +546,6 @@ class PostgresWarehouse:
             cur.execute(stmt.create_staging(name, columns))
             self._staging.add(name)
         return name
-
-    # -- dead letters ------------------------------------------------------------------------
-    def dead_letters(
-        self, group: str, *, include_replayed: bool = False, ids: list[int] | None = None
-    ) -> list[StoredLetter]:
-        conn = self._connection()
-        query = (
-            "SELECT id, topic, kafka_partition, kafka_offset, message_key, message_value, reason, failed_at, "
-            "replayed_at FROM cdc.dead_letter WHERE consumer_group = %s"
-        )
-        params: list[Any] = [group]
-        if not include_replayed:
-            query += " AND replayed_at IS NULL"
-        if ids:
-            query += " AND id = ANY(%s)"
-            params.append(ids)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(query + " ORDER BY topic, kafka_partition, kafka_offset", params)
-                rows = cur.fetchall()
-            conn.commit()
-        except psycopg2.Error as exc:
-            self._forget()
-            raise translate(exc, "reading the dead-letter table") from exc
-        return [
-            StoredLetter(
-                id=r[0],
-                origin=Origin(r[1], r[2], r[3]),
-                key=None if r[4] is None else bytes(r[4]),
-                value=None if r[5] is None else bytes(r[5]),
-                reason=r[6],
-                failed_at=r[7],
-                replayed_at=r[8],
-            )
-            for r in rows
-        ]
-
-    # -- bookkeeping -------------------------------------------------------------------------
-    def _write_dead(self, cur: Any, dead: list[DeadLetter]) -> None:
-        if not dead:
-            return
-        for letter in dead:
-            log.warning(
-                "dead letter %s[%d]@%d: %s",
-                letter.origin.topic,
-                letter.origin.partition,
-                letter.origin.offset,
-                letter.reason,
-            )
-        execute_values(
-            cur,
-            "INSERT INTO cdc.dead_letter (consumer_group, topic, kafka_partition, kafka_offset, "
-            "message_key, message_value, reason) VALUES %s "
-            # A replayed dead letter that fails again keeps its row, with the newest reason.
-            "ON CONFLICT (consumer_group, topic, kafka_partition, kafka_offset) "
-            "DO UPDATE SET reason = EXCLUDED.reason, failed_at = now()",
-            [
-                (
-                    self._group,
-                    d.origin.topic,
-                    d.origin.partition,
-                    d.origin.offset,
-                    None if d.key is None else psycopg2.Binary(d.key),
-                    None if d.value is None else psycopg2.Binary(d.value),
-                    d.reason,
-                )
-                for d in dead
-            ],
-        )
-
-    def _write_offsets(self, cur: Any, offsets: dict[TopicPartition, int]) -> None:
-        if not offsets:
-            return
-        # Offsets only move forward: a process that lost its partitions in a rebalance and flushes
-        # late cannot move them back behind what the new owner stored.
-        execute_values(
-            cur,
-            "INSERT INTO cdc.kafka_offsets (consumer_group, topic, kafka_partition, next_offset) VALUES %s "
-            "ON CONFLICT (consumer_group, topic, kafka_partition) DO UPDATE "
-            "SET next_offset = EXCLUDED.next_offset, updated_at = now() "
-            "WHERE cdc.kafka_offsets.next_offset <= EXCLUDED.next_offset",
-            [(self._group, topic, partition, offset) for (topic, partition), offset in offsets.items()],
-        )
 
 
 @dataclass(slots=True)
@@ -722,37 +592,6 @@ def _refused(event: ChangeEvent, target: stmt.Target, exc: psycopg2.Error) -> De
     )
 
 
-def _after(events: list[ChangeEvent], mark: tuple[int, int, int]) -> tuple[list[ChangeEvent], tuple[int, int, int]]:
-    """The events of one partition past its high-water mark, and the mark past them all.
-
-    A keyless table's change stands at (commit LSN, change LSN, order): the rows one statement
-    wrote in one WAL record (COPY's multi-insert) share an LSN, and Debezium's
-    transaction.data_collection_order tells them apart (it resumes from the connector's offsets
-    after a restart, so a change sent again keeps its order). Snapshot reads have no transaction
-    and all carry their snapshot's LSN: the Kafka offset orders them instead."""
-    positions = [(*e.version, e.origin.offset if e.order is None else e.order) for e in events]
-    fresh = [e for e, position in zip(events, positions, strict=True) if position > mark]
-    return fresh, max(mark, *positions)
-
-
-def _lock_letters(cur: Any, ids: list[int]) -> None:
-    """A replay's letters, locked until its commit: two replays of one letter would apply it twice."""
-    # FOR UPDATE waits for a replay under way, then sees what it committed.
-    cur.execute("SELECT id, replayed_at FROM cdc.dead_letter WHERE id = ANY(%s) FOR UPDATE", (ids,))
-    already = sorted(i for i, replayed in cur.fetchall() if replayed is not None)
-    if already:
-        raise TerminalError(
-            f"dead letter(s) {', '.join(map(str, already))} were replayed by another cdc dlq replay meanwhile; "
-            "nothing was applied.",
-            "run cdc dlq replay again: it takes only the letters still waiting",
-        )
-
-
-def _mark_replayed(cur: Any, ids: list[int]) -> None:
-    if ids:
-        cur.execute("UPDATE cdc.dead_letter SET replayed_at = now() WHERE id = ANY(%s)", (ids,))
-
-
 def _params(columns: tuple[Column, ...], image: dict[str, Any]) -> list[str | None]:
     values: list[str | None] = []
     for column in columns:
@@ -768,26 +607,3 @@ def _check_name(table: TableId, column: Column) -> None:
             "for its metadata columns.",
             "rename the column in the source, or exclude the table (CDC_EXCLUDE_TABLES)",
         )
-
-
-def read_table_map(url: str, schema: str) -> dict[TableId, stmt.Target]:
-    """cdc.table_map for one warehouse schema, without creating anything (empty if cdc never
-    wrote to this warehouse)."""
-    conn = pgerrors.connect(url, "warehouse")
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT to_regclass('cdc.table_map') IS NOT NULL")
-            row = cur.fetchone()
-            return table_map(cur, schema) if row and row[0] else {}
-    except psycopg2.Error as exc:
-        raise translate(exc, "reading cdc.table_map") from exc
-    finally:
-        conn.close()
-
-
-def table_map(cur: Any, schema: str) -> dict[TableId, stmt.Target]:
-    """What cdc.table_map holds for one warehouse schema."""
-    cur.execute(
-        "SELECT source_schema, source_table, target_table FROM cdc.table_map WHERE target_schema = %s", (schema,)
-    )
-    return {TableId(s, t): stmt.Target(schema, name) for s, t, name in cur.fetchall()}
