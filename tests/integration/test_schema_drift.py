@@ -16,7 +16,6 @@ from cdc.resources import cdc_command
 from cdc.schema.compare import schema_diff
 from cdc.settings import Settings
 from tests.db import execute, query
-from tests.fixtures.record_drift import superuser_source_url
 from tests.processes import apply_connector, assert_converges, assert_stopped_cleanly, log_of, wait_until
 from tests.syncing import Lane, run_sync, start_sync, sync_env, target_of
 from tests.webhook import Endpoint
@@ -75,6 +74,20 @@ def alerts_of(url: str, table: str) -> int:
         (table,),
     )
     return int(rows[0][0])
+
+
+def cdc_schema(stack: Settings, lane: Lane, *args: str) -> str:
+    """`cdc schema ARGS` as users run it; it must succeed. Its output."""
+    done = subprocess.run(
+        [*cdc_command(), "schema", *args],
+        env=sync_env(stack, lane),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
 
 
 def posted_changes(hook: Endpoint) -> list[dict[str, object]]:
@@ -180,16 +193,8 @@ def test_evolve_and_alert_policies_apply_each_change_once_and_keep_every_row(
         (None, None, "note", "text", "kept (gone from the source)"),
         (None, None, "code", "text", "kept (gone from the source)"),
     ]
-    shown = subprocess.run(
-        [*cdc_command(), "schema", "diff", f"{s}.evolving"],
-        env=sync_env(stack, lane),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.strip().splitlines()[-1] == "1 table(s), 7 column(s), 4 not the same"
+    shown = cdc_schema(stack, lane, "diff", f"{s}.evolving")
+    assert shown.strip().splitlines()[-1] == "1 table(s), 7 column(s), 4 not the same"
     wait_until(lambda: len(posted_changes(hook)) == 2 * len(STEPS), 30, "one webhook per change")
 
     # alert: nothing changed shape; only values the old shape still holds with their meaning were written.
@@ -315,15 +320,12 @@ def test_halt_holds_one_table_while_the_others_converge_until_accepted(
     assert _count(wh, targets["held"]) == 10
     assert len(history_of(wh, *targets["held"])) == 1
 
-    accepted = subprocess.run(
-        [*cdc_command(), "schema", "accept", f"{s}.held"],
-        env=sync_env(stack, lane),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert accepted.returncode == 0, accepted.stderr
+    held = [json.loads(line) for line in cdc_schema(stack, lane, "history", f"{s}.held", "--json").splitlines()]
+    assert [(h["change"], h["column"], h["policy"], h["action"].split(":")[0]) for h in held] == [
+        ("column_added", "extra", "halt", "held")
+    ]
+    assert held[0]["after"] == {"name": "extra", "type": "integer", "optional": True, "default": None}
+    cdc_schema(stack, lane, "accept", f"{s}.held")
     wait_until(lambda: "extra" in warehouse_columns(wh, *targets["held"]), 30, "the accepted change applied")
     assert_converges(stack, lane, 60, running=processes[-1:], tables=tables)
     assert warehouse_columns(wh, *targets["held"])["extra"] == "integer"
@@ -333,6 +335,25 @@ def test_halt_holds_one_table_while_the_others_converge_until_accepted(
         "held",
         "added warehouse column extra integer",
     ]
+
+    # Held again, for a destructive change and a widening in one command; accepted, both applied.
+    execute(src, f'ALTER TABLE "{s}".held ALTER COLUMN extra TYPE bigint, DROP COLUMN v')
+    execute(src, f'INSERT INTO "{s}".held VALUES (41, 5000000000)')
+    execute(src, f"INSERT INTO \"{s}\".flowing_a VALUES (41, 'v41')")
+    wait_until(lambda: _count(wh, targets["flowing_a"]) == 41, 60, "flowing_a while held again")
+    wait_until(lambda: log_of(again).count("is held by its schema policy (halt)") == 2, 30, "held again")
+    assert _count(wh, targets["held"]) == 40
+    cdc_schema(stack, lane, "accept", f"{s}.held")
+    wait_until(lambda: _count(wh, targets["held"]) == 41, 60, "the second accepted change applied")
+    assert_converges(stack, lane, 60, running=processes[-1:], tables=tables)
+    assert warehouse_columns(wh, *targets["held"]) == {"id": "integer", "v": "text", "extra": "bigint"}
+    assert history_of(wh, *targets["held"])[2:] == [
+        ("column_dropped", "v", "halt"),
+        ("type_widened", "extra", "halt"),
+        ("column_dropped", "v", "halt"),
+        ("type_widened", "extra", "halt"),
+    ]
+    wait_until(lambda: len(posted_changes(hook)) == 6, 30, "two alerts when held, two when applied")
     assert_stopped_cleanly(processes[-1], signal.SIGTERM, again)
     hook.close()
 
@@ -342,14 +363,7 @@ def test_a_rename_captured_by_the_ddl_log_is_applied_as_a_rename_with_its_data_k
 ) -> None:
     src, wh = stack.require_source_url(), stack.require_warehouse_url()
     s = lane.source_schema
-    installed = subprocess.run(
-        [*cdc_command(), "schema", "install"],
-        env=sync_env(stack, lane, CDC_SOURCE_URL=superuser_source_url(stack)),  # event triggers need one
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert installed.returncode == 0, installed.stderr
+    cdc_schema(stack, lane, "install", "--local-stack")  # event triggers need a superuser: the stack's
     execute(src, f'CREATE SCHEMA "{s}"')
     execute(src, f'CREATE TABLE "{s}".people (id integer PRIMARY KEY, full_name text, age integer)')
     execute(src, f"INSERT INTO \"{s}\".people SELECT i, 'name ' || i, i FROM generate_series(1, 5) i")
