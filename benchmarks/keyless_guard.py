@@ -46,7 +46,7 @@ def flushes(count: int, rows: int) -> list[Flush]:
             event = decoder.decode(Origin("cdc.fx.no_pk", 0, n), None, value)
             assert event is not None
             buffer.add(event)
-        out.append(Flush(list(buffer.tables.values()), {}))
+        out.append(Flush(buffer.batches(), {}))
     return out
 
 

@@ -16,4 +16,4 @@ def flush_of(messages: list[Message]) -> Flush:
         event = decoder.decode(*message)
         if event is not None:
             buffer.add(event)
-    return Flush(list(buffer.tables.values()), {})
+    return Flush(buffer.batches(), {})

@@ -190,6 +190,7 @@ class Sync:
         """A --table pattern that matches no change topic is most likely a typo: say so, and list
         what is captured. Sync goes on: a table created later may still match."""
         prefix = self.options.topic_prefix
+        topics = [t for t in topics if t != self._ddl_topic]  # read whatever the patterns: no match
         every = re.compile(change_topics(prefix))
         captured = sorted(t.removeprefix(prefix + ".") for t in topics if every.match(t))
         for pattern in self.options.tables:

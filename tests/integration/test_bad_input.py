@@ -322,7 +322,8 @@ def test_sigterm_during_a_flush_retry_stops_within_2_seconds(
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_for_log(log, proc, lambda text: "assigned 1 partitions" in text, timeout=60)
+        # its table's partition, and the source's DDL log's once `cdc schema install` made it
+        wait_for_log(log, proc, lambda text: re.search(r"assigned \d+ partitions", text) is not None, timeout=60)
         proxy.cut()  # the warehouse is gone: the flushes of what is read now fail and are retried
         # after the fourth attempt the retry waits 4-5 s: a stop must not wait it out
         wait_for_log(log, proc, lambda text: "failed (attempt 4)" in text, timeout=60)
@@ -341,7 +342,7 @@ def test_sigterm_during_a_flush_retry_stops_within_2_seconds(
     assert all("the warehouse failed while" in line for line in retries), retries
     last = text.strip().splitlines()[-1]
     assert re.fullmatch(
-        r"sync stopped: \d+ events read, 0 rows written, 0 already applied, 0 dead letters; 1 partition\(s\) were "
+        r"sync stopped: \d+ events read, 0 rows written, 0 already applied, 0 dead letters; [12] partition\(s\) were "
         r"read past what the "
         r"warehouse holds: the next start reads them again from there",
         last,
