@@ -65,7 +65,7 @@ def run_sync(
             settings.require_warehouse_url(),
             settings.alert_webhook_url.get_secret_value(),
             scope=settings.warehouse_schema,
-            max_backoff=30,  # one small POST per 30 s while it is down; delivered within 30 s once up
+            max_backoff=10,  # one small POST per 10 s while it is down; delivered within 10 s once up
         )
         runner.on_schema_change = sender.wake
         sender.start()  # also delivers what an earlier run left pending
