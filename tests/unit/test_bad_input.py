@@ -5,7 +5,6 @@ The cases that need the real stack are in tests/integration/test_bad_input.py.""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -300,16 +299,6 @@ CASES = [
         "set it (env or cdc.toml), or start the local stack",
     ),
 ]
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No CDC_* variable, cdc.toml or stack of this machine leaks in: the working directory is empty."""
-    for key in [k for k in os.environ if k.startswith("CDC_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CDC_STACK_DIR", str(tmp_path / "no-stack"))
-    return tmp_path
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

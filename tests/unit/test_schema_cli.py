@@ -4,22 +4,12 @@ tests/integration/test_schema_drift.py.)"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from cdc import cli
 from cdc.errors import EXIT_CONFIG
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for key in [k for k in os.environ if k.startswith("CDC_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CDC_STACK_DIR", str(tmp_path / "no-stack"))
-    return tmp_path
 
 
 def policy_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str], str]:
