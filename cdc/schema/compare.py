@@ -11,6 +11,8 @@ import psycopg2
 
 from cdc import pgerrors
 from cdc.warehouse.errors import translate
+from cdc.warehouse.ledger import table_map
+from cdc.warehouse.statements import Target
 
 _COLUMNS = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull
@@ -43,8 +45,8 @@ def schema_diff(source_url: str, warehouse_url: str, schema: str, pattern: str |
                 name = f"{source_schema}.{source_table}"
                 if pattern is not None and not fnmatch.fnmatchcase(name, pattern):
                     continue
-                src.execute(_COLUMNS, (_regclass(source_schema, source_table),))
-                wh.execute(_COLUMNS, (_regclass(schema, target_table),))
+                src.execute(_COLUMNS, (Target(source_schema, source_table).regclass,))
+                wh.execute(_COLUMNS, (Target(schema, target_table).regclass,))
                 pairs += _pairs(name, f"{schema}.{target_table}", src.fetchall(), wh.fetchall(), stored_as)
     except psycopg2.Error as exc:
         raise translate(exc, "comparing source and warehouse columns") from exc
@@ -86,11 +88,7 @@ def _replicated(warehouse_url: str, schema: str) -> dict[tuple[str, str], tuple[
             row = cur.fetchone()
             if not (row and row[0]):
                 return {}  # cdc sync never wrote to this warehouse
-            cur.execute(
-                "SELECT source_schema, source_table, target_table FROM cdc.table_map WHERE target_schema = %s",
-                (schema,),
-            )
-            mapped = {(s, t): target for s, t, target in cur.fetchall()}
+            mapped = {(s.schema, s.name): t.table for s, t in table_map(cur, schema).items()}
             stored: dict[str, dict[str, str]] = {}
             if row[1]:
                 cur.execute("SELECT target_table, stored_as FROM cdc.schema_state WHERE target_schema = %s", (schema,))
@@ -100,7 +98,3 @@ def _replicated(warehouse_url: str, schema: str) -> dict[tuple[str, str], tuple[
         raise translate(exc, "reading cdc.table_map") from exc
     finally:
         conn.close()
-
-
-def _regclass(schema: str, table: str) -> str:
-    return ".".join('"' + part.replace('"', '""') + '"' for part in (schema, table))

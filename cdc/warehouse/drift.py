@@ -32,8 +32,8 @@ log = logging.getLogger("cdc.schema")
 class Held:
     """A table whose policy is halt and whose new shape is not accepted yet."""
 
-    def __init__(self, fingerprint: str) -> None:
-        self.fingerprint = fingerprint
+
+HELD = Held()
 
 
 @dataclass(slots=True)
@@ -106,7 +106,7 @@ class Drift:
                     "WHERE target_schema = %s AND target_table = %s",
                     (fingerprint, target.schema, target.table),
                 )
-            return Held(fingerprint)
+            return HELD
         steps, layout = plan(changes, state.layout, policy, shape.key)
         for step in steps:
             for operation in step.operations:
@@ -357,7 +357,7 @@ def _adopt(cur: Any, target: stmt.Target, shape: Shape) -> Layout:
     cur.execute(
         "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
         "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
-        (_regclass_text(target),),
+        (target.regclass,),
     )
     catalog = {name: type_ for name, type_ in cur.fetchall() if not name.startswith(stmt.META_PREFIX)}
     known = {c.name: c.type for c in shape.columns}
@@ -420,18 +420,13 @@ def _rekey(target: stmt.Target, operation: Rekey) -> sql.Composed:
         "DO $$ DECLARE pk text; BEGIN SELECT conname INTO pk FROM pg_constraint "
         "WHERE conrelid = {reg}::regclass AND contype = 'p'; "
         "IF pk IS NOT NULL THEN EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', {reg}, pk); END IF; END $$"
-    ).format(reg=sql.Literal(_regclass_text(target)))
+    ).format(reg=sql.Literal(target.regclass))
     if not operation.columns:
         return drop
     add = sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
         target.ident, sql.SQL(", ").join(map(sql.Identifier, operation.columns))
     )
     return sql.SQL("; ").join([drop, add])
-
-
-def _regclass_text(target: stmt.Target) -> str:
-    """schema.table quoted as regclass input reads it (double quotes, doubled inside)."""
-    return ".".join('"' + part.replace('"', '""') + '"' for part in (target.schema, target.table))
 
 
 _DDL_JSON = ("columns_before", "columns_after", "key_before", "key_after")

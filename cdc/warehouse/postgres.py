@@ -38,7 +38,7 @@ from cdc.warehouse import (
 )
 from cdc.warehouse import statements as stmt
 from cdc.warehouse.copy import staging_text
-from cdc.warehouse.drift import Drift, Held, announce
+from cdc.warehouse.drift import HELD, Drift, Held, announce
 from cdc.warehouse.errors import describe, is_row_level, translate
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,7 @@ class PostgresWarehouse:
         if events:
             schema = self._drift.resolve(cur, target, batch.schema, min(e.version for e in events), created)
         elif self._drift.is_held(cur, target):
-            schema = Held("")
+            schema = HELD
         if isinstance(schema, Held):
             work.hold(batch, events)
             return

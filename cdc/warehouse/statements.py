@@ -46,6 +46,11 @@ class Target:
     def ident(self) -> sql.Composed:
         return sql.SQL(".").join([sql.Identifier(self.schema), sql.Identifier(self.table)])
 
+    @property
+    def regclass(self) -> str:
+        """schema.table as regclass input reads it (double quotes, doubled inside)."""
+        return ".".join('"' + part.replace('"', '""') + '"' for part in (self.schema, self.table))
+
 
 def _typed(name: str, pg_type: str) -> sql.Composed:
     # pg_type is produced by cdc.decode.types from a fixed vocabulary, never copied from an event.
