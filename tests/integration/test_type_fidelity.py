@@ -262,6 +262,35 @@ def stored(url: str, schema: str, columns: list[str], expected: dict[int, dict[s
 NUMERIC_COLUMNS = ["c_numeric", "c_numeric_10_2", "c_numeric_38_10", "c_numeric_5_0", "c_money"]
 
 
+def test_a_null_written_into_a_column_with_a_default_arrives_as_null(stack: Settings, lane: Lane) -> None:
+    """Kafka Connect's JsonConverter writes a column's default for a NULL unless told not to
+    (KIP-581, value.converter.replace.null.with.default=false in connectors/postgres-source.json)."""
+    src, wh = stack.require_source_url(), stack.require_warehouse_url()
+    s = lane.source_schema
+    execute(
+        src,
+        f'CREATE SCHEMA "{s}"; CREATE TABLE "{s}".defaults (id integer PRIMARY KEY, n integer DEFAULT 5, '
+        "t text DEFAULT 'x', b boolean DEFAULT true, d numeric(6,2) DEFAULT 1.5, at date DEFAULT '2020-01-01')",
+    )
+    connector.apply(stack, None, lambda _: None)
+    execute(
+        src,
+        f'INSERT INTO "{s}".defaults VALUES (1, NULL, NULL, NULL, NULL, NULL); '
+        f'INSERT INTO "{s}".defaults (id) VALUES (2); '
+        f'INSERT INTO "{s}".defaults (id) VALUES (3); UPDATE "{s}".defaults SET n = NULL, t = NULL WHERE id = 3',
+    )
+    wait_for_events(stack, s, "defaults", 4)
+    result = run_sync(stack, lane)
+    assert result.returncode == 0, result.stdout + result.stderr
+    schema, table = target_of(stack, lane, "defaults")
+    rows = query(wh, f'SELECT id, n, t, b, d::text, at::text FROM "{schema}"."{table}" ORDER BY id')
+    assert rows == [
+        (1, None, None, None, None, None),
+        (2, 5, "x", True, "1.50", "2020-01-01"),
+        (3, None, None, True, "1.50", "2020-01-01"),
+    ]
+
+
 def test_precise_mode_messages_apply_then_string_mode_ones(
     warehouse: tuple[PostgresWarehouse, str], warehouse_url: str
 ) -> None:

@@ -89,6 +89,9 @@ def test_committed_config_has_the_capture_semantics_cdc_relies_on() -> None:
     assert config["value.converter"] == json_converter
     assert config["key.converter.schemas.enable"] == "true"
     assert config["value.converter.schemas.enable"] == "true"
+    # KIP-581: else a NULL written into a column with a default is sent as the default
+    assert config["key.converter.replace.null.with.default"] == "false"
+    assert config["value.converter.replace.null.with.default"] == "false"
     assert config["signal.data.collection"] == "cdc.debezium_signal"
     assert "source" in config["signal.enabled.channels"].split(",")
     assert int(config["heartbeat.interval.ms"]) > 0
