@@ -128,6 +128,17 @@ def _evolve(change: Change, layout: Layout, key: tuple[str, ...]) -> Step:  # no
 
 def _add(change: Change, layout: Layout, name: str, type_: str, default: str | None) -> Step:
     existing = layout.columns.get(name)
+    holder = _stored_there(layout, name, besides=name)
+    if holder is not None:  # DROP b; RENAME a TO b; ADD a: warehouse column a holds b's values
+        column = _free(layout, fit_identifier(f"{name}__{type_tag(type_)}"))
+        layout.columns[column] = type_
+        layout.stored_as[name] = column
+        fill = None if default is None else constant_default(default)
+        return Step(
+            change,
+            f"added warehouse column {column} {type_}: warehouse column {name} holds the values of {holder}",
+            (AddColumn(column, type_, fill),),
+        )
     if existing is None:
         layout.columns[name] = type_
         layout.stored_as.pop(name, None)
@@ -171,8 +182,10 @@ def _retype(change: Change, layout: Layout, name: str, type_: str, default: str 
     old = layout.stored(name)
     column = fit_identifier(f"{name}__{type_tag(type_)}")
     number = 1
-    while column in layout.columns and not _holds(layout.columns[column], type_):
-        number += 1  # the name is taken by a column of another type (a source column so named)
+    while column in layout.columns and (
+        not _holds(layout.columns[column], type_) or _stored_there(layout, column, besides=name) is not None
+    ):
+        number += 1  # the name is taken by a column of another type, or another source column's values
         column = fit_identifier(f"{name}__{type_tag(type_)}_{number}")
     layout.stored_as[name] = column
     if column in layout.columns:
@@ -186,6 +199,20 @@ def _retype(change: Change, layout: Layout, name: str, type_: str, default: str 
         f"kept warehouse column {old} with the old values; new values go to new column {column}",
         (AddColumn(column, type_, fill),),
     )
+
+
+def _stored_there(layout: Layout, column: str, *, besides: str) -> str | None:
+    """The source column (but `besides`) whose values the warehouse column holds, if any."""
+    return next((source for source, stored in layout.stored_as.items() if stored == column and source != besides), None)
+
+
+def _free(layout: Layout, column: str) -> str:
+    """The name, or name_2, name_3...: the first the warehouse table has no column of."""
+    number, free = 1, column
+    while free in layout.columns:
+        number += 1
+        free = fit_identifier(f"{column}_{number}")
+    return free
 
 
 def type_tag(type_: str) -> str:

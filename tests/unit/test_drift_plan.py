@@ -345,11 +345,6 @@ def test_a_widening_never_alters_a_column_to_a_type_that_cannot_hold_what_it_hol
     assert [(name, type_change("bigint", type_)) for name, type_ in altered] in ([], [("qty", Kind.TYPE_WIDENED)])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DROP COLUMN b; RENAME a TO b (b's values stay in warehouse column a); ADD COLUMN a: _add "
-    "reuses warehouse column a, which still holds the live b, so two source columns write one warehouse column",
-)
 def test_an_added_column_never_reuses_a_column_another_source_column_is_stored_in() -> None:
     a, b = C("a", "integer"), C("b", "integer")
     layout = Layout({"id": "integer", "a": "integer", "b": "integer"})
