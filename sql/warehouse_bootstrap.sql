@@ -112,6 +112,9 @@ CREATE TABLE IF NOT EXISTS cdc.schema_change (
     detected_at   timestamptz NOT NULL DEFAULT now(),
     dedupe        text        NOT NULL UNIQUE  -- one row per change, however often it is seen
 );
+-- A change the source's DDL log showed, recorded (and alerted) as it arrived: true until the first
+-- row of the new shape says what was applied (the action is then rewritten).
+ALTER TABLE cdc.schema_change ADD COLUMN IF NOT EXISTS awaiting boolean NOT NULL DEFAULT false;
 
 -- Alerts waiting for the webhook (CDC_ALERT_WEBHOOK_URL), written in the same transaction as the
 -- change they announce; a background sender delivers and marks them, retrying with backoff, so a
@@ -150,3 +153,10 @@ CREATE TABLE IF NOT EXISTS cdc.source_ddl (
     received_at     timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS source_ddl_table ON cdc.source_ddl (schema_name, table_name);
+-- Which DDL log rows each warehouse schema has recorded its changes for (once each, as Debezium
+-- may send a row again, and two warehouse schemas may replicate the same source table).
+CREATE TABLE IF NOT EXISTS cdc.source_ddl_seen (
+    target_schema text   NOT NULL,
+    id            bigint NOT NULL,  -- cdc.source_ddl.id
+    PRIMARY KEY (target_schema, id)
+);

@@ -48,11 +48,13 @@ def diff(before: Shape, after: Shape, renames: Mapping[str, str] | None = None) 
     """The changes that turn `before` into `after`. Without `renames` (old name -> new name, known
     only from the DDL capture) a renamed column is, as the event schema shows it, a drop and an add."""
     renames = dict(renames or {})
+    taken = set(renames.values()) - set(renames)  # names another column was renamed to
     changes: list[Change] = []
     new_names = {c.name for c in after.columns}
     for old in before.columns:
         name = renames.get(old.name, old.name)
-        new = after.column(name)
+        # A column whose name another was renamed to (DROP b; RENAME a TO b) is gone.
+        new = None if old.name in taken else after.column(name)
         if new is None:
             changes.append(Change(Kind.COLUMN_DROPPED, old.name, before=old))
             continue
@@ -291,9 +293,59 @@ def _ddl_changes(row: dict[str, Any], statement: str | None) -> list[Change]:
     return changes
 
 
-def _catalog_column(column: dict[str, Any]) -> ColumnDef:
-    """A column as the DDL log records it (catalog type names; "" for no default)."""
-    default = column.get("default")
-    return ColumnDef(
-        str(column["name"]), str(column["type"]), not column.get("not_null"), "" if default is None else str(default)
+def ddl_column_changes(row: dict[str, Any]) -> list[Change]:
+    """The changes to a table's columns and key that a DDL log row shows, as it arrives: before
+    any row of the new shape (the event schemas then tell the same changes, and what was applied).
+    Columns are told apart by attnum, so a rename is a rename. Types are the catalog's, in the
+    names the event schemas give them where they are the same type (varchar(n), char(n)). A row
+    that is not a table's columns before and after (created, dropped, malformed) gives none."""
+    before_cols, after_cols = row.get("columns_before"), row.get("columns_after")
+    if not isinstance(before_cols, list) or not isinstance(after_cols, list):
+        return []
+    statement = row.get("statement")
+    try:
+        before = {int(c["attnum"]): _catalog_column(c) for c in before_cols}
+        after = {int(c["attnum"]): _catalog_column(c) for c in after_cols}
+    except (KeyError, TypeError, ValueError):
+        return []  # ddl_changes calls it unknown
+    changes: list[Change] = []
+    for attnum, old in before.items():
+        new = after.get(attnum)
+        if new is None:
+            changes.append(Change(Kind.COLUMN_DROPPED, old.name, before=old, statement=statement))
+            continue
+        if new.name != old.name:
+            changes.append(Change(Kind.COLUMN_RENAMED, new.name, before=old, after=new, statement=statement))
+        kind = type_change(old.type, new.type)
+        if kind is not None:
+            changes.append(Change(kind, new.name, before=old, after=new, statement=statement))
+        if old.optional != new.optional:
+            changes.append(Change(Kind.NULLABILITY_CHANGED, new.name, before=old, after=new, statement=statement))
+    changes.extend(
+        Change(Kind.COLUMN_ADDED, c.name, after=c, statement=statement) for n, c in after.items() if n not in before
     )
+    key_before, key_after = row.get("key_before"), row.get("key_after")
+    if isinstance(key_before, list) and isinstance(key_after, list) and key_before != key_after and after:
+        shown = [", ".join(map(str, k)) or "none" for k in (key_before, key_after)]
+        changes.append(
+            Change(Kind.KEY_CHANGED, detail=f"primary key ({shown[0]}) -> ({shown[1]})", statement=statement)
+        )
+    return changes
+
+
+# format_type's names -> the names the event schemas give the same types (cdc.decode.types)
+_CATALOG_NAMES = (
+    (re.compile(r"^character varying"), "varchar"),
+    (re.compile(r"^character\b"), "char"),
+    # microseconds, the default, said as Debezium's schemas say it
+    (re.compile(r"^(timestamp|time) (with|without) time zone"), r"\1(6) \2 time zone"),
+)
+
+
+def _catalog_column(column: dict[str, Any]) -> ColumnDef:
+    """A column as the DDL log records it ("" for no default)."""
+    default = column.get("default")
+    type_ = str(column["type"])
+    for pattern, name in _CATALOG_NAMES:
+        type_ = pattern.sub(name, type_)
+    return ColumnDef(str(column["name"]), type_, not column.get("not_null"), "" if default is None else str(default))

@@ -211,6 +211,14 @@ class ConfluentSource:
             ends[(topic, partition)] = high
         return ends
 
+    def partitions_of(self, topic: str) -> list[Partition]:
+        """The partitions of a topic, as the cluster's metadata has them ([] if unknown)."""
+        try:
+            found = self._consumer.list_topics(topic, timeout=5).topics.get(topic)
+        except KafkaException:
+            return []
+        return [(topic, p) for p in sorted(found.partitions)] if found is not None and found.error is None else []
+
     def has_topics(self) -> bool:
         """Whether any topic matches the subscription (so an empty assignment is not idleness)."""
         return bool(self._topics)

@@ -55,6 +55,8 @@ _KEY_CHANGE_GRACE = 2.0  # seconds a flush may wait for the second half of a pri
 # one that lasts longer than this never ends.
 _REBALANCE_LIMIT = 330.0
 _DDL_GRACE = 5.0  # seconds a flush may wait for the DDL log to be read as far as it went
+_DDL_LOOK_EVERY = 0.25  # seconds between looks at how far another member has stored the DDL log
+_RELEASE_EVERY = 1.0  # seconds between looks for a `cdc schema accept` while a table is held (one small query)
 
 
 class Source(Protocol):
@@ -65,6 +67,7 @@ class Source(Protocol):
     def pause(self, partitions: list[Partition]) -> None: ...
     def resume(self, partitions: list[Partition]) -> None: ...
     def end_offsets(self, partitions: list[Partition]) -> dict[Partition, int] | None: ...
+    def partitions_of(self, topic: str) -> list[Partition]: ...
     def has_topics(self) -> bool: ...
     def topics(self) -> list[str]: ...
     def close(self) -> None: ...
@@ -127,6 +130,7 @@ class Sync:
         self._ddl_due = False  # a new schema was read: note where the DDL log ends
         self._ddl_until: dict[Partition, int] = {}  # read the DDL log up to here before flushing
         self._ddl_since = 0.0
+        self._ddl_looked = 0.0  # when the warehouse was last asked how far another member stored the DDL log
         self._ddl_topic = f"{options.topic_prefix}.{DDL_TABLE}"
         self._source_factory = source_factory
         self._source: Source  # connected by run(), retried like any other transient failure
@@ -206,7 +210,7 @@ class Sync:
                 )
 
     def _loop(self) -> None:
-        last_record = last_progress = last_check = time.monotonic()
+        last_record = last_progress = last_check = last_release = time.monotonic()
         last_events = 0
         check_every = min(5.0, self.options.stall_seconds / 4)
         while not self._stop.is_set():
@@ -229,6 +233,8 @@ class Sync:
             if now - last_check >= check_every:
                 last_check = now
                 self._check_stall()
+            if self._held and now - last_release >= _RELEASE_EVERY:
+                last_release = now
                 self._release_accepted()
             if now - last_progress >= self.options.progress_every:
                 self._progress(now - last_progress, self.stats.events - last_events)
@@ -350,24 +356,35 @@ class Sync:
         )
 
     def _awaiting_ddl(self, now: float) -> bool:
-        """Whether the DDL log (assigned to this member) is still being read up to where it ended
-        when a new schema was read. Bounded: Debezium writes a DDL before the rows after it, so it
-        is there at once or not at all (DDL capture not installed, another member reads it)."""
+        """Whether the DDL log is still to be read up to where it ended when a new schema was read:
+        by this member (its partitions assigned here), or stored in the warehouse by the member
+        that reads it. Bounded: Debezium writes a DDL before the rows after it, so it is there at
+        once or not at all (DDL capture not installed, the member that reads it stopped)."""
         if self._ddl_due:
             self._ddl_due = False
-            mine = [p for p in self._source.assignment() if p[0] == self._ddl_topic]
-            ends = self._source.end_offsets(mine) if mine else None
+            partitions = self._source.partitions_of(self._ddl_topic)
+            ends = self._source.end_offsets(partitions) if partitions else None
             self._ddl_until = {p: end for p, end in (ends or {}).items() if end > 0}
             self._ddl_since = now
+            self._ddl_looked = 0.0
         if not self._ddl_until:
             return False
-        nexts = self._positions.next
-        behind = {p: end for p, end in self._ddl_until.items() if nexts.get(p, 0) < end}
-        if not behind or now - self._ddl_since > _DDL_GRACE:
+        if now - self._ddl_since > _DDL_GRACE:
             self._ddl_until = {}
             return False
+        mine = set(self._source.assignment())
+        nexts = self._positions.next
+        behind = {p: end for p, end in self._ddl_until.items() if p not in mine or nexts.get(p, 0) < end}
+        others = [p for p in behind if p not in mine]
+        if others and now - self._ddl_looked >= _DDL_LOOK_EVERY:
+            self._ddl_looked = now
+            self._await_flush()  # one warehouse connection: the flush in flight owns it until it commits
+            stored = self._retrying(
+                lambda: self.warehouse.stored_offsets(self.options.group, others), "reading stored offsets"
+            )
+            behind = {p: end for p, end in behind.items() if p in mine or stored.get(p, 0) < end}
         self._ddl_until = behind
-        return True
+        return bool(behind)
 
     # -- flushing ----------------------------------------------------------------------------
     def _flush(self, *, give_up_after: float | None = None, wait: bool = True) -> None:
@@ -531,6 +548,9 @@ class Sync:
         if self._announce and not positions.waiting:
             self._announce = False
             log.info("assigned %d partitions (%d resume from stored offsets)", len(assigned), len(stored))
+            if any(topic == self._ddl_topic for topic, _ in assigned):
+                # The other members wait for it to store the DDL log before they apply a new shape.
+                log.info("this member reads the source's DDL log (%s)", self._ddl_topic)
 
     def _caught_up(self) -> bool:
         return not self._positions.waiting and self._lag() == 0

@@ -21,7 +21,15 @@ from psycopg2.extras import Json
 
 from cdc.events import ChangeEvent, Op, TableId, TableSchema, Version
 from cdc.schema.changes import Change, Kind
-from cdc.schema.classify import Shape, ddl_changes, ddl_defaults, ddl_renames, ddl_statement, diff
+from cdc.schema.classify import (
+    Shape,
+    ddl_changes,
+    ddl_column_changes,
+    ddl_defaults,
+    ddl_renames,
+    ddl_statement,
+    diff,
+)
 from cdc.schema.plan import AddColumn, AlterType, Layout, Operation, Rekey, RenameColumn, Step, plan, project
 from cdc.schema.policy import Policies, Policy
 from cdc.warehouse import statements as stmt
@@ -45,6 +53,7 @@ class Announcement:
     change: Change
     policy: Policy
     action: str
+    detected: bool = True  # False: a change detected and announced before, applied now
 
 
 @dataclass(slots=True)
@@ -90,9 +99,12 @@ class Drift:
             _insert(cur, target, schema, shape, layout, since=since)
             return self._remember(target, schema, project(schema, layout))
         fingerprint = shape.fingerprint
-        if state.shape.fingerprint == fingerprint or since < state.since:
-            # The shape in force, or an older one replayed (Debezium redelivers after a crash):
-            # stored as far as the warehouse table has room for it.
+        if since < state.since:
+            # An older shape replayed (Debezium redelivers after a crash): stored as far as the
+            # warehouse table has room for it.
+            return self._remember(target, schema, project(schema, state.layout))
+        if state.shape.fingerprint == fingerprint:
+            self.settle(cur, target, since)
             return self._remember(target, schema, project(schema, state.layout))
         policy, _ = self.policies.for_table(schema.table)
         ddl = _ddl_between(cur, schema.table, state.since, since)
@@ -111,7 +123,11 @@ class Drift:
         for step in steps:
             for operation in step.operations:
                 cur.execute(_ddl(target, operation))
-        self._record(cur, target, schema.table, steps, policy, state.shape.fingerprint, fingerprint, since)
+        if policy is Policy.HALT:
+            self._accepted(cur, target, schema.table, steps, state.shape.fingerprint, fingerprint, since)
+        else:
+            self._record(cur, target, schema.table, steps, policy, state.shape.fingerprint, fingerprint, since)
+        self.settle(cur, target, since)
         cur.execute(
             "UPDATE cdc.schema_state SET columns = %s, key = %s, fingerprint = %s, layout = %s, stored_as = %s, "
             "since_commit_lsn = %s, since_lsn = %s, held_for = NULL, accepted = NULL, updated_at = now() "
@@ -129,10 +145,12 @@ class Drift:
         )
         return self._remember(target, schema, project(schema, layout))
 
-    def record_ddl(self, cur: Any, events: list[ChangeEvent], tables: TableNames) -> None:
-        """Store the source's DDL log rows (each once: Debezium may send one again), and record
-        what only they show: tables created, dropped or renamed, defaults changed, DDL that cdc
-        cannot classify. A renamed table's warehouse table follows it (policy evolve)."""
+    def record_ddl(self, cur: Any, events: list[ChangeEvent], tables: TableNames, scope: str) -> None:
+        """Store the source's DDL log rows (each once: Debezium may send one again), and record for
+        the warehouse schema `scope`, once each, what they show: changes to a table's columns (before
+        its next row arrives), and what only they show: tables created, dropped or renamed, defaults
+        changed, DDL that cdc cannot classify. A renamed table's warehouse table follows it (policy
+        evolve)."""
         for event in events:
             after = event.after
             if event.op not in (Op.CREATE, Op.READ) or after is None or type(after.get("id")) is not int:
@@ -144,15 +162,22 @@ class Drift:
                 "INSERT INTO cdc.source_ddl (id, commit_lsn, lsn, command_tag, object_identity, table_oid, "
                 "schema_before, table_before, schema_name, table_name, statement, columns_before, columns_after, "
                 "key_before, key_after) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (id) DO NOTHING RETURNING id",
+                "ON CONFLICT (id) DO NOTHING",
                 (after["id"], *event.version, *(Json(row[n]) if n in _DDL_JSON else row[n] for n in _DDL_COLUMNS)),
+            )
+            # Stored once for the warehouse; recorded once per warehouse schema that replicates from it.
+            cur.execute(
+                "INSERT INTO cdc.source_ddl_seen (target_schema, id) VALUES (%s, %s) ON CONFLICT DO NOTHING "
+                "RETURNING id",
+                (scope, after["id"]),
             )
             if cur.fetchone() is not None:
                 self._record_ddl_row(cur, after["id"], row, event.version, tables)
 
     def _record_ddl_row(self, cur: Any, number: int, row: dict[str, Any], since: Version, tables: TableNames) -> None:
         changes = ddl_changes(row)
-        if not changes:
+        columns = ddl_column_changes(row)
+        if not changes and not columns:
             return
         table = TableId(str(row.get("schema_name") or ""), str(row.get("table_name") or ""))
         old = TableId(str(row.get("schema_before") or ""), str(row.get("table_before") or ""))
@@ -167,10 +192,11 @@ class Drift:
         )
         state = cur.fetchone()
         replicated = state is not None and bool(state[0])
-        created = state is None and changes[0].kind is Kind.TABLE_CREATED
+        # A table's creation is recorded whenever its DDL is read, before or after its first rows.
+        created = bool(changes) and changes[0].kind is Kind.TABLE_CREATED
         if not (replicated or created):
             return
-        policy, _ = self.policies.for_table(table)
+        policy, _ = self.policies.for_table(was)  # a rename is handled as the table's policy, before it
         steps = []
         for change in changes:
             if change.kind is Kind.TABLE_RENAMED and policy is not Policy.ALERT:
@@ -178,6 +204,12 @@ class Drift:
             else:
                 steps.append(Step(change, _DDL_ACTIONS.get(change.kind, "recorded")))
         self._record(cur, target, table, steps, policy, f"ddl:{number}", f"ddl:{number}", since)
+        # Changes to the columns, detected now, before any row of the new shape; that row's event
+        # schema tells what to apply, and the history row then says what was (see _claimed).
+        awaiting = [Step(c, _AWAITING[policy]) for c in columns]
+        self._record(
+            cur, target, table, awaiting, policy, f"ddl:{number}", f"ddl:{number}:columns", since, awaiting=True
+        )
 
     def is_held(self, cur: Any, target: stmt.Target) -> bool:
         cur.execute(
@@ -212,45 +244,135 @@ class Drift:
         before: str,
         after: str,
         since: Version,
+        *,
+        awaiting: bool = False,
     ) -> None:
         """History rows and webhook alerts, each once: the dedupe key names the table, the two shapes
-        and the change, so a flush that is retried, or a change seen again, adds nothing."""
+        and the change, so a flush that is retried, or a change seen again, adds nothing. `awaiting`:
+        changes the DDL log shows, recorded before the first row of the new shape arrives."""
         for number, step in enumerate(steps):
-            change = step.change
-            # The action too: a held change is recorded when held, and again when accepted and applied.
-            key = f"{target}|{before}|{after}|{number}|{policy}|{step.action}"
-            dedupe = hashlib.sha256(key.encode()).hexdigest()
-            cur.execute(
-                "INSERT INTO cdc.schema_change (target_schema, target_table, source_table, change, column_name, "
-                "before, after, destructive, statement, commit_lsn, lsn, policy, action, dedupe) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (dedupe) DO NOTHING RETURNING id, detected_at",
-                (
-                    target.schema,
-                    target.table,
-                    str(table),
-                    change.kind.value,
-                    change.column,
-                    None if change.before is None else Json(change.before.as_json()),
-                    None if change.after is None else Json(change.after.as_json()),
-                    change.destructive,
-                    change.statement,
-                    *since,
-                    policy.value,
-                    step.action,
-                    dedupe,
-                ),
-            )
-            row = cur.fetchone()
-            if row is None:
+            dedupe = _dedupe(target, before, after, number, policy, step)
+            if not awaiting and self._claimed(cur, target, table, step, policy, dedupe):
                 continue
-            announcement = Announcement(str(table), str(target), change, policy, step.action)
-            if self.queue_alerts:
-                cur.execute(
-                    "INSERT INTO cdc.alert_outbox (payload, scope) VALUES (%s, %s)",
-                    (Json(alert_payload(announcement, row[0], since)), target.schema),
-                )
-            self.announcements.append(announcement)
+            self._record_one(cur, target, table, step, policy, dedupe, since, awaiting=awaiting)
+
+    def _claimed(  # noqa: PLR0917
+        self, cur: Any, target: stmt.Target, table: TableId, step: Step, policy: Policy, dedupe: str
+    ) -> bool:
+        """Whether the change was recorded already: by this very dedupe key (a flush seen again), or
+        when the source's DDL log showed it (awaiting its first row). That row, alerted then, now
+        says what was done, as the event schema has it; the log says so too. One row, one alert."""
+        cur.execute("SELECT 1 FROM cdc.schema_change WHERE dedupe = %s", (dedupe,))
+        if cur.fetchone() is not None:
+            return True
+        change = step.change
+        cur.execute(
+            "SELECT id FROM cdc.schema_change WHERE target_schema = %s AND target_table = %s AND awaiting "
+            "AND change = ANY(%s) AND column_name IS NOT DISTINCT FROM %s ORDER BY id LIMIT 1 FOR UPDATE",
+            (target.schema, target.table, list(_SAME_CHANGE.get(change.kind, (change.kind,))), change.column),
+        )
+        row = cur.fetchone()
+        if row is None:
+            return False
+        cur.execute(
+            "UPDATE cdc.schema_change SET change = %s, before = %s, after = %s, destructive = %s, "
+            "statement = coalesce(statement, %s), policy = %s, action = %s, dedupe = %s, awaiting = false "
+            "WHERE id = %s",
+            (
+                change.kind.value,
+                None if change.before is None else Json(change.before.as_json()),
+                None if change.after is None else Json(change.after.as_json()),
+                change.destructive,
+                change.statement,
+                policy.value,
+                step.action,
+                dedupe,
+                row[0],
+            ),
+        )
+        self.announcements.append(Announcement(str(table), str(target), change, policy, step.action, detected=False))
+        return True
+
+    def settle(self, cur: Any, target: stmt.Target, since: Version) -> None:
+        """Changes the DDL log showed before `since` that no event schema since has: nothing was
+        left to apply for them (a type change Debezium sends alike, a column added and dropped
+        again before any row); their history rows say so and await no more."""
+        cur.execute(
+            "UPDATE cdc.schema_change SET awaiting = false, action = action || %s "
+            "WHERE target_schema = %s AND target_table = %s AND awaiting AND (commit_lsn, lsn) < (%s, %s)",
+            ("; the rows that followed needed nothing more", target.schema, target.table, *since),
+        )
+
+    def _accepted(  # noqa: PLR0917
+        self,
+        cur: Any,
+        target: stmt.Target,
+        table: TableId,
+        steps: list[Step],
+        before: str,
+        after: str,
+        since: Version,
+    ) -> None:
+        """A held change, accepted and applied: its history row (written when it was held, and
+        alerted then) now says what was done. One row and one alert per change, as for every policy;
+        the log says it was applied."""
+        for number, step in enumerate(steps):
+            was = _dedupe(target, before, after, number, Policy.HALT, _held(step.change))
+            action = f"held, then accepted: {step.action}"
+            cur.execute("UPDATE cdc.schema_change SET action = %s WHERE dedupe = %s RETURNING id", (action, was))
+            if cur.fetchone() is None:  # its held row is gone (deleted by hand): recorded now
+                dedupe = _dedupe(target, before, after, number, Policy.HALT, step)
+                self._record_one(cur, target, table, replace(step, action=action), Policy.HALT, dedupe, since)
+                continue
+            self.announcements.append(
+                Announcement(str(table), str(target), step.change, Policy.HALT, action, detected=False)
+            )
+
+    def _record_one(  # noqa: PLR0917
+        self,
+        cur: Any,
+        target: stmt.Target,
+        table: TableId,
+        step: Step,
+        policy: Policy,
+        dedupe: str,
+        since: Version,
+        *,
+        awaiting: bool = False,
+    ) -> None:
+        change = step.change
+        cur.execute(
+            "INSERT INTO cdc.schema_change (target_schema, target_table, source_table, change, column_name, "
+            "before, after, destructive, statement, commit_lsn, lsn, policy, action, dedupe, awaiting) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (dedupe) DO NOTHING RETURNING id, detected_at",
+            (
+                target.schema,
+                target.table,
+                str(table),
+                change.kind.value,
+                change.column,
+                None if change.before is None else Json(change.before.as_json()),
+                None if change.after is None else Json(change.after.as_json()),
+                change.destructive,
+                change.statement,
+                *since,
+                policy.value,
+                step.action,
+                dedupe,
+                awaiting,
+            ),
+        )
+        row = cur.fetchone()
+        if row is None:
+            return
+        announcement = Announcement(str(table), str(target), change, policy, step.action)
+        if self.queue_alerts:
+            cur.execute(
+                "INSERT INTO cdc.alert_outbox (payload, scope) VALUES (%s, %s)",
+                (Json(alert_payload(announcement, row[0], since)), target.schema),
+            )
+        self.announcements.append(announcement)
 
 
 def held_tables(cur: Any, schema: str) -> set[TableId]:
@@ -307,10 +429,13 @@ def alert_payload(a: Announcement, history_id: int, since: Version) -> dict[str,
 
 
 def announce(announcements: list[Announcement]) -> None:
-    """One structured log line per change, after the flush committed (a rolled-back flush says nothing)."""
+    """One structured log line per change, after the flush committed (a rolled-back flush says
+    nothing): a warning when it is detected; what was done, when that comes later, as information."""
     for a in announcements:
-        log.warning(
-            "schema change in %s: %s; policy %s: %s",
+        (log.warning if a.detected else log.info)(
+            "schema change in %s: %s; policy %s: %s"
+            if a.detected
+            else "%s: applied its schema change (%s); policy %s: %s",
             a.table,
             a.change.describe(),
             a.policy.value,
@@ -325,6 +450,13 @@ def announce(announcements: list[Announcement]) -> None:
                 "action": a.action,
             },
         )
+
+
+def _dedupe(target: stmt.Target, before: str, after: str, number: int, policy: Policy, step: Step) -> str:  # noqa: PLR0917
+    """The key that makes a history row once: the table, the two shapes, the change's place among
+    the changes between them, the policy and what it did."""
+    key = f"{target}|{before}|{after}|{number}|{policy}|{step.action}"
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def _held(change: Change) -> Step:
@@ -460,6 +592,18 @@ _DDL_ACTIONS = {
     Kind.DEFAULT_CHANGED: "nothing to do: the warehouse stores the values rows arrive with",
     Kind.UNKNOWN: "recorded: cdc cannot classify this DDL; check the warehouse table against the statement",
 }
+
+
+# What a change the DDL log shows awaits: the first row of the new shape.
+_AWAITING = {
+    Policy.EVOLVE: "detected in the source's DDL; applied to the warehouse table as its next row arrives",
+    Policy.ALERT: "detected in the source's DDL; the warehouse table keeps its shape",
+    Policy.HALT: "detected in the source's DDL; the table is held as its next row arrives, until cdc schema accept",
+}
+_TYPES = (Kind.TYPE_WIDENED, Kind.TYPE_NARROWED, Kind.TYPE_INCOMPATIBLE)
+# The catalog and the event schema may name a type change differently (a type Debezium sends as
+# text): either is the same change of that column.
+_SAME_CHANGE = dict.fromkeys(_TYPES, _TYPES)
 
 
 def _json_or_text(value: Any) -> Any:

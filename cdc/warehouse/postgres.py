@@ -208,7 +208,7 @@ class PostgresWarehouse:
 
     def _apply_table(self, cur: Any, batch: TableBatch, work: _Work, *, replaying: bool) -> None:
         if batch.schema.table == DDL_TABLE:
-            self._drift.record_ddl(cur, batch.events(), self)
+            self._drift.record_ddl(cur, batch.events(), self, self._schema)
             return
         target, created = self._target(cur, batch.schema)
         events = batch.events()

@@ -1,5 +1,5 @@
-"""Fixtures of the integration tests: the lane's bookkeeping rows removed afterwards, and every
-`cdc sync` process a test starts killed at its end."""
+"""Fixtures of the integration tests: the lane's bookkeeping rows removed afterwards (its schema
+drift's too, with drift_cleanup), and every `cdc sync` process a test starts killed at its end."""
 
 from __future__ import annotations
 
@@ -33,3 +33,14 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+@pytest.fixture
+def drift_cleanup(stack: Settings, lane: Lane) -> Iterator[None]:
+    """The lane's schema history, drift state and alerts removed afterwards."""
+    yield
+    wh = stack.require_warehouse_url()
+    execute(wh, f"DELETE FROM cdc.schema_change WHERE target_schema = '{lane.warehouse_schema}'")
+    execute(wh, f"DELETE FROM cdc.schema_state WHERE target_schema = '{lane.warehouse_schema}'")
+    execute(wh, f"DELETE FROM cdc.alert_outbox WHERE scope = '{lane.warehouse_schema}'")
+    execute(wh, f"DELETE FROM cdc.source_ddl_seen WHERE target_schema = '{lane.warehouse_schema}'")

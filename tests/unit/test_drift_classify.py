@@ -15,7 +15,7 @@ import pytest
 from cdc.decode.envelope import _row_columns
 from cdc.events import Column, TableId, TableSchema
 from cdc.schema.changes import Change, ColumnDef, Kind
-from cdc.schema.classify import Shape, ddl_renames, diff
+from cdc.schema.classify import Shape, ddl_column_changes, ddl_renames, diff
 
 C = ColumnDef
 ID = C("id", "integer", optional=False)
@@ -88,12 +88,6 @@ def test_two_columns_swapping_names() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DROP COLUMN b; RENAME a TO b (renames={'a': 'b'}, as ddl_renames gives it): diff looks the "
-    "unrenamed old b up by its name, finds the renamed a there, and reports a type change of b instead "
-    "of its drop, so the destructive drop is never recorded nor alerted",
-)
 def test_a_rename_onto_the_name_of_a_dropped_column_drops_that_column() -> None:
     a, b = C("a", "integer"), C("b", "text")
     renamed = C("b", "integer")
@@ -479,3 +473,56 @@ def test_ddl_renames_of_a_name_reused_by_an_added_column() -> None:
         ddl(["id", "b", "a"], ["id", "b", "c"]),
     ]
     assert ddl_renames(rows) == {"a": "b"}
+
+
+# --- ddl_column_changes: the DDL log row tells, as it arrives, what the event schemas tell later ---
+
+STEPS_OF_A_TABLE = [s for s, c in EXPECTED.items() if c is not None and s not in ("initial", "create_table")]
+
+
+@pytest.mark.parametrize("step", STEPS_OF_A_TABLE)
+def test_the_ddl_row_of_each_recorded_step_tells_the_changes_its_event_schemas_do(step: str) -> None:
+    rows = {row["step"]: row for row in map(json.loads, DDL_FIXTURE.read_text(encoding="utf-8").splitlines())}
+    steps = recorded()
+    names = [name for name, _ in steps]
+    before, after = steps[names.index(step) - 1][1], steps[names.index(step)][1]
+    assert before is not None
+    assert after is not None
+
+    def told(changes: list[Change]) -> list[tuple[Kind, str | None, str | None, bool | None]]:
+        return [
+            (c.kind, c.column, c.after.type if c.after else None, c.after.optional if c.after else None)
+            for c in changes
+            if c.kind is not Kind.DEFAULT_CHANGED  # the DDL log's alone (ddl_changes)
+        ]
+
+    assert told(ddl_column_changes(rows[step])) == told(diff(before, after, ddl_renames([rows[step]])))
+
+
+def test_ddl_column_changes_are_none_for_a_table_created_dropped_or_a_row_cdc_cannot_read() -> None:
+    rows = {row["step"]: row for row in map(json.loads, DDL_FIXTURE.read_text(encoding="utf-8").splitlines())}
+    assert ddl_column_changes(rows["initial"]) == []
+    assert ddl_column_changes(rows["drop_table"]) == []
+    assert ddl_column_changes({"columns_before": "not a column list", "columns_after": []}) == []
+    assert ddl_column_changes({"columns_before": [{"name": "a"}], "columns_after": []}) == []  # no attnum
+
+
+def test_ddl_column_changes_carry_the_statement_and_the_catalog_types_in_event_schema_names() -> None:
+    row = {
+        "statement": "ALTER TABLE t ALTER COLUMN c TYPE varchar(50), ADD COLUMN d character(3)",
+        "columns_before": [{"name": "c", "attnum": 1, "type": "character varying(20)", "not_null": False}],
+        "columns_after": [
+            {"name": "c", "attnum": 1, "type": "character varying(50)", "not_null": False},
+            {"name": "d", "attnum": 2, "type": "character(3)", "not_null": False, "default": "'abc'::bpchar"},
+        ],
+    }
+    assert ddl_column_changes(row) == [
+        Change(
+            Kind.TYPE_WIDENED,
+            "c",
+            before=C("c", "varchar(20)", default=""),
+            after=C("c", "varchar(50)", default=""),
+            statement=row["statement"],
+        ),
+        Change(Kind.COLUMN_ADDED, "d", after=C("d", "char(3)", default="'abc'::bpchar"), statement=row["statement"]),
+    ]
