@@ -96,6 +96,13 @@ class Settings(BaseModel):
         le=1_800_000,
         description="how long a member that stops heartbeating (a crash) keeps its partitions",
     )
+    # Static membership (KIP-345): a member restarted under the same id takes its partitions back at
+    # once, with no rebalance and no wait for its old session; one id per running process.
+    kafka_group_instance_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,249}$",
+        description="a stable id per cdc sync process (e.g. its host name): restarts skip the rebalance",
+    )
     stall_seconds: float = Field(
         default=60, gt=0, description="stop with an error when lag stays above zero and nothing is read this long"
     )
@@ -362,6 +369,7 @@ _PATTERN_MEANS = {
     "topic_prefix": "may hold only letters, digits, '.', '_' and '-' (a Kafka topic name), at most 200",
     "connector_name": "may not be empty nor hold '/', '\\' or control characters (a Kafka Connect name)",
     "slot_name": "may hold only lower-case letters, digits and '_', at most 63 (a PostgreSQL slot name)",
+    "kafka_group_instance_id": "may hold only letters, digits, '.', '_' and '-', at most 249 (a group instance id)",
     "connect_password_ref": "should be a Kafka Connect config-provider reference: ${file:/path:key} or ${env:NAME}",
 }
 

@@ -138,6 +138,7 @@ class KafkaSource:
         on_assigned: Callable[[list[Partition]], None],
         max_poll_records: int = BATCH,
         session_timeout_ms: int = 10_000,
+        group_instance_id: str | None = None,
     ) -> None:
         self._bootstrap = bootstrap
         check_resolvable(bootstrap)
@@ -157,6 +158,7 @@ class KafkaSource:
                 # partition 0 of every topic to the same member, and a second member no work.
                 partition_assignment_strategy=[_RoundRobin],
                 heartbeat_interval_ms=min(3000, session_timeout_ms // 3),
+                group_instance_id=group_instance_id,
             )
         except KafkaError as exc:
             raise kafka_error(exc, bootstrap) from exc

@@ -71,6 +71,7 @@ class ConfluentSource:
         on_assigned: Callable[[list[Partition]], None],
         max_poll_records: int = BATCH,
         session_timeout_ms: int = 10_000,
+        group_instance_id: str | None = None,
         metadata_refresh: float = 5.0,
     ) -> None:
         self._bootstrap = bootstrap
@@ -99,6 +100,7 @@ class ConfluentSource:
                 "partition.assignment.strategy": "roundrobin",
                 "session.timeout.ms": session_timeout_ms,
                 "heartbeat.interval.ms": min(3000, session_timeout_ms // 3),
+                **({"group.instance.id": group_instance_id} if group_instance_id else {}),
                 **FETCH_SETTINGS,
                 "error_cb": self._on_error,
                 "logger": logging.getLogger("cdc.librdkafka"),

@@ -57,6 +57,7 @@ def run_sync(
             on_revoked=revoked,
             on_assigned=assigned,
             session_timeout_ms=settings.kafka_session_timeout_ms,
+            group_instance_id=settings.kafka_group_instance_id,
         ),
     )
     sender = None

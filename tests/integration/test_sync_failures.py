@@ -86,9 +86,9 @@ def in_transaction(stack: Settings, application: str) -> bool:
 
 # -- 1. kill -9 at random moments -------------------------------------------------------------
 # 20 on the default backend (issue 3's bar); 8 on confluent-kafka, whose recovery takes the same
-# path in the loop (positions from the warehouse on assignment): each kill costs ~9.5 s of the suite.
+# path in the loop (positions from the warehouse on assignment).
 KILLS = {"kafka-python": 20, "confluent": 8}
-SESSION_MS = "6000"  # the broker's least: each kill costs the session's length before the next member reads
+SESSION_MS = "6000"  # the broker's least: how long the last killed member stays in the group
 
 
 @pytest.mark.both_clients
@@ -100,10 +100,9 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
     multiset (a replayed insert there has no key to merge on: only offsets stored in the same
     transaction as the rows keep it from being applied twice).
 
-    A member killed -9 stays in the group until its session expires (6 s here, the broker's least;
-    10 s by default), and only then does the next process get the partitions; so each random moment
-    is counted from the assignment (else nearly every kill would hit a process still waiting to
-    join), and each kill costs over 6 s.
+    Every process is the same static member (CDC_KAFKA_GROUP_INSTANCE_ID): the next one takes the
+    killed one's place and partitions at once, with no wait for its session to expire (6 s here, the
+    broker's least). Each random moment is still counted from the assignment.
     Every other kill lands at any moment 0.5-3 s after the assignment (often inside the first,
     catch-up flush); the others after the process stored its first flush: at any moment 0-1.5 s
     later, or (every fourth kill) at the first moment after that inside a flush transaction."""
@@ -117,7 +116,14 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
             log = tmp_path / f"sync-{i}.log"
             application = f"cdc-kill-{i}-{lane.group}"
             stored = stored_offsets(stack, lane)
-            proc = start_sync(stack, lane, log=log, PGAPPNAME=application, CDC_KAFKA_SESSION_TIMEOUT_MS=SESSION_MS)
+            proc = start_sync(
+                stack,
+                lane,
+                log=log,
+                PGAPPNAME=application,
+                CDC_KAFKA_SESSION_TIMEOUT_MS=SESSION_MS,
+                CDC_KAFKA_GROUP_INSTANCE_ID=f"member-{lane.group}",
+            )
             processes.append(proc)
             wait_for_log(log, proc, lambda text: bool(assignments(text)), timeout=40)
             if i % 2 == 0:

@@ -202,6 +202,14 @@ CASES = [
         env={"CDC_SLOT_NAME": "My-Slot"},
     ),
     Case(
+        "group-instance-id",
+        ["sync"],
+        EXIT_CONFIG,
+        "setting CDC_KAFKA_GROUP_INSTANCE_ID='host 1' may hold only letters, digits, '.', '_' and '-', at most 249",
+        "set a valid value",
+        env={"CDC_KAFKA_GROUP_INSTANCE_ID": "host 1"},
+    ),
+    Case(
         "topic-prefix",
         ["sync"],
         EXIT_CONFIG,
