@@ -7,7 +7,8 @@ import subprocess
 from cdc.resources import cdc_command
 from cdc.settings import Settings
 from tests.db import query
-from tests.syncing import Lane, sync_env
+from tests.processes import wait_until
+from tests.syncing import Lane, sync_env, target_of
 
 
 def warehouse_columns(url: str, schema: str, table: str) -> dict[str, str]:
@@ -35,3 +36,19 @@ def cdc_schema(stack: Settings, lane: Lane, *args: str) -> str:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
+
+
+def replicated(stack: Settings, lane: Lane, tables: tuple[str, ...], timeout: float = 90) -> dict[str, tuple[str, str]]:
+    """Once `cdc sync` has mapped each of the lane's tables to a warehouse table: those tables."""
+
+    def mapped(table: str) -> bool:
+        rows = query(
+            stack.require_warehouse_url(),
+            "SELECT 1 FROM cdc.table_map WHERE source_schema = %s AND source_table = %s",
+            (lane.source_schema, table),
+        )
+        return bool(rows)
+
+    for table in tables:
+        wait_until(lambda table=table: mapped(table), timeout, f"{table} in the warehouse")
+    return {table: target_of(stack, lane, table) for table in tables}

@@ -278,17 +278,7 @@ class Drift:
             "UPDATE cdc.schema_change SET change = %s, before = %s, after = %s, destructive = %s, "
             "statement = coalesce(statement, %s), policy = %s, action = %s, dedupe = %s, awaiting = false "
             "WHERE id = %s",
-            (
-                change.kind.value,
-                None if change.before is None else Json(change.before.as_json()),
-                None if change.after is None else Json(change.after.as_json()),
-                change.destructive,
-                change.statement,
-                policy.value,
-                step.action,
-                dedupe,
-                row[0],
-            ),
+            (*_described(change), policy.value, step.action, dedupe, row[0]),
         )
         self.announcements.append(Announcement(str(table), str(target), change, policy, step.action, detected=False))
         return True
@@ -342,7 +332,7 @@ class Drift:
     ) -> None:
         change = step.change
         cur.execute(
-            "INSERT INTO cdc.schema_change (target_schema, target_table, source_table, change, column_name, "
+            "INSERT INTO cdc.schema_change (target_schema, target_table, source_table, column_name, change, "
             "before, after, destructive, statement, commit_lsn, lsn, policy, action, dedupe, awaiting) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (dedupe) DO NOTHING RETURNING id, detected_at",
@@ -350,12 +340,8 @@ class Drift:
                 target.schema,
                 target.table,
                 str(table),
-                change.kind.value,
                 change.column,
-                None if change.before is None else Json(change.before.as_json()),
-                None if change.after is None else Json(change.after.as_json()),
-                change.destructive,
-                change.statement,
+                *_described(change),
                 *since,
                 policy.value,
                 step.action,
@@ -450,6 +436,13 @@ def announce(announcements: list[Announcement]) -> None:
                 "action": a.action,
             },
         )
+
+
+def _described(change: Change) -> tuple[Any, ...]:
+    """A change's change, before, after, destructive and statement columns of cdc.schema_change."""
+    before = None if change.before is None else Json(change.before.as_json())
+    after = None if change.after is None else Json(change.after.as_json())
+    return change.kind.value, before, after, change.destructive, change.statement
 
 
 def _dedupe(target: stmt.Target, before: str, after: str, number: int, policy: Policy, step: Step) -> str:  # noqa: PLR0917

@@ -14,7 +14,7 @@ import pytest
 
 from cdc.settings import Settings
 from tests.db import execute, query
-from tests.drift import cdc_schema, warehouse_columns
+from tests.drift import cdc_schema, replicated, warehouse_columns
 from tests.processes import (
     apply_connector,
     assert_converges,
@@ -23,7 +23,7 @@ from tests.processes import (
     log_of,
     wait_until,
 )
-from tests.syncing import Lane, run_sync, start_sync, target_of
+from tests.syncing import Lane, run_sync, start_sync
 from tests.webhook import Endpoint
 
 pytestmark = pytest.mark.stack
@@ -46,14 +46,6 @@ def posted_changes(hook: Endpoint) -> list[dict[str, object]]:
     """The alerts the endpoint took (200), but table_created (the DDL capture may be installed)."""
     bodies = [json.loads(r.body)["cdc"] for r in hook.answered(200)]
     return [b for b in bodies if b["change"] != "table_created"]
-
-
-def _mapped(stack: Settings, lane: Lane, table: str) -> bool:
-    try:
-        target_of(stack, lane, table)
-    except AssertionError:
-        return False
-    return True
 
 
 def _actions(url: str, schema: str, table: str) -> list[str]:
@@ -87,9 +79,7 @@ def test_halt_holds_a_table_across_a_restart_and_accepts_two_changes_of_one_comm
     settings = {"CDC_SCHEMA_POLICIES": f"{s}.held=halt", "CDC_ALERT_WEBHOOK_URL": hook.url}
     log = tmp_path / "sync.log"
     processes.append(start_sync(stack, lane, log=log, **settings))
-    for table in tables:
-        wait_until(lambda table=table: _mapped(stack, lane, table), 90, f"{table} in the warehouse")
-    targets = {table: target_of(stack, lane, table) for table in tables}
+    targets = replicated(stack, lane, tables)
     for table in tables:
         wait_until(lambda table=table: _count(wh, targets[table]) == 10, 60, f"the first rows of {table}")
 
@@ -169,8 +159,7 @@ def test_a_webhook_down_for_a_minute_delays_no_row_and_loses_no_alert(
     hook.close()  # down from the start: connections refused
     log = tmp_path / "sync.log"
     processes.append(start_sync(stack, lane, log=log, CDC_ALERT_WEBHOOK_URL=hook.url))
-    wait_until(lambda: _mapped(stack, lane, "ticks"), 90, "ticks in the warehouse")
-    target = target_of(stack, lane, "ticks")
+    target = replicated(stack, lane, ("ticks",))["ticks"]
     wait_until(lambda: _count(wh, target) == 1, 60, "the first row")
 
     changes = {5: "ADD COLUMN one integer", 25: "ADD COLUMN two text", 45: "ALTER COLUMN one TYPE bigint"}
@@ -247,9 +236,7 @@ def test_a_member_that_does_not_read_the_ddl_log_waits_for_it_and_applies_a_rena
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     for log in logs:
         processes.append(start_sync(stack, lane, log=log))
-    for table in tables:
-        wait_until(lambda table=table: _mapped(stack, lane, table), 90, f"{table} in the warehouse")
-    targets = {table: target_of(stack, lane, table) for table in tables}
+    targets = replicated(stack, lane, tables)
 
     # Both members read: the five topics (four tables, the DDL log) are shared between them.
     def shared() -> bool:

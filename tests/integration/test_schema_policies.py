@@ -17,9 +17,9 @@ import pytest
 
 from cdc.settings import Settings
 from tests.db import execute, query
-from tests.drift import cdc_schema, warehouse_columns
+from tests.drift import cdc_schema, replicated, warehouse_columns
 from tests.processes import apply_connector, assert_stopped_cleanly, log_of, wait_until
-from tests.syncing import Lane, start_sync, target_of
+from tests.syncing import Lane, start_sync
 from tests.webhook import Endpoint
 
 pytestmark = pytest.mark.stack
@@ -73,11 +73,6 @@ FORGED = (
     "columns_before, columns_after) VALUES ('ALTER TABLE', 'table', 'x', '{s}', '{t}', 'FORGED DDL', "
     "'\"not a column list\"', '[]')"
 )
-
-
-def _mapped(url: str, schema: str, table: str) -> bool:
-    rows = query(url, "SELECT 1 FROM cdc.table_map WHERE source_schema = %s AND source_table = %s", (schema, table))
-    return bool(rows)
 
 
 def _has_row(url: str, target: tuple[str, str], row_id: int) -> bool:
@@ -155,9 +150,7 @@ def test_each_change_kind_under_each_policy_is_detected_once_and_handled_as_its_
     log = tmp_path / "sync.log"
     processes.append(start_sync(stack, lane, log=log, **settings))
 
-    for table in TABLES:
-        wait_until(lambda table=table: _mapped(wh, s, table), 90, f"{table} in the warehouse")
-    targets = {table: target_of(stack, lane, table) for table in TABLES}
+    targets = replicated(stack, lane, TABLES)
     for table in TABLES:
         wait_until(lambda table=table: _has_row(wh, targets[table], 3), 60, f"the first rows of {table}")
 
@@ -230,9 +223,7 @@ def _table_level_changes(stack: Settings, lane: Lane, targets: dict[str, tuple[s
     apply_connector(stack)  # captures the tables under their new names
     for table in TABLES:
         execute(src, f'INSERT INTO "{s}".{table}_moved {row(17, AFTER)}')
-    for table in TABLES:
-        wait_until(lambda table=table: _mapped(wh, s, f"{table}_moved"), 60, f"{table}_moved in the warehouse")
-    moved = {table: target_of(stack, lane, f"{table}_moved") for table in TABLES}
+    moved = dict(zip(TABLES, replicated(stack, lane, tuple(f"{t}_moved" for t in TABLES), 60).values(), strict=True))
     for table in TABLES:
         wait_until(lambda table=table: _has_row(wh, moved[table], 17), 60, f"row 17 of {table}_moved")
     assert moved["evolving"] == (lane.warehouse_schema, f"{s}__evolving_moved")
