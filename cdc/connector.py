@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from cdc import capture
 from cdc.connect_api import ConnectClient, ConnectorState
 from cdc.errors import CdcError, ConfigError, ConnectorError
-from cdc.events import TableId
+from cdc.events import DDL_TABLE, TableId
 from cdc.resources import repo_file
 from cdc.settings import Settings
 
@@ -53,6 +53,9 @@ def template_vars(settings: Settings, tables: list[capture.SourceTable]) -> dict
         "publication_name": settings.publication_name,
         "table_include_list": capture.include_list(tables),
         "topic_partitions": str(settings.topic_partitions),
+        # The source's DDL log keeps one partition whatever CDC_TOPIC_PARTITIONS says: its order is
+        # the order of the DDL, and one member of the group reads all of it.
+        "ddl_log_topic": capture.java_regex_literal(f"{settings.topic_prefix}.{DDL_TABLE}"),
     }
 
 

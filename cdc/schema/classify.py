@@ -62,6 +62,7 @@ def diff(before: Shape, after: Shape, renames: Mapping[str, str] | None = None) 
             changes.append(Change(Kind.COLUMN_RENAMED, name, before=old, after=new))
         changes.extend(column_changes(old, new))
     kept = {renames.get(c.name, c.name) for c in before.columns}
+    changes = _drops_first(changes)
     changes.extend(Change(Kind.COLUMN_ADDED, c.name, after=c) for c in after.columns if c.name not in kept)
     if before.key != after.key and new_names:
         changes.append(
@@ -71,6 +72,13 @@ def diff(before: Shape, after: Shape, renames: Mapping[str, str] | None = None) 
             )
         )
     return changes
+
+
+def _drops_first(changes: list[Change]) -> list[Change]:
+    """A column dropped whose name another column was renamed to (DROP b; RENAME a TO b) goes
+    first: applied in that order, the drop is of the old b, and the rename finds b taken."""
+    renamed_to = {c.column for c in changes if c.kind is Kind.COLUMN_RENAMED}
+    return sorted(changes, key=lambda c: not (c.kind is Kind.COLUMN_DROPPED and c.column in renamed_to))
 
 
 def column_changes(old: ColumnDef, new: ColumnDef) -> list[Change]:
@@ -321,6 +329,7 @@ def ddl_column_changes(row: dict[str, Any]) -> list[Change]:
             changes.append(Change(kind, new.name, before=old, after=new, statement=statement))
         if old.optional != new.optional:
             changes.append(Change(Kind.NULLABILITY_CHANGED, new.name, before=old, after=new, statement=statement))
+    changes = _drops_first(changes)
     changes.extend(
         Change(Kind.COLUMN_ADDED, c.name, after=c, statement=statement) for n, c in after.items() if n not in before
     )

@@ -203,8 +203,10 @@ class KafkaSource:
         return {(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
 
     def partitions_of(self, topic: str) -> list[Partition]:
-        """The partitions of a topic, as the client's metadata has them ([] if unknown)."""
-        return [(topic, p) for p in sorted(self._consumer.partitions_for_topic(topic) or ())]
+        """The partitions of a topic, as the client's metadata has them ([] if unknown). The cached
+        metadata (a pattern subscription keeps every topic's): KafkaConsumer.partitions_for_topic
+        would fetch it, with no time limit, for a topic not there."""
+        return [(topic, p) for p in sorted(self._consumer._client.cluster.partitions_for_topic(topic) or ())]
 
     def has_topics(self) -> bool:
         """Whether any topic matches the subscription (so an empty assignment is not idleness)."""

@@ -216,7 +216,7 @@ class ConfluentSource:
     def partitions_of(self, topic: str) -> list[Partition]:
         """The partitions of a topic, as the cluster's metadata has them ([] if unknown)."""
         try:
-            found = self._consumer.list_topics(topic, timeout=5).topics.get(topic)
+            found = self._consumer.list_topics(topic, timeout=2).topics.get(topic)
         except KafkaException:
             return []
         return [(topic, p) for p in sorted(found.partitions)] if found is not None and found.error is None else []

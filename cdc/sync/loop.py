@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import math
 import re
 import signal
 import threading
@@ -131,6 +132,8 @@ class Sync:
         self._ddl_until: dict[Partition, int] = {}  # read the DDL log up to here before flushing
         self._ddl_since = 0.0
         self._ddl_looked = 0.0  # when the warehouse was last asked how far another member stored the DDL log
+        self._ddl_known: list[Partition] = []  # the DDL log's partitions
+        self._ddl_asked = -math.inf
         self._ddl_topic = f"{options.topic_prefix}.{DDL_TABLE}"
         self._source_factory = source_factory
         self._source: Source  # connected by run(), retried like any other transient failure
@@ -362,11 +365,13 @@ class Sync:
         once or not at all (DDL capture not installed, the member that reads it stopped)."""
         if self._ddl_due:
             self._ddl_due = False
-            partitions = self._source.partitions_of(self._ddl_topic)
+            partitions = self._ddl_partitions(now)
             ends = self._source.end_offsets(partitions) if partitions else None
-            self._ddl_until = {p: end for p, end in (ends or {}).items() if end > 0}
-            self._ddl_since = now
-            self._ddl_looked = 0.0
+            until = {p: end for p, end in (ends or {}).items() if end > 0}
+            if not self._ddl_until:  # a wait under way keeps its start: new schemas never make it longer
+                self._ddl_since = now
+                self._ddl_looked = 0.0
+            self._ddl_until = until
         if not self._ddl_until:
             return False
         if now - self._ddl_since > _DDL_GRACE:
@@ -385,6 +390,13 @@ class Sync:
             behind = {p: end for p, end in behind.items() if p in mine or stored.get(p, 0) < end}
         self._ddl_until = behind
         return bool(behind)
+
+    def _ddl_partitions(self, now: float) -> list[Partition]:
+        """The DDL log's partitions, asked of Kafka once (again at most every 30 s while it has none)."""
+        if not self._ddl_known and now - self._ddl_asked >= 30.0:
+            self._ddl_asked = now
+            self._ddl_known = self._source.partitions_of(self._ddl_topic)
+        return self._ddl_known
 
     # -- flushing ----------------------------------------------------------------------------
     def _flush(self, *, give_up_after: float | None = None, wait: bool = True) -> None:

@@ -186,12 +186,13 @@ class Drift:
         was = old if old.name else table
         target = tables.target_for(cur, was)
         cur.execute(
-            "SELECT (since_commit_lsn, since_lsn) < (%s, %s) FROM cdc.schema_state "
+            "SELECT (since_commit_lsn, since_lsn) < (%s, %s), held_for IS NOT NULL FROM cdc.schema_state "
             "WHERE target_schema = %s AND target_table = %s",
             (*since, target.schema, target.table),
         )
         state = cur.fetchone()
         replicated = state is not None and bool(state[0])
+        held = state is not None and bool(state[1])
         # A table's creation is recorded whenever its DDL is read, before or after its first rows.
         created = bool(changes) and changes[0].kind is Kind.TABLE_CREATED
         if not (replicated or created):
@@ -201,12 +202,15 @@ class Drift:
         for change in changes:
             if change.kind is Kind.TABLE_RENAMED and policy is not Policy.ALERT:
                 steps.append(Step(change, tables.follow_rename(cur, old, table)))
+                target = tables.target_for(cur, table)  # where its history now is
             else:
                 steps.append(Step(change, _DDL_ACTIONS.get(change.kind, "recorded")))
         self._record(cur, target, table, steps, policy, f"ddl:{number}", f"ddl:{number}", since)
         # Changes to the columns, detected now, before any row of the new shape; that row's event
         # schema tells what to apply, and the history row then says what was (see _claimed).
-        awaiting = [Step(c, _AWAITING[policy]) for c in columns]
+        # A held table's changes were recorded when it was held (its DDL read late, by another
+        # member); those made while it is held are detected from its events once accepted.
+        awaiting = [] if held else [Step(c, _AWAITING[policy]) for c in columns]
         self._record(
             cur, target, table, awaiting, policy, f"ddl:{number}", f"ddl:{number}:columns", since, awaiting=True
         )
@@ -252,12 +256,12 @@ class Drift:
         changes the DDL log shows, recorded before the first row of the new shape arrives."""
         for number, step in enumerate(steps):
             dedupe = _dedupe(target, before, after, number, policy, step)
-            if not awaiting and self._claimed(cur, target, table, step, policy, dedupe):
+            if not awaiting and self._claimed(cur, target, table, step, policy, dedupe, since):
                 continue
             self._record_one(cur, target, table, step, policy, dedupe, since, awaiting=awaiting)
 
     def _claimed(  # noqa: PLR0917
-        self, cur: Any, target: stmt.Target, table: TableId, step: Step, policy: Policy, dedupe: str
+        self, cur: Any, target: stmt.Target, table: TableId, step: Step, policy: Policy, dedupe: str, since: Version
     ) -> bool:
         """Whether the change was recorded already: by this very dedupe key (a flush seen again), or
         when the source's DDL log showed it (awaiting its first row). That row, alerted then, now
@@ -267,9 +271,12 @@ class Drift:
             return True
         change = step.change
         cur.execute(
+            # The latest DDL before the batch that made this change (an older one, never shown by an
+            # event schema, is settled below).
             "SELECT id FROM cdc.schema_change WHERE target_schema = %s AND target_table = %s AND awaiting "
-            "AND change = ANY(%s) AND column_name IS NOT DISTINCT FROM %s ORDER BY id LIMIT 1 FOR UPDATE",
-            (target.schema, target.table, list(_SAME_CHANGE.get(change.kind, (change.kind,))), change.column),
+            "AND change = ANY(%s) AND column_name IS NOT DISTINCT FROM %s AND (commit_lsn, lsn) < (%s, %s) "
+            "ORDER BY id DESC LIMIT 1 FOR UPDATE",
+            (target.schema, target.table, list(_SAME_CHANGE.get(change.kind, (change.kind,))), change.column, *since),
         )
         row = cur.fetchone()
         if row is None:

@@ -461,7 +461,7 @@ class PostgresWarehouse:
 
     def follow_rename(self, cur: Any, old: TableId, new: TableId) -> str:
         """A source table renamed: its warehouse table takes the name the new one would get, with
-        its rows, mapping and drift state, so replication goes on into it. Returns what was done."""
+        its rows, mapping, drift state and history, so replication goes on into it. Returns what was done."""
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_TABLE_MAP_LOCK,))
         mapped = ledger.table_map(cur, self._schema)
         before = mapped.pop(old, None)
@@ -487,6 +487,11 @@ class PostgresWarehouse:
         )
         cur.execute(
             "UPDATE cdc.keyless_position SET target_table = %s WHERE target_schema = %s AND target_table = %s",
+            (after.table, before.schema, before.table),
+        )
+        # Its history too: changes detected from the DDL log await the table's next row under its new name.
+        cur.execute(
+            "UPDATE cdc.schema_change SET target_table = %s WHERE target_schema = %s AND target_table = %s",
             (after.table, before.schema, before.table),
         )
         self._targets.pop(old, None)

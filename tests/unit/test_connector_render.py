@@ -92,6 +92,10 @@ def test_committed_config_has_the_capture_semantics_cdc_relies_on() -> None:
     # KIP-581: else a NULL written into a column with a default is sent as the default
     assert config["key.converter.replace.null.with.default"] == "false"
     assert config["value.converter.replace.null.with.default"] == "false"
+    # the DDL log keeps one partition (its order is the DDL's), whatever the tables' topics have
+    assert config["topic.creation.groups"] == "ddl_log"
+    assert config["topic.creation.ddl_log.include"] == r"cdc\x{2E}cdc\x{2E}schema_ddl"
+    assert config["topic.creation.ddl_log.partitions"] == "1"
     assert config["signal.data.collection"] == "cdc.debezium_signal"
     assert "source" in config["signal.enabled.channels"].split(",")
     assert int(config["heartbeat.interval.ms"]) > 0

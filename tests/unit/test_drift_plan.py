@@ -519,3 +519,18 @@ def test_two_long_retypes_of_one_column_get_two_names() -> None:
         {name: "text", fitted("integer"): "integer", fitted("boolean"): "boolean"}, {name: fitted("boolean")}
     )
     assert fitted("integer") != fitted("boolean")
+
+
+@pytest.mark.parametrize("order", ["a before b", "b before a"])
+def test_drop_b_rename_a_to_b_add_a_in_one_window_keeps_three_meanings_in_three_columns(order: str) -> None:
+    """The changes as diff gives them, whatever the columns' order: b's old values stay in b, the
+    renamed a's (old and new) in a, the new a's in a column of their own."""
+    a, b = C("a", "integer"), C("b", "text")
+    key = C("id", "integer", False)
+    before = Shape((key, a, b) if order == "a before b" else (key, b, a), KEY)
+    after = Shape((key, C("b", "integer"), C("a", "integer")), KEY)
+    layout = Layout({"id": "integer", "a": "integer", "b": "text"})
+    steps, layout = evolve(diff(before, after, {"a": "b"}), layout)
+    assert [s.change.kind for s in steps] == [Kind.COLUMN_DROPPED, Kind.COLUMN_RENAMED, Kind.COLUMN_ADDED]
+    assert layout.stored_as == {"b": "a", "a": "a__integer"}
+    assert layout.columns == {"id": "integer", "a": "integer", "b": "text", "a__integer": "integer"}
