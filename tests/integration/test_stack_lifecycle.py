@@ -21,9 +21,11 @@ from tests.db import execute, query
 
 pytestmark = pytest.mark.stack
 
+# Below the kernel's ephemeral range (32768-60999 here): a port in it may be taken, at any moment,
+# by the local end of some client's connection, and a server then fails to bind it (seen once).
 PORTS = {
-    "CDC_STACK_SOURCE_PORT": 54421,
-    "CDC_STACK_WAREHOUSE_PORT": 54422,
+    "CDC_STACK_SOURCE_PORT": 25421,
+    "CDC_STACK_WAREHOUSE_PORT": 25422,
     "CDC_STACK_KAFKA_PORT": 19192,
     "CDC_STACK_CONTROLLER_PORT": 19193,
     "CDC_STACK_CONNECT_PORT": 18183,
