@@ -107,6 +107,13 @@ def forget_search_path(stack_dir: Path) -> None:
 
 def test_up_is_idempotent_and_down_stops_everything(tmp_path: Path) -> None:
     stack_dir = tmp_path / "stack"
+    try:
+        up_status_down(stack_dir)
+    finally:
+        cdc(stack_dir, "stack", "down", "--wipe")  # whatever failed, nothing of this stack outlives the test
+
+
+def up_status_down(stack_dir: Path) -> None:
     first = cdc(stack_dir, "stack", "up")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "connector cdc-source: RUNNING" in first.stdout
