@@ -131,13 +131,10 @@ def _add(change: Change, layout: Layout, name: str, type_: str, default: str | N
     holder = _stored_there(layout, name, besides=name)
     if holder is not None:  # DROP b; RENAME a TO b; ADD a: warehouse column a holds b's values
         column = _free(layout, fit_identifier(f"{name}__{type_tag(type_)}"))
-        layout.columns[column] = type_
-        layout.stored_as[name] = column
-        fill = None if default is None else constant_default(default)
         return Step(
             change,
             f"added warehouse column {column} {type_}: warehouse column {name} holds the values of {holder}",
-            (AddColumn(column, type_, fill),),
+            (_store_in_new(layout, name, column, type_, default),),
         )
     if existing is None:
         layout.columns[name] = type_
@@ -187,18 +184,24 @@ def _retype(change: Change, layout: Layout, name: str, type_: str, default: str 
     ):
         number += 1  # the name is taken by a column of another type, or another source column's values
         column = fit_identifier(f"{name}__{type_tag(type_)}_{number}")
-    layout.stored_as[name] = column
     if column in layout.columns:
+        layout.stored_as[name] = column
         return Step(
             change, f"kept warehouse column {old} with the old values; new values go to {column} (kept from before)"
         )
-    layout.columns[column] = type_
-    fill = None if default is None else constant_default(default)
     return Step(
         change,
         f"kept warehouse column {old} with the old values; new values go to new column {column}",
-        (AddColumn(column, type_, fill),),
+        (_store_in_new(layout, name, column, type_, default),),
     )
+
+
+def _store_in_new(layout: Layout, name: str, column: str, type_: str, default: str | None) -> AddColumn:
+    """Source column `name` stored from now on in a new warehouse column; the rows already there
+    take the source's default when it is a constant."""
+    layout.columns[column] = type_
+    layout.stored_as[name] = column
+    return AddColumn(column, type_, None if default is None else constant_default(default))
 
 
 def _stored_there(layout: Layout, column: str, *, besides: str) -> str | None:
