@@ -7,6 +7,7 @@ bug, reported as one, with its traceback.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import traceback
@@ -20,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cdc import __version__
-from cdc.errors import EXIT_BUG, CdcError, NotFoundError
+from cdc.errors import EXIT_BUG, CdcError, ConfigError, NotFoundError
 from cdc.settings import Settings, load_settings
 
 out = Console(highlight=False)
@@ -431,6 +432,53 @@ def schema_policy(
     schema, _, name = table.partition(".")
     policy, source = policies.for_table(TableId(schema, name))
     say(f"{table}: {policy.value} (from {source})")
+
+
+class BackfillMode(StrEnum):
+    direct = "direct"
+    debezium = "debezium"
+
+
+@app.command()
+def backfill(
+    table: Annotated[list[str], typer.Argument(help="Source tables, schema.table (globs ok).")],
+    *,
+    mode: Annotated[BackfillMode, typer.Option(help="direct: COPY from the source; debezium: its snapshot.")] = (
+        BackfillMode.direct
+    ),
+    where: Annotated[
+        str | None, typer.Option(help="Only rows matching this SQL condition on the source table (your own SQL).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted backfill from its ranges not written.")] = False,
+    parallel: Annotated[int, typer.Option(help="Ranges written at once.", min=1, max=32)] = 1,
+    range_rows: Annotated[
+        int, typer.Option(help="Rows per range: one warehouse transaction, and what --resume redoes at most.", min=1)
+    ] = 200_000,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary at the end.")] = False,
+) -> None:
+    """Copy the rows a table holds into the warehouse, consistently with what cdc sync streams."""
+    import time
+
+    from cdc.backfill.report import progress_shown, summary, summary_lines
+    from cdc.backfill.run import Options
+    from cdc.backfill.run import backfill as run_backfill
+
+    if mode is BackfillMode.debezium:
+        raise ConfigError("cdc backfill --mode debezium is not built yet.", "use --mode direct (the default)")
+    started = time.monotonic()
+    runs = run_backfill(
+        _settings(),
+        table,
+        Options(where=where, resume=resume, parallel=parallel, range_rows=range_rows),
+        say=warn if json_out else say,
+        progress=lambda meter, runs: progress_shown(meter, runs, warn if json_out else say),
+    )
+    result = summary(runs, time.monotonic() - started)
+    if json_out:
+        typer.echo(json.dumps(result))
+        return
+    for line in summary_lines(result):
+        say(line)
 
 
 @app.command()

@@ -160,3 +160,58 @@ CREATE TABLE IF NOT EXISTS cdc.source_ddl_seen (
     id            bigint NOT NULL,  -- cdc.source_ddl.id
     PRIMARY KEY (target_schema, id)
 );
+
+-- cdc backfill. One row per run of `cdc backfill` of a table into a warehouse schema: running
+-- until every range is written (`--resume` continues the newest running one), then done.
+CREATE TABLE IF NOT EXISTS cdc.backfill_run (
+    id            bigserial   PRIMARY KEY,
+    target_schema text        NOT NULL,
+    target_table  text        NOT NULL,
+    source_schema text        NOT NULL,
+    source_table  text        NOT NULL,
+    mode          text        NOT NULL,  -- direct, debezium
+    filter        text,                  -- --where, as given
+    key_columns   jsonb       NOT NULL,  -- the warehouse columns the ranges split, [] for ctid ranges
+    state         text        NOT NULL DEFAULT 'running',  -- running, done
+    rows          bigint      NOT NULL DEFAULT 0,
+    started_at    timestamptz NOT NULL DEFAULT now(),
+    finished_at   timestamptz
+);
+CREATE UNIQUE INDEX IF NOT EXISTS backfill_run_one_running
+    ON cdc.backfill_run (target_schema, source_schema, source_table) WHERE state = 'running';
+-- Its ranges, planned once: [lower, upper) of the key (each bound one text per key column, NULL
+-- for open), done when their rows are written, under the snapshot whose position they carry.
+CREATE TABLE IF NOT EXISTS cdc.backfill_range (
+    run_id        bigint      NOT NULL REFERENCES cdc.backfill_run (id) ON DELETE CASCADE,
+    number        integer     NOT NULL,
+    lower_bound   text[],
+    upper_bound   text[],
+    rows          bigint,
+    snapshot_lsn  bigint,
+    done_at       timestamptz,
+    PRIMARY KEY (run_id, number)
+);
+-- Every snapshot a backfill read a table under: the source position of its rows (P: the rows are
+-- at version (P, 0)) and which transactions it saw (pg_current_snapshot()). `cdc sync` raises a
+-- streamed change that sorts before P but whose transaction the snapshot did not see.
+CREATE TABLE IF NOT EXISTS cdc.backfill_snapshot (
+    target_schema text        NOT NULL,
+    source_schema text        NOT NULL,
+    source_table  text        NOT NULL,
+    snapshot_lsn  bigint      NOT NULL,
+    snapshot      text        NOT NULL,
+    run_id        bigint      NOT NULL,
+    taken_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (target_schema, source_schema, source_table, snapshot_lsn)
+);
+-- While a backfill runs: the keys streamed deletes found no row for (the backfill may not have
+-- written it yet), with the delete's version; the backfill does not write a key deleted after
+-- its snapshot. Emptied when the run is done.
+CREATE TABLE IF NOT EXISTS cdc.backfill_deleted (
+    target_schema text   NOT NULL,
+    target_table  text   NOT NULL,
+    key           text   NOT NULL,  -- ROW(key columns)::text, as the warehouse types print it
+    commit_lsn    bigint NOT NULL,
+    lsn           bigint NOT NULL,
+    PRIMARY KEY (target_schema, target_table, key)
+);

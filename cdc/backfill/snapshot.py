@@ -84,6 +84,11 @@ class Visibility:
         xmin, xmax, running = text.split(":")
         return cls(int(xmin), int(xmax), frozenset(int(x) for x in running.split(",") if x))
 
+    @property
+    def text(self) -> str:
+        """As pg_snapshot prints it (what parse reads)."""
+        return f"{self.xmin}:{self.xmax}:{','.join(map(str, sorted(self.running)))}"
+
     def sees(self, txid: int) -> bool:
         """Whether a transaction that committed is in the snapshot."""
         return txid < self.xmin or (txid < self.xmax and txid not in self.running)

@@ -18,6 +18,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from cdc.backfill import handover
 from cdc.buffer import TableBatch
 from cdc.decode.toast import is_unavailable
 from cdc.errors import ConfigError, TerminalError
@@ -175,6 +176,10 @@ class PostgresWarehouse:
         work = _Work(list(flush.dead))
         try:
             with conn.cursor() as cur:
+                # Before anything is written: a backfill registering a snapshot waits for this.
+                work.handovers = handover.load(
+                    cur, self._schema, [b.schema.table for b in flush.tables if b.schema.table != DDL_TABLE]
+                )
                 if flush.replaying:
                     ledger.lock_letters(cur, list(flush.replaying.values()))
                 # The source's DDL first: drift reads it when a table's schema changed in this flush.
@@ -212,6 +217,9 @@ class PostgresWarehouse:
             return
         target, created = self._target(cur, batch.schema)
         events = batch.events()
+        backfilled = work.handovers.get(batch.schema.table)
+        if backfilled is not None:
+            backfilled.raise_versions(events)
         if batch.schema.table in work.held_tables:
             work.hold(batch, events)  # a later batch of a table held earlier in this flush
             return
@@ -235,6 +243,8 @@ class PostgresWarehouse:
             return
         if batch.keyed:
             self._merge(cur, target, schema, events, work)
+            if backfilled is not None and backfilled.running:
+                self._keep_deleted_keys(cur, target, schema)
             return
         if not replaying:
             # A dead letter is replayed on purpose, below the high-water mark its own flush set.
@@ -272,6 +282,12 @@ class PostgresWarehouse:
         # A staged image that changed nothing: the warehouse held that version or a newer one.
         work.rows += changed
         work.skipped += copied - changed
+
+    def _keep_deleted_keys(self, cur: Any, target: stmt.Target, schema: TableSchema) -> None:
+        """A backfill of the table runs: keep the keys this flush deleted (cdc.backfill_deleted),
+        so that it does not write them again from a snapshot older than the delete."""
+        staging = self._staging_for(cur, target, schema.columns)
+        cur.execute(stmt.keep_deleted_keys(target, staging, schema.key))
 
     def _fill_from_old_key(
         self, cur: Any, target: stmt.Target, staging: str, schema: TableSchema, event: ChangeEvent
@@ -566,6 +582,7 @@ class _Work:
     skipped: int = 0  # events it already held
     held: dict[TopicPartition, Hold] = field(default_factory=dict)  # partition -> first offset not applied
     held_tables: set[TableId] = field(default_factory=set)
+    handovers: dict[TableId, handover.Handover] = field(default_factory=dict)  # tables backfilled
 
     def hold(self, batch: TableBatch, events: list[ChangeEvent]) -> None:
         """Nothing of this batch is applied, and the offsets of its partitions stop before it."""

@@ -154,6 +154,23 @@ def merge(
     )
 
 
+def keep_deleted_keys(target: Target, staging: str, key: Sequence[str]) -> sql.Composed:
+    """The keys the staged deletes remove, with their versions, into cdc.backfill_deleted (the
+    newest version of each key kept)."""
+    return sql.SQL(
+        "INSERT INTO cdc.backfill_deleted (target_schema, target_table, key, commit_lsn, lsn) "
+        "SELECT {schema}, {table}, ROW({key})::text, s._cdc_commit_lsn, s._cdc_lsn FROM {staging} AS s "
+        "WHERE s._cdc_op = 'd' ON CONFLICT (target_schema, target_table, key) DO UPDATE "
+        "SET commit_lsn = EXCLUDED.commit_lsn, lsn = EXCLUDED.lsn "
+        "WHERE (cdc.backfill_deleted.commit_lsn, cdc.backfill_deleted.lsn) < (EXCLUDED.commit_lsn, EXCLUDED.lsn)"
+    ).format(
+        schema=sql.Literal(target.schema),
+        table=sql.Literal(target.table),
+        key=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(k)) for k in key),
+        staging=sql.Identifier(staging),
+    )
+
+
 def truncate(target: Target, soft_delete: bool) -> sql.Composed:
     """Remove (or mark) every row older than the truncate; params: (commit_lsn, lsn, source_ms)."""
     if soft_delete:

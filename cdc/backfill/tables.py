@@ -1,0 +1,127 @@
+"""Which tables a backfill writes, and how: from the command's TABLE patterns, the capture settings
+(only captured tables are replicated), and what the warehouse knows of each (its table, the shape
+cdc applied). Everything is checked before anything is written."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg2 import sql
+
+from cdc import capture
+from cdc.errors import ConfigError
+from cdc.events import TableId
+from cdc.settings import Settings
+from cdc.warehouse import statements as stmt
+
+
+@dataclass(frozen=True, slots=True)
+class Backfilled:
+    """One table to backfill."""
+
+    source: TableId
+    target: stmt.Target
+    columns: tuple[str, ...]  # the source's columns, as the warehouse shape has them
+    stored: tuple[str, ...]  # the warehouse column of each
+    key: tuple[str, ...]  # the primary key (source names); () without one
+
+    @property
+    def source_ident(self) -> sql.Composed:
+        return sql.SQL(".").join([sql.Identifier(self.source.schema), sql.Identifier(self.source.name)])
+
+    @property
+    def source_regclass(self) -> str:
+        return ".".join('"' + p.replace('"', '""') + '"' for p in (self.source.schema, self.source.name))
+
+    @property
+    def stored_key(self) -> tuple[str, ...]:
+        where = dict(zip(self.columns, self.stored, strict=True))
+        return tuple(where[k] for k in self.key)
+
+
+def select(source: Any, settings: Settings, patterns: list[str]) -> list[TableId]:
+    """The captured tables the patterns name (schema.table, globs allowed); an error for a pattern
+    that names no table, or only tables cdc does not capture."""
+    selection = capture.survey(source, settings)
+    captured = {t.qualified: t for t in selection.captured_user_tables}
+    skipped = {t.qualified: why for why, tables in selection.skipped.items() for t in tables}
+    chosen: dict[str, capture.SourceTable] = {}
+    for pattern in patterns:
+        if "." not in pattern:
+            raise ConfigError(
+                f"{pattern!r} does not name a table as schema.table.",
+                f"write it as schema.table, e.g. public.{pattern}",
+            )
+        hits = [name for name in captured if fnmatch.fnmatchcase(name, pattern)]
+        if not hits:
+            left_out = sorted(name for name in skipped if fnmatch.fnmatchcase(name, pattern))
+            if left_out:
+                raise ConfigError(
+                    f"{', '.join(left_out[:5])} is not captured ({skipped[left_out[0]].value}), so cdc does not "
+                    "replicate it and has nowhere to backfill it.",
+                    "capture it (CDC_INCLUDE_TABLES / CDC_EXCLUDE_TABLES), run cdc connector apply, then backfill",
+                )
+            raise ConfigError(
+                f"no table of the source matches {pattern!r}.",
+                "check the name with \\dt in psql (schema.table; globs such as public.order* are allowed)",
+            )
+        for name in hits:
+            chosen[name] = captured[name]
+    return [TableId(t.schema, t.name) for t in sorted(chosen.values())]
+
+
+def describe(source: Any, warehouse: Any, scope: str, tables: list[TableId]) -> list[Backfilled]:
+    """Each table's warehouse table and columns; an error for a table the warehouse cannot take a
+    backfill of yet."""
+    with warehouse.cursor() as cur:
+        cur.execute(
+            "SELECT m.source_schema, m.source_table, m.target_table, s.columns, s.key, s.stored_as, s.held_for "
+            "FROM cdc.table_map m LEFT JOIN cdc.schema_state s "
+            "ON s.target_schema = m.target_schema AND s.target_table = m.target_table WHERE m.target_schema = %s",
+            (scope,),
+        )
+        known = {TableId(r[0], r[1]): r[2:] for r in cur.fetchall()}
+    warehouse.rollback()
+    found: list[Backfilled] = []
+    for table in tables:
+        entry = known.get(table)
+        if entry is None or entry[1] is None:
+            raise ConfigError(
+                f"{table} has no warehouse table in {scope} yet: cdc sync makes it from the table's first change "
+                "event, and the backfill writes into it.",
+                f"let cdc sync run until it has replicated a change of {table} (any insert, update or delete), "
+                "then run the backfill again",
+            )
+        target_table, columns, key, stored_as, held_for = entry
+        if held_for is not None:
+            raise ConfigError(
+                f"{table} is held by its schema policy (halt) until `cdc schema accept`; its warehouse shape is "
+                "not the source's.",
+                f"review it with cdc schema diff {table}, accept it, then backfill",
+            )
+        names = tuple(c["name"] for c in columns)
+        now = _source_columns(source, table)
+        if set(now) != set(names):
+            missing = sorted(set(now) - set(names)) + sorted(set(names) - set(now))
+            raise ConfigError(
+                f"{table} has changed shape in the source ({', '.join(missing)}) and cdc sync has not applied that "
+                "change to the warehouse yet.",
+                "let cdc sync apply it (it does so with the table's next change), then backfill",
+            )
+        stored = tuple(stored_as.get(n, n) for n in names)
+        found.append(Backfilled(table, stmt.Target(scope, target_table), names, stored, tuple(key)))
+    return found
+
+
+def _source_columns(source: Any, table: TableId) -> list[str]:
+    with source.cursor() as cur:
+        cur.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
+            "ORDER BY attnum",
+            (".".join('"' + p.replace('"', '""') + '"' for p in (table.schema, table.name)),),
+        )
+        names = [r[0] for r in cur.fetchall()]
+    source.rollback()
+    return names

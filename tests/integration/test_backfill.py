@@ -1,0 +1,136 @@
+"""`cdc backfill` on the real stack (issue 9): a table's rows copied into the warehouse while
+`cdc sync` streams its changes, ending equal to the source row for row."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from cdc.resources import cdc_command
+from cdc.settings import Settings
+from tests.db import execute
+from tests.processes import apply_connector, assert_converges
+from tests.syncing import REPO, Lane, start_sync, sync_env, target_of
+
+pytestmark = pytest.mark.stack
+
+_ITEMS = (
+    "CREATE TABLE {t} (id bigint PRIMARY KEY, name text NOT NULL, qty integer, price numeric(12,2), "
+    "at timestamptz, doc jsonb)"
+)
+_ROWS = (
+    "INSERT INTO {t} SELECT i, 'item ' || i, i % 97, (i % 1000) / 7.0, "
+    "timestamptz '2026-01-01 00:00:00+00' + i * interval '1 second', jsonb_build_object('n', i) "
+    "FROM generate_series({lo}, {hi}) AS i"
+)
+
+
+def _backfill(stack: Settings, lane: Lane, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*cdc_command(), "backfill", *args],
+        env=sync_env(stack, lane),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+class _Workload:
+    """Small transactions on the table, each updating, deleting and inserting rows, until stopped."""
+
+    def __init__(self, url: str, table: str, first_new_id: int) -> None:
+        self._url, self._table, self._next = url, table, first_new_id
+        self._stop = threading.Event()
+        self.transactions = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+
+    def __enter__(self) -> _Workload:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        rng = random.Random(9)
+        conn = psycopg2.connect(self._url)
+        try:
+            while not self._stop.is_set():
+                with conn.cursor() as cur:
+                    for _ in range(3):
+                        cur.execute(
+                            f"UPDATE {self._table} SET qty = qty + 1, name = name || '+' WHERE id = %s",
+                            (rng.randrange(1, self._next),),
+                        )
+                    cur.execute(f"DELETE FROM {self._table} WHERE id = %s", (rng.randrange(1, self._next),))
+                    cur.execute(
+                        f"INSERT INTO {self._table} VALUES (%s, 'new', 1, 2.5, now(), '{{}}')", (self._next,)
+                    )
+                    self._next += 1
+                conn.commit()
+                self.transactions += 1
+                time.sleep(0.005)
+        except BaseException as exc:  # seen by the test
+            self.error = exc
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def backfill_cleanup(stack: Settings, lane: Lane) -> Iterator[None]:
+    yield
+    wh = stack.require_warehouse_url()
+    for table in ("backfill_snapshot", "backfill_run", "backfill_deleted"):
+        execute(wh, f"DELETE FROM cdc.{table} WHERE target_schema = '{lane.warehouse_schema}'")
+
+
+def test_a_backfill_while_a_workload_changes_the_table_and_sync_streams_ends_equal_to_the_source(
+    stack: Settings, lane: Lane, tmp_path: Path, processes: list[subprocess.Popen[bytes]], backfill_cleanup: None
+) -> None:
+    s = lane.source_schema
+    src, wh = stack.require_source_url(), stack.require_warehouse_url()
+    table = f"{s}.items"
+    execute(src, f"CREATE SCHEMA {s}; " + _ITEMS.format(t=table))
+    apply_connector(stack)
+    execute(src, _ROWS.format(t=table, lo=1, hi=60_000))
+    processes.append(start_sync(stack, lane, log=tmp_path / "sync.log"))
+    target = _wait_for_target(stack, lane, "items")
+    assert_converges(stack, lane, 120, running=processes, tables=["items"])
+    # The warehouse loses the table's rows (the repair case): the backfill brings them back,
+    # while a workload changes the table and sync streams those changes.
+    execute(wh, f'TRUNCATE "{target[0]}"."{target[1]}"')
+    with _Workload(src, table, 60_001) as workload:
+        time.sleep(2)
+        done = _backfill(stack, lane, table, "--range-rows", "5000", "--json")
+        time.sleep(2)
+    assert workload.error is None, workload.error
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    (only,) = result["tables"]
+    assert only["ranges"] >= 10 and only["ranges_written"] == only["ranges"]
+    assert only["rows"] >= 59_000
+    assert workload.transactions > 100
+    assert_converges(stack, lane, 120, running=processes, tables=["items"])
+
+
+def _wait_for_target(stack: Settings, lane: Lane, table: str) -> tuple[str, str]:
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return target_of(stack, lane, table)
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
