@@ -16,7 +16,7 @@ import pytest
 
 from cdc.resources import cdc_command
 from cdc.settings import Settings
-from tests.db import execute
+from tests.db import execute, query
 from tests.processes import apply_connector, assert_converges
 from tests.syncing import REPO, Lane, start_sync, sync_env, target_of
 
@@ -134,3 +134,104 @@ def _wait_for_target(stack: Settings, lane: Lane, table: str) -> tuple[str, str]
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def test_a_backfill_killed_half_way_resumes_from_the_ranges_it_had_not_written(
+    stack: Settings, lane: Lane, tmp_path: Path, processes: list[subprocess.Popen[bytes]], backfill_cleanup: None
+) -> None:
+    s = lane.source_schema
+    src, wh = stack.require_source_url(), stack.require_warehouse_url()
+    table = f"{s}.items"
+    execute(src, f"CREATE SCHEMA {s}; " + _ITEMS.format(t=table))
+    apply_connector(stack)
+    execute(src, _ROWS.format(t=table, lo=1, hi=1))
+    processes.append(start_sync(stack, lane, log=tmp_path / "sync.log"))
+    target = _wait_for_target(stack, lane, "items")
+    # Rows the warehouse never received: written while the table was out of the publication.
+    execute(src, f"ALTER PUBLICATION {stack.publication_name} DROP TABLE {table}")
+    execute(src, _ROWS.format(t=table, lo=2, hi=300_000))
+    execute(src, f"ALTER PUBLICATION {stack.publication_name} ADD TABLE {table}")
+    first = subprocess.Popen(
+        [*cdc_command(), "backfill", table, "--range-rows", "3000"],
+        env=sync_env(stack, lane),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        done_before = _wait_for_ranges(wh, lane, 10)
+        first.kill()  # SIGKILL, half-way
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    (written, total), = query(
+        wh,
+        "SELECT count(*) FILTER (WHERE r.done_at IS NOT NULL), count(*) FROM cdc.backfill_range r "
+        f"JOIN cdc.backfill_run b ON b.id = r.run_id WHERE b.target_schema = '{lane.warehouse_schema}'",
+    )
+    assert done_before <= written < total, (written, total)
+    assert query(src, "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'cdc\\_backfill\\_%%'") == [(0,)]
+    again = _backfill(stack, lane, table, "--json")
+    resumed = _backfill(stack, lane, table, "--resume", "--json")
+    assert again.returncode == 2, again.stderr
+    assert "is running or was interrupted" in again.stderr and "--resume" in again.stderr
+    assert resumed.returncode == 0, resumed.stderr
+    (only,) = json.loads(resumed.stdout)["tables"]
+    assert only["ranges_skipped"] == written
+    assert only["ranges_written"] == total - written
+    assert f"{written} of {total} ranges were written before, skipped" in resumed.stderr
+    assert_converges(stack, lane, 120, running=processes, tables=["items"])
+    assert target
+
+
+def _wait_for_ranges(url: str, lane: Lane, minimum: int) -> int:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        rows = query(
+            url,
+            "SELECT count(*) FROM cdc.backfill_range r JOIN cdc.backfill_run b ON b.id = r.run_id "
+            f"WHERE b.target_schema = '{lane.warehouse_schema}' AND r.done_at IS NOT NULL",
+        )
+        if rows[0][0] >= minimum:
+            return int(rows[0][0])
+        time.sleep(0.02)
+    raise AssertionError(f"the backfill wrote fewer than {minimum} ranges in 120 s")
+
+
+def test_bad_input_is_refused_with_the_fix_and_nothing_written(
+    stack: Settings, lane: Lane, tmp_path: Path, processes: list[subprocess.Popen[bytes]], backfill_cleanup: None
+) -> None:
+    s = lane.source_schema
+    src, wh = stack.require_source_url(), stack.require_warehouse_url()
+    execute(src, f"CREATE SCHEMA {s}; " + _ITEMS.format(t=f"{s}.items") + "; " + _ITEMS.format(t=f"{s}.unseen"))
+    apply_connector(stack)
+    execute(src, _ROWS.format(t=f"{s}.items", lo=1, hi=10))
+    processes.append(start_sync(stack, lane, log=tmp_path / "sync.log"))
+    _wait_for_target(stack, lane, "items")
+    cases = {
+        "unknown table": ([f"{s}.nope"], {}, f"no table of the source matches '{s}.nope'"),
+        "no schema": (["items"], {}, "does not name a table as schema.table"),
+        "not captured": ([f"{s}.items"], {"CDC_EXCLUDE_TABLES": f"{s}.items"}, "is not captured (excluded by"),
+        "no warehouse table yet": ([f"{s}.unseen"], {}, "has no warehouse table in"),
+        "where that does not parse": (
+            [f"{s}.items", "--where", "qty >>> 1"],
+            {},
+            "--where 'qty >>> 1' is not a condition on",
+        ),
+        "where naming no column": ([f"{s}.items", "--where", "nope = 1"], {}, 'column "nope" does not exist'),
+    }
+    for name, (args, env, message) in cases.items():
+        done = subprocess.run(
+            [*cdc_command(), "backfill", *args],
+            env=sync_env(stack, lane, **env),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2, (name, done.stderr)
+        assert message in done.stderr, (name, done.stderr)
+        assert "fix:" in done.stderr and "Traceback" not in done.stderr, (name, done.stderr)
+    assert query(wh, f"SELECT count(*) FROM cdc.backfill_run WHERE target_schema = '{lane.warehouse_schema}'") == [(0,)]
