@@ -482,6 +482,40 @@ def backfill(
 
 
 @app.command()
+def verify(
+    table: Annotated[
+        list[str] | None, typer.Argument(help="Source tables, schema.table (globs ok); default: every replicated one.")
+    ] = None,
+    *,
+    fix: Annotated[bool, typer.Option(help="Backfill the ranges that differ, then compare again.")] = False,
+    examples: Annotated[int, typer.Option(help="Example keys shown per differing range.", min=1)] = 5,
+    range_rows: Annotated[int, typer.Option(help="Rows per compared range (about).", min=1)] = 100_000,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Compare source and warehouse (counts and checksums per key range, in each database); exit 0
+    only when they are equal."""
+    from cdc.verify.report import fix_ranges, report_json, report_lines
+    from cdc.verify.run import verify as run_verify
+
+    settings = _settings()
+    tell = warn if json_out else say
+    reports = run_verify(settings, list(table or ()), say=tell, examples=examples, range_rows=range_rows)
+    fixed = None
+    if fix and any(not r.equal for r in reports):
+        fixed = fix_ranges(settings, reports, say=tell)
+        reports = run_verify(
+            settings, [str(r.table.source) for r in reports], say=tell, examples=examples, range_rows=range_rows
+        )
+    if json_out:
+        typer.echo(json.dumps(report_json(reports, fixed)))
+    else:
+        for line in report_lines(reports, fixed):
+            say(line)
+    if any(not r.equal for r in reports):
+        raise typer.Exit(1)
+
+
+@app.command()
 def topics(
     prefix: Annotated[
         str | None, typer.Option(help="Only topics starting with this (default: the topic prefix + '.').")

@@ -24,29 +24,35 @@ class KeyRange:
 
 
 def estimated_rows(cur: Any, table: sql.Composable, regclass: str) -> int:
-    """The planner's row estimate (no scan); a table never analysed (or analysed empty) is counted."""
-    cur.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", (regclass,))
-    row = cur.fetchone()
-    estimate = int(row[0]) if row else -1
-    if estimate > 0:
-        return estimate
+    """Rows of the table, as the planner estimates them (no scan): the density of the last
+    ANALYZE times the table's pages now. A table never analysed is counted."""
+    cur.execute(
+        "SELECT reltuples, relpages, pg_relation_size(oid) / current_setting('block_size')::int "
+        "FROM pg_class WHERE oid = %s::regclass",
+        (regclass,),
+    )
+    tuples, pages, now = cur.fetchone()
+    if tuples > 0 and pages > 0:
+        return int(tuples / pages * max(now, 1))
     cur.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
     return int(cur.fetchone()[0])
 
 
 def plan(cur: Any, table: sql.Composable, key: Sequence[str], rows: int, per_range: int = RANGE_ROWS) -> list[KeyRange]:
     """Ranges covering every key (the first and last open-ended), about `per_range` rows each,
-    from a block sample of the keys (TABLESAMPLE SYSTEM: a few pages, not a scan)."""
+    from a row sample of the keys (TABLESAMPLE BERNOULLI: spread over the whole table, where a
+    block sample would take whole pages, that is clusters of neighbouring keys). The same sample
+    for the same table: ranges that verify names are the ones its --fix writes."""
     wanted = max(1, math.ceil(rows / per_range))
     if wanted == 1 or not key:
         return [KeyRange(0, None, None)]
     percent = min(100.0, 100.0 * wanted * _SAMPLES_PER_RANGE / max(rows, 1))
-    columns = sql.SQL(", ").join(map(sql.Identifier, key))
     cur.execute(
-        sql.SQL("SELECT {text} FROM {t} TABLESAMPLE SYSTEM (%s) ORDER BY {cols}").format(
-            text=sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(k)) for k in key),
+        # Ordered by the typed columns (qualified: a bare name would be the text output column).
+        sql.SQL("SELECT {text} FROM {t} AS s TABLESAMPLE BERNOULLI (%s) REPEATABLE (0) ORDER BY {cols}").format(
+            text=sql.SQL(", ").join(sql.SQL("s.{}::text").format(sql.Identifier(k)) for k in key),
             t=table,
-            cols=columns,
+            cols=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(k)) for k in key),
         ),
         (percent,),
     )

@@ -22,6 +22,7 @@ from cdc.backfill import handover, ranges, tables
 from cdc.backfill.snapshot import Snapshot, Visibility, exported_snapshot, read_in
 from cdc.backfill.write import write_range
 from cdc.errors import CdcError, ConfigError
+from cdc.events import TableId
 from cdc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ class Options:
     resume: bool = False
     parallel: int = 1
     range_rows: int = ranges.RANGE_ROWS
+    # `cdc verify --fix`: only these ranges of these tables (source table -> ranges), not all.
+    only: dict[TableId, list[ranges.KeyRange]] | None = None
 
 
 def backfill(
@@ -84,7 +87,8 @@ def backfill(
     scope = settings.warehouse_schema
     _bootstrap(settings)
     with _connected(source_url, "source") as source, _connected(warehouse_url, "warehouse") as warehouse:
-        chosen = tables.describe(source, warehouse, scope, tables.select(source, settings, patterns))
+        named = tables.select(source, settings, patterns) if options.only is None else sorted(options.only)
+        chosen = tables.describe(source, warehouse, scope, named)
         for table in chosen:
             if not table.key:
                 raise ConfigError(
@@ -100,7 +104,10 @@ def backfill(
             for run in runs:
                 if run.todo or run.done_before:
                     continue
-                run.todo = _plan(source_url, snapshot, warehouse, run, options.range_rows)
+                if options.only is not None:
+                    run.todo = _register_ranges(warehouse, run, options.only[run.table.source])
+                else:
+                    run.todo = _plan(source_url, snapshot, warehouse, run, options.range_rows)
                 run.total_ranges = len(run.todo)
             for run in runs:
                 if run.done_before:
@@ -202,12 +209,13 @@ def _open_run(warehouse: Any, table: tables.Backfilled, options: Options) -> Tab
             return TableRun(table, run_id, todo, len(planned) - len(todo), len(planned), estimate)
         cur.execute(
             "INSERT INTO cdc.backfill_run (target_schema, target_table, source_schema, source_table, mode, filter, "
-            "key_columns) VALUES (%s, %s, %s, %s, 'direct', %s, %s) RETURNING id",
+            "key_columns) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
             (
                 target.schema,
                 target.table,
                 source.schema,
                 source.name,
+                "direct" if options.only is None else "verify --fix",
                 options.where,
                 psycopg2.extras.Json(list(table.stored_key)),
             ),
@@ -291,14 +299,19 @@ def _plan(source_url: str, snapshot: Snapshot, warehouse: Any, run: TableRun, pe
         with source.cursor() as cur:
             run.estimated_rows = ranges.estimated_rows(cur, table.source_ident, table.source_regclass)
             planned = ranges.plan(cur, table.source_ident, table.key, run.estimated_rows, per_range)
+    return _register_ranges(warehouse, run, planned)
+
+
+def _register_ranges(warehouse: Any, run: TableRun, planned: list[ranges.KeyRange]) -> list[ranges.KeyRange]:
+    numbered = [ranges.KeyRange(n, r.lower, r.upper) for n, r in enumerate(planned)]
     with warehouse.cursor() as cur:
         psycopg2.extras.execute_values(
             cur,
             "INSERT INTO cdc.backfill_range (run_id, number, lower_bound, upper_bound) VALUES %s",
-            [(run.run_id, r.number, _array(r.lower), _array(r.upper)) for r in planned],
+            [(run.run_id, r.number, _array(r.lower), _array(r.upper)) for r in numbered],
         )
     warehouse.commit()
-    return planned
+    return numbered
 
 
 def _array(bound: tuple[str, ...] | None) -> list[str] | None:

@@ -120,8 +120,12 @@ def _merge(cur: Any, table: Backfilled, snapshot_lsn: int) -> int:
             "WHERE NOT EXISTS (SELECT 1 FROM cdc.backfill_deleted d WHERE d.target_schema = %s "
             "AND d.target_table = %s AND d.key = ROW({skey})::text AND (d.commit_lsn, d.lsn) > (%s, 0)) "
             "ON CONFLICT ({key}) DO UPDATE SET {sets} "
-            "WHERE (t._cdc_commit_lsn, t._cdc_lsn) < (EXCLUDED._cdc_commit_lsn, EXCLUDED._cdc_lsn)"
+            "WHERE (t._cdc_commit_lsn, t._cdc_lsn) < (EXCLUDED._cdc_commit_lsn, EXCLUDED._cdc_lsn) "
+            # Only rows that differ (as text: json has no '='): a repair rewrites what was wrong.
+            "AND (ROW({old}) IS DISTINCT FROM ROW({new}) OR t._cdc_deleted_at IS NOT NULL)"
         ).format(
+            old=sql.SQL(", ").join(sql.SQL("t.{}::text").format(sql.Identifier(c)) for c in others),
+            new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}::text").format(sql.Identifier(c)) for c in others),
             t=table.target.ident,
             cols=stored,
             s=sql.Identifier(_STAGE),

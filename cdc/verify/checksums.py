@@ -1,0 +1,151 @@
+"""The SQL of a comparison: per key range, a row count and an order-independent checksum (the sum
+of a 64-bit hash of each row's text), computed by each database over its own rows; and for a
+range that differs, each row's key and hash, to name the rows.
+
+A row's text is the same in both databases when its values are: both sessions print values the
+same way (UTC, ISO dates, shortest exact floats, hex bytea), and the columns whose text depends on
+more than the value are normalised (a time with time zone to UTC).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg2 import sql
+
+from cdc.backfill.ranges import Bound, KeyRange, predicate
+
+# Types whose text is not a function of the value alone, and an expression that makes it one.
+_NORMALISED = {
+    "time with time zone": "({c} AT TIME ZONE 'UTC')::text",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One database's table, as the comparison reads it."""
+
+    table: sql.Composed  # schema.table
+    columns: tuple[str, ...]  # compared, in order (source names on the source, stored ones in the warehouse)
+    types: tuple[str, ...]  # format_type() of each
+    key: tuple[str, ...]
+    live: sql.Composable = field(default_factory=lambda: sql.SQL("true"))  # rows that count (soft: not deleted)
+
+
+@dataclass(frozen=True, slots=True)
+class Sums:
+    rows: int
+    checksum: int
+
+
+def column_types(cur: Any, regclass: str, columns: Sequence[str]) -> tuple[str, ...]:
+    cur.execute(
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass "
+        "AND attnum > 0 AND NOT attisdropped",
+        (regclass,),
+    )
+    types = dict(cur.fetchall())
+    return tuple(str(types[c]) for c in columns)
+
+
+def row_hash(side: Side, alias: str | None = None) -> sql.Composable:
+    parts = []
+    for column, type_ in zip(side.columns, side.types, strict=True):
+        ident = (
+            sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(column)) if alias else sql.Identifier(column)
+        )
+        template = _NORMALISED.get(type_, "{c}::text")
+        parts.append(sql.SQL(template).format(c=ident))
+    return sql.SQL("hashtextextended(ROW({})::text, 0)").format(sql.SQL(", ").join(parts))
+
+
+def range_sums(cur: Any, side: Side, ranges: Sequence[KeyRange]) -> dict[int, Sums]:
+    """Count and checksum of each range, in one scan of the table: rows are bucketed by their key
+    against the ranges' bounds (width_bucket for a one-column key, a CASE over row comparisons
+    otherwise)."""
+    if len(ranges) == 1:
+        return {ranges[0].number: _one_range(cur, side, ranges[0])}
+    bucket, params = _bucket(side, ranges)
+    cur.execute(
+        sql.SQL("SELECT {b} AS bucket, count(*), coalesce(sum({h}), 0) FROM {t} WHERE {live} GROUP BY 1").format(
+            b=bucket, h=row_hash(side), t=side.table, live=side.live
+        ),
+        params,
+    )
+    found = {int(b): Sums(int(n), int(s)) for b, n, s in cur.fetchall()}
+    return {r.number: found.get(i, Sums(0, 0)) for i, r in enumerate(ranges)}
+
+
+def _one_range(cur: Any, side: Side, key_range: KeyRange) -> Sums:
+    where, params = predicate(side.key, key_range.lower, key_range.upper) if side.key else (sql.SQL("true"), [])
+    cur.execute(
+        sql.SQL("SELECT count(*), coalesce(sum({h}), 0) FROM {t} WHERE {w} AND {live}").format(
+            h=row_hash(side), t=side.table, w=where, live=side.live
+        ),
+        params,
+    )
+    rows, total = cur.fetchone()
+    return Sums(int(rows), int(total))
+
+
+def _bucket(side: Side, ranges: Sequence[KeyRange]) -> tuple[sql.Composable, list[Any]]:
+    """An expression giving each row the index of its range (ranges are consecutive: each lower
+    bound is the previous upper one)."""
+    uppers = [r.upper for r in ranges[:-1]]
+    if len(side.key) == 1:
+        # width_bucket(value, thresholds) counts the thresholds at or below the value: the range's index.
+        key_type = side.types[side.columns.index(side.key[0])]
+        expression = sql.SQL("width_bucket({k}, %s::text[]::{t}[])").format(
+            k=sql.Identifier(side.key[0]), t=sql.SQL(key_type)
+        )
+        return expression, [[u[0] for u in uppers if u is not None]]
+    whens: list[sql.Composable] = []
+    params: list[Any] = []
+    for i, upper in enumerate(uppers):
+        condition, values = predicate(side.key, None, upper)
+        whens.append(sql.SQL("WHEN {} THEN {}").format(condition, sql.Literal(i)))
+        params += values
+    return sql.SQL("CASE {} ELSE {} END").format(sql.SQL(" ").join(whens), sql.Literal(len(uppers))), params
+
+
+def row_hashes(cur: Any, side: Side, lower: Bound, upper: Bound) -> dict[tuple[str, ...], int]:
+    """Key -> row hash of every row of one range (the leaf of the recursion: only differing
+    ranges get here)."""
+    where, params = predicate(side.key, lower, upper)
+    cur.execute(
+        sql.SQL("SELECT {keys}, {h} FROM {t} WHERE {w} AND {live}").format(
+            keys=sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(k)) for k in side.key),
+            h=row_hash(side),
+            t=side.table,
+            w=where,
+            live=side.live,
+        ),
+        params,
+    )
+    width = len(side.key)
+    return {tuple(r[:width]): int(r[width]) for r in cur.fetchall()}
+
+
+def hashes_of(cur: Any, side: Side, keys: Sequence[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
+    """Key -> row hash of the given keys (those not there are absent)."""
+    if not keys:
+        return {}
+    row = sql.SQL("({})").format(sql.SQL(", ").join(map(sql.Identifier, side.key)))
+    values = sql.SQL(", ").join(
+        sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() for _ in side.key)) for _ in keys
+    )
+    cur.execute(
+        sql.SQL("SELECT {keys}, {h} FROM {t} WHERE {row} IN ({values}) AND {live}").format(
+            keys=sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(k)) for k in side.key),
+            h=row_hash(side),
+            t=side.table,
+            row=row,
+            values=values,
+            live=side.live,
+        ),
+        [v for key in keys for v in key],
+    )
+    width = len(side.key)
+    return {tuple(r[:width]): int(r[width]) for r in cur.fetchall()}
