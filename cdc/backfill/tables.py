@@ -26,6 +26,9 @@ class Backfilled:
     columns: tuple[str, ...]  # the source's columns, as the warehouse shape has them
     stored: tuple[str, ...]  # the warehouse column of each
     key: tuple[str, ...]  # the primary key (source names); () without one
+    # What the source selects for each column: its value in the form the stream gives the
+    # warehouse column (cdc/backfill/tables.py, _as_streamed).
+    selected: tuple[sql.Composable, ...] = ()
 
     @property
     def source_ident(self) -> sql.Composed:
@@ -77,7 +80,8 @@ def describe(source: Any, warehouse: Any, scope: str, tables: list[TableId]) -> 
     backfill of yet."""
     with warehouse.cursor() as cur:
         cur.execute(
-            "SELECT m.source_schema, m.source_table, m.target_table, s.columns, s.key, s.stored_as, s.held_for "
+            "SELECT m.source_schema, m.source_table, m.target_table, s.columns, s.key, s.stored_as, s.held_for, "
+            "s.layout "
             "FROM cdc.table_map m LEFT JOIN cdc.schema_state s "
             "ON s.target_schema = m.target_schema AND s.target_table = m.target_table WHERE m.target_schema = %s",
             (scope,),
@@ -94,7 +98,7 @@ def describe(source: Any, warehouse: Any, scope: str, tables: list[TableId]) -> 
                 f"let cdc sync run until it has replicated a change of {table} (any insert, update or delete), "
                 "then run the backfill again",
             )
-        target_table, columns, key, stored_as, held_for = entry
+        target_table, columns, key, stored_as, held_for, layout = entry
         if held_for is not None:
             raise ConfigError(
                 f"{table} is held by its schema policy (halt) until `cdc schema accept`; its warehouse shape is "
@@ -102,7 +106,8 @@ def describe(source: Any, warehouse: Any, scope: str, tables: list[TableId]) -> 
                 f"review it with cdc schema diff {table}, accept it, then backfill",
             )
         names = tuple(c["name"] for c in columns)
-        now = _source_columns(source, table)
+        source_types = _source_columns(source, table)
+        now = list(source_types)
         if set(now) != set(names):
             missing = sorted(set(now) - set(names)) + sorted(set(names) - set(now))
             raise ConfigError(
@@ -111,17 +116,35 @@ def describe(source: Any, warehouse: Any, scope: str, tables: list[TableId]) -> 
                 "let cdc sync apply it (it does so with the table's next change), then backfill",
             )
         stored = tuple(stored_as.get(n, n) for n in names)
-        found.append(Backfilled(table, stmt.Target(scope, target_table), names, stored, tuple(key)))
+        selected = tuple(
+            _as_streamed(n, source_types[n], layout.get(s, "")) for n, s in zip(names, stored, strict=True)
+        )
+        found.append(Backfilled(table, stmt.Target(scope, target_table), names, stored, tuple(key), selected))
     return found
 
 
-def _source_columns(source: Any, table: TableId) -> list[str]:
+def _source_columns(source: Any, table: TableId) -> dict[str, str]:
+    """The table's columns and their types, in order."""
     with source.cursor() as cur:
         cur.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
-            "ORDER BY attnum",
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass "
+            "AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
             (".".join('"' + p.replace('"', '""') + '"' for p in (table.schema, table.name)),),
         )
-        names = [r[0] for r in cur.fetchall()]
+        found = {str(name): str(type_) for name, type_ in cur.fetchall()}
     source.rollback()
-    return names
+    return found
+
+
+def _as_streamed(column: str, source_type: str, warehouse_type: str) -> sql.Composable:
+    """The source column as the stream stores it: Debezium sends a time with time zone in UTC and
+    hstore as JSON, and a type the warehouse has no counterpart for (an enum, some domains) goes
+    into text. Otherwise the value itself, which the warehouse type reads from its text."""
+    ident = sql.Identifier(column)
+    if source_type.startswith("time") and source_type.endswith("with time zone") and "stamp" not in source_type:
+        return sql.SQL("({} AT TIME ZONE 'UTC')").format(ident)
+    if source_type == "hstore" and warehouse_type in {"jsonb", "json"}:
+        return sql.SQL("hstore_to_jsonb({})").format(ident)
+    if warehouse_type == "text" and source_type != "text":
+        return sql.SQL("{}::text").format(ident)
+    return ident

@@ -97,7 +97,7 @@ def _copy_out(source: Any, table: Backfilled, key_range: KeyRange, snapshot_lsn:
         # would read as a parameter's mark in the query the bounds are put into.
         condition = sql.SQL("{} AND ({})").format(in_range, sql.SQL(where.replace("%", "%%")))
     query = sql.SQL("COPY (SELECT {cols}, {lsn}::bigint, 0::bigint, 'r' FROM {t} WHERE {c}) TO STDOUT").format(
-        cols=sql.SQL(", ").join(map(sql.Identifier, table.columns)),
+        cols=sql.SQL(", ").join(table.selected),
         lsn=sql.Literal(snapshot_lsn),
         t=table.source_ident,
         c=condition,

@@ -3,8 +3,8 @@ of a 64-bit hash of each row's text), computed by each database over its own row
 range that differs, each row's key and hash, to name the rows.
 
 A row's text is the same in both databases when its values are: both sessions print values the
-same way (UTC, ISO dates, shortest exact floats, hex bytea), and the columns whose text depends on
-more than the value are normalised (a time with time zone to UTC).
+same way (UTC, ISO dates, shortest exact floats, hex bytea), and the source's columns are read as
+the stream stores them (cdc/backfill/tables.py: a time with time zone in UTC, hstore as JSON).
 """
 
 from __future__ import annotations
@@ -17,20 +17,15 @@ from psycopg2 import sql
 
 from cdc.backfill.ranges import Bound, KeyRange, predicate
 
-# Types whose text is not a function of the value alone, and an expression that makes it one.
-_NORMALISED = {
-    "time with time zone": "({c} AT TIME ZONE 'UTC')::text",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class Side:
     """One database's table, as the comparison reads it."""
 
     table: sql.Composed  # schema.table
-    columns: tuple[str, ...]  # compared, in order (source names on the source, stored ones in the warehouse)
-    types: tuple[str, ...]  # format_type() of each
+    values: tuple[sql.Composable, ...]  # the compared value of each column, in order
     key: tuple[str, ...]
+    key_type: str  # format_type() of a one-column key (for width_bucket), else ""
     live: sql.Composable = field(default_factory=lambda: sql.SQL("true"))  # rows that count (soft: not deleted)
 
 
@@ -50,15 +45,9 @@ def column_types(cur: Any, regclass: str, columns: Sequence[str]) -> tuple[str, 
     return tuple(str(types[c]) for c in columns)
 
 
-def row_hash(side: Side, alias: str | None = None) -> sql.Composable:
-    parts = []
-    for column, type_ in zip(side.columns, side.types, strict=True):
-        ident = (
-            sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(column)) if alias else sql.Identifier(column)
-        )
-        template = _NORMALISED.get(type_, "{c}::text")
-        parts.append(sql.SQL(template).format(c=ident))
-    return sql.SQL("hashtextextended(ROW({})::text, 0)").format(sql.SQL(", ").join(parts))
+def row_hash(side: Side) -> sql.Composable:
+    texts = sql.SQL(", ").join(sql.SQL("({})::text").format(v) for v in side.values)
+    return sql.SQL("hashtextextended(ROW({})::text, 0)").format(texts)
 
 
 def range_sums(cur: Any, side: Side, ranges: Sequence[KeyRange]) -> dict[int, Sums]:
@@ -96,9 +85,8 @@ def _bucket(side: Side, ranges: Sequence[KeyRange]) -> tuple[sql.Composable, lis
     uppers = [r.upper for r in ranges[:-1]]
     if len(side.key) == 1:
         # width_bucket(value, thresholds) counts the thresholds at or below the value: the range's index.
-        key_type = side.types[side.columns.index(side.key[0])]
         expression = sql.SQL("width_bucket({k}, %s::text[]::{t}[])").format(
-            k=sql.Identifier(side.key[0]), t=sql.SQL(key_type)
+            k=sql.Identifier(side.key[0]), t=sql.SQL(side.key_type)
         )
         return expression, [[u[0] for u in uppers if u is not None]]
     whens: list[sql.Composable] = []

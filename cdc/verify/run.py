@@ -121,16 +121,18 @@ def _connected(url: str, database: pgerrors.Database) -> Iterator[Any]:
 
 
 def _sides(source: Any, warehouse: Any, table: tables.Backfilled, soft: bool) -> tuple[Side, Side]:
-    with source.cursor() as cur:
-        source_types = checksums.column_types(cur, table.source_regclass, table.columns)
-    with warehouse.cursor() as cur:
-        warehouse_types = checksums.column_types(cur, table.target.regclass, table.stored)
+    """The source read as the stream stores it (what a backfill writes), the warehouse as it is."""
+    key_types = ("", "")
+    if len(table.key) == 1:
+        with source.cursor() as cur:
+            (source_key,) = checksums.column_types(cur, table.source_regclass, table.key)
+        with warehouse.cursor() as cur:
+            (warehouse_key,) = checksums.column_types(cur, table.target.regclass, table.stored_key)
+        key_types = (source_key, warehouse_key)
     live = sql.SQL("_cdc_deleted_at IS NULL") if soft else sql.SQL("true")
-    # Each side's text of a value must be the one the other prints: compare as the warehouse types
-    # them where the two differ (a source enum is text in the warehouse).
     return (
-        Side(table.source_ident, table.columns, source_types, table.key),
-        Side(table.target.ident, table.stored, warehouse_types, table.stored_key, live),
+        Side(table.source_ident, table.selected, table.key, key_types[0]),
+        Side(table.target.ident, tuple(map(sql.Identifier, table.stored)), table.stored_key, key_types[1], live),
     )
 
 
