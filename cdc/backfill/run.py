@@ -18,7 +18,7 @@ import psycopg2.extras
 from psycopg2 import sql
 
 from cdc import pgerrors
-from cdc.backfill import handover, ranges, tables
+from cdc.backfill import handover, keyless, ranges, tables
 from cdc.backfill.snapshot import Snapshot, Visibility, exported_snapshot, read_in
 from cdc.backfill.write import write_range
 from cdc.errors import CdcError, ConfigError
@@ -90,15 +90,28 @@ def backfill(
         named = tables.select(source, settings, patterns) if options.only is None else sorted(options.only)
         chosen = tables.describe(source, warehouse, scope, named)
         for table in chosen:
-            if not table.key:
+            if options.where is not None and not table.key:
                 raise ConfigError(
-                    f"{table.source} has no primary key; cdc backfill --mode direct does not write tables without "
-                    "one yet.",
-                    f"use cdc backfill --mode debezium {table.source}",
+                    f"--where needs a primary key, and {table.source} has none: its warehouse table is replaced "
+                    "whole by a backfill.",
+                    f"backfill {table.source} without --where",
                 )
             if options.where is not None:
                 _check_where(source, table, options.where)
-        runs = [_open_run(warehouse, table, options) for table in chosen]
+        every = [_open_run(warehouse, table, options) for table in chosen]
+        runs = [r for r in every if r.table.key]
+        meter = Progress(0)
+        for run in (r for r in every if not r.table.key and (r.todo or not r.done_before)):
+            _wait_for_writers(source, say)
+            with _connected(source_url, "source") as reader:
+                run.rows = keyless.replace(
+                    settings, reader, warehouse, run.table, run.run_id, say=say, on_rows=meter.add
+                )
+            run.direct_ranges = run.total_ranges = 1
+            run.changed = run.rows
+            _finish(warehouse, run)
+        if not runs:
+            return every
         _wait_for_writers(source, say)
         with _registered(source_url, warehouse, scope, runs, say) as snapshot:
             for run in runs:
@@ -123,7 +136,7 @@ def backfill(
                 _write_all(source_url, warehouse_url, snapshot, runs, options, settings, meter, refresh)
         for run in runs:
             _finish(warehouse, run)
-    return runs
+    return every
 
 
 @contextlib.contextmanager
@@ -221,8 +234,11 @@ def _open_run(warehouse: Any, table: tables.Backfilled, options: Options) -> Tab
             ),
         )
         run_id = int(cur.fetchone()[0])
+        if not table.key:  # one range: the whole table, in one transaction
+            cur.execute("INSERT INTO cdc.backfill_range (run_id, number) VALUES (%s, 0)", (run_id,))
     warehouse.commit()
-    return TableRun(table, run_id, [], 0, 0, 0)
+    whole = [ranges.KeyRange(0, None, None)] if not table.key else []
+    return TableRun(table, run_id, whole, 0, len(whole), 0)
 
 
 def _bound(value: list[str] | None) -> tuple[str, ...] | None:
