@@ -45,11 +45,16 @@ def replace(
                 (target.schema, table.source.schema, table.source.name, snapshot.lsn, visibility.text, run_id),
             )
             cur.execute(sql.SQL("DELETE FROM {}").format(target.ident))
-            copy_out = sql.SQL("COPY (SELECT {cols}, {lsn}::bigint, 0::bigint, 'r' FROM {t}) TO STDOUT").format(
-                cols=sql.SQL(", ").join(table.selected), lsn=sql.Literal(snapshot.lsn), t=table.source_ident
+            copy_out = sql.SQL(
+                "COPY (SELECT {cols}, {lsn}::bigint, 0::bigint, 'r'::char(1) FROM {t}) TO STDOUT{f}"
+            ).format(
+                cols=sql.SQL(", ").join(table.selected),
+                lsn=sql.Literal(snapshot.lsn),
+                t=table.source_ident,
+                f=table.copy_format,
             )
-            copy_in = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                target.ident, sql.SQL(", ").join(map(sql.Identifier, (*table.stored, *_META)))
+            copy_in = sql.SQL("COPY {} ({}) FROM STDIN{}").format(
+                target.ident, sql.SQL(", ").join(map(sql.Identifier, (*table.stored, *_META))), table.copy_format
             )
             with source_reader.cursor() as out:
                 rows = copy_between(

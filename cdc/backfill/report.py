@@ -92,6 +92,7 @@ def summary(runs: list[TableRun], seconds: float) -> dict[str, Any]:
                 "ranges_copied_directly": r.direct_ranges,
                 "ranges_merged": r.merged_ranges,
                 "rows_changed": r.changed,
+                "copy_format": "binary" if r.table.binary else "text",
             }
             for r in runs
         ],

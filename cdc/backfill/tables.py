@@ -8,6 +8,7 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg2
 from psycopg2 import sql
 
 from cdc import capture
@@ -29,6 +30,13 @@ class Backfilled:
     # What the source selects for each column: its value in the form the stream gives the
     # warehouse column (cdc/backfill/tables.py, _as_streamed).
     selected: tuple[sql.Composable, ...] = ()
+    # Whether the rows travel in COPY's binary format: each selected value is cast to its
+    # warehouse column's (built-in) type, so the two ends agree on every value's binary form.
+    binary: bool = False
+
+    @property
+    def copy_format(self) -> sql.Composable:
+        return sql.SQL(" (FORMAT binary)" if self.binary else "")
 
     @property
     def source_ident(self) -> sql.Composed:
@@ -119,7 +127,14 @@ def describe(source: Any, warehouse: Any, scope: str, tables: list[TableId]) -> 
         selected = tuple(
             _as_streamed(n, source_types[n], layout.get(s, "")) for n, s in zip(names, stored, strict=True)
         )
-        found.append(Backfilled(table, stmt.Target(scope, target_table), names, stored, tuple(key), selected))
+        typed = tuple(
+            sql.SQL("({})::{}").format(expr, sql.SQL(layout[s])) if layout.get(s) else expr
+            for expr, s in zip(selected, stored, strict=True)
+        )
+        backfilled = Backfilled(table, stmt.Target(scope, target_table), names, stored, tuple(key), typed, True)
+        if any(not layout.get(s) for s in stored) or not _selectable(source, backfilled):
+            backfilled = Backfilled(table, stmt.Target(scope, target_table), names, stored, tuple(key), selected)
+        found.append(backfilled)
     return found
 
 
@@ -134,6 +149,19 @@ def _source_columns(source: Any, table: TableId) -> dict[str, str]:
         found = {str(name): str(type_) for name, type_ in cur.fetchall()}
     source.rollback()
     return found
+
+
+def _selectable(source: Any, table: Backfilled) -> bool:
+    """Whether the source can read the table as the warehouse types it (every cast exists)."""
+    query = sql.SQL("EXPLAIN SELECT {} FROM {}").format(sql.SQL(", ").join(table.selected), table.source_ident)
+    try:
+        with source.cursor() as cur:
+            cur.execute(query)
+    except psycopg2.Error:
+        return False
+    finally:
+        source.rollback()
+    return True
 
 
 def _as_streamed(column: str, source_type: str, warehouse_type: str) -> sql.Composable:

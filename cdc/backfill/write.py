@@ -68,7 +68,7 @@ def write_range(  # noqa: PLR0917
                 )
             )
             into = sql.Identifier(_STAGE)
-        copy_in = sql.SQL("COPY {} ({}) FROM STDIN").format(into, columns).as_string(cur)
+        copy_in = sql.SQL("COPY {} ({}) FROM STDIN{}").format(into, columns, table.copy_format).as_string(cur)
         with source.cursor() as out:
             rows = copy_between(
                 lambda f: out.copy_expert(copy_out, f),
@@ -96,11 +96,14 @@ def _copy_out(source: Any, table: Backfilled, key_range: KeyRange, snapshot_lsn:
         # The user's own filter, as SQL: it runs in the backfill's read-only transaction. Its '%'
         # would read as a parameter's mark in the query the bounds are put into.
         condition = sql.SQL("{} AND ({})").format(in_range, sql.SQL(where.replace("%", "%%")))
-    query = sql.SQL("COPY (SELECT {cols}, {lsn}::bigint, 0::bigint, 'r' FROM {t} WHERE {c}) TO STDOUT").format(
+    query = sql.SQL(
+        "COPY (SELECT {cols}, {lsn}::bigint, 0::bigint, 'r'::char(1) FROM {t} WHERE {c}) TO STDOUT{f}"
+    ).format(
         cols=sql.SQL(", ").join(table.selected),
         lsn=sql.Literal(snapshot_lsn),
         t=table.source_ident,
         c=condition,
+        f=table.copy_format,
     )
     with source.cursor() as cur:
         text: bytes = cur.mogrify(query, params)

@@ -73,5 +73,8 @@ def report_json(reports: list[TableReport], fixed: list[TableRun] | None) -> dic
         ],
         "fixed": None
         if fixed is None
-        else [{"table": str(f.table.source), "rows_read": f.rows, "rows_rewritten": f.changed} for f in fixed],
+        else [
+            {"table": str(f.table.source), "ranges": f.total_ranges, "rows_read": f.rows, "rows_rewritten": f.changed}
+            for f in fixed
+        ],
     }
