@@ -9,6 +9,7 @@ the stream stores them (cdc/backfill/tables.py: a time with time zone in UTC, hs
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,10 @@ class Side:
     key: tuple[str, ...]
     key_type: str  # format_type() of a one-column key (for width_bucket), else ""
     live: sql.Composable = field(default_factory=lambda: sql.SQL("true"))  # rows that count (soft: not deleted)
+    # With the warehouse types of the values (both sides typed alike): the row is hashed by the
+    # types' own hash functions (hash_record_extended, ~2.5x cheaper than printing it), each
+    # value of a type without one as its text. Without: the row's text is hashed.
+    types: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +50,23 @@ def column_types(cur: Any, regclass: str, columns: Sequence[str]) -> tuple[str, 
     return tuple(str(types[c]) for c in columns)
 
 
+# Types with an extended hash function (arrays of them too): hashed as values, not as text.
+_HASHED = re.compile(
+    r"(smallint|integer|bigint|numeric(\(\d+,-?\d+\))?|real|double precision|text|boolean|date|uuid|bytea|jsonb|"
+    r"inet|cidr|macaddr8?|interval(\(\d\))?|character varying(\(\d+\))?|character(\(\d+\))?|"
+    r"(time|timestamp)(\(\d\))? with(out)? time zone)(\[\])*"
+)
+
+
 def row_hash(side: Side) -> sql.Composable:
-    texts = sql.SQL(", ").join(sql.SQL("({})::text").format(v) for v in side.values)
-    return sql.SQL("hashtextextended(ROW({})::text, 0)").format(texts)
+    if side.types is None:
+        texts = sql.SQL(", ").join(sql.SQL("({})::text").format(v) for v in side.values)
+        return sql.SQL("hashtextextended(ROW({})::text, 0)").format(texts)
+    values = sql.SQL(", ").join(
+        sql.SQL("({})").format(v) if _HASHED.fullmatch(t) else sql.SQL("({})::text").format(v)
+        for v, t in zip(side.values, side.types, strict=True)
+    )
+    return sql.SQL("hash_record_extended(ROW({}), 0)").format(values)
 
 
 def range_sums(cur: Any, side: Side, ranges: Sequence[KeyRange]) -> dict[int, Sums]:

@@ -130,9 +130,13 @@ def _sides(source: Any, warehouse: Any, table: tables.Backfilled, soft: bool) ->
             (warehouse_key,) = checksums.column_types(cur, table.target.regclass, table.stored_key)
         key_types = (source_key, warehouse_key)
     live = sql.SQL("_cdc_deleted_at IS NULL") if soft else sql.SQL("true")
+    types = None
+    if table.binary:  # the source's values are cast to the warehouse's types: hash them as values
+        with warehouse.cursor() as cur:
+            types = checksums.column_types(cur, table.target.regclass, table.stored)
     return (
-        Side(table.source_ident, table.selected, table.key, key_types[0]),
-        Side(table.target.ident, tuple(map(sql.Identifier, table.stored)), table.stored_key, key_types[1], live),
+        Side(table.source_ident, table.selected, table.key, key_types[0], types=types),
+        Side(table.target.ident, tuple(map(sql.Identifier, table.stored)), table.stored_key, key_types[1], live, types),
     )
 
 
