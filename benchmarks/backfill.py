@@ -139,10 +139,11 @@ def _target(stack: c.Stack, schema: str) -> str:
     return f'"{ts}"."{tt}"'
 
 
-def direct(stack: c.Stack, schema: str, warehouse_schema: str, group: str, rows: int) -> dict[str, Any]:
+def direct(stack: c.Stack, schema: str, warehouse_schema: str, group: str, parallel: int = 1) -> dict[str, Any]:
     target = _target(stack, schema)
-    _sql(stack.warehouse_url, f"TRUNCATE {target}")
-    done, elapsed, rss = _cdc(_env(stack, warehouse_schema, group), "backfill", f"{schema}.items", "--json")
+    _sql(stack.warehouse_url, f"TRUNCATE {target}; CHECKPOINT")
+    env = _env(stack, warehouse_schema, group)
+    done, elapsed, rss = _cdc(env, "backfill", f"{schema}.items", "--json", "--parallel", str(parallel))
     if done.returncode != 0:
         return {"error": done.stderr[-2000:]}
     summary = json.loads(done.stdout)
@@ -154,6 +155,8 @@ def direct(stack: c.Stack, schema: str, warehouse_schema: str, group: str, rows:
         "rows_per_s": round(summary["rows"] / elapsed),
         "peak_rss_mb": round(rss, 1),
         "inner_seconds": summary["seconds"],
+        "parallel": parallel,
+        "copy_format": summary["tables"][0]["copy_format"],
     }
 
 
@@ -245,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--debezium-rows", type=int, default=1_000_000, help="rows Debezium's snapshot copies (0: skip)"
     )
+    parser.add_argument("--parallel", type=int, default=2, help="cdc backfill --parallel (also run with 1)")
     parser.add_argument("--keep", action="store_true", help="keep the tables")
     args = parser.parse_args(argv)
     stack = c.Stack.load()
@@ -255,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         f"backfill benchmark: {args.rows:,} rows (and {args.small_rows:,}); Debezium path {args.debezium_rows:,} rows"
     )
     with _table(stack, args.small_rows, "small", args.keep) as (schema, wh, group):
-        runs["direct_small"] = direct(stack, schema, wh, group, args.small_rows)
+        runs["direct_small"] = direct(stack, schema, wh, group, args.parallel)
         print("  direct, small:", runs["direct_small"])
         if args.debezium_rows:
             if args.debezium_rows != args.small_rows:
@@ -263,8 +267,10 @@ def main(argv: list[str] | None = None) -> int:
             runs["debezium"] = debezium(stack, schema, wh, group, args.small_rows)
             print("  debezium:", runs["debezium"])
     with _table(stack, args.rows, "big", args.keep) as (schema, wh, group):
-        runs["direct"] = direct(stack, schema, wh, group, args.rows)
+        runs["direct"] = direct(stack, schema, wh, group, args.parallel)
         print("  direct:", runs["direct"])
+        runs["direct_parallel_1"] = direct(stack, schema, wh, group, 1)
+        print("  direct, one writer:", runs["direct_parallel_1"])
         runs["pg_dump_psql"] = pg_dump_psql(stack, schema, args.rows)
         print("  pg_dump | psql:", runs["pg_dump_psql"])
         runs["verify"] = verify(stack, schema, wh, group)

@@ -12,9 +12,13 @@ A delete that finds no row must not be undone by a backfill that writes the row 
 backfill of a table runs, the flush keeps the deleted keys (cdc.backfill_deleted) and the backfill
 skips a key deleted after its snapshot.
 
-The flush and the backfill meet on an advisory lock per source table: the flush takes it shared
-for all its tables before it writes anything (so it holds no transaction id a slot's creation
-would wait for), the backfill exclusive while it registers a snapshot and while it writes a range.
+The flush and the backfill meet on two advisory locks per source table. The first the flush
+takes shared for all its tables before it writes anything (so it holds no transaction id a slot's
+creation would wait for), and a backfill exclusive while it registers a snapshot, replaces a
+keyless table, or ends. The second only while a backfill runs: its range writers share it, and a
+flush takes it alone before it writes the table, so that no flush writes a table while a range of
+it is written (a delete finding no row, and the range writing it, cannot cross), while ranges are
+written side by side.
 """
 
 from __future__ import annotations
@@ -38,6 +42,16 @@ def lock_key(table: TableId) -> str:
 
 LOCK_SHARED = f"SELECT pg_advisory_xact_lock_shared(hashtextextended(k, {_LOCK_SEED})) FROM unnest(%s::text[]) AS k"  # noqa: S608 (a constant)
 LOCK_EXCLUSIVE = f"SELECT pg_advisory_xact_lock(hashtextextended(%s, {_LOCK_SEED}))"
+
+
+def write_lock_key(table: TableId) -> str:
+    """The lock that keeps a flush and a backfill from writing the same table at once: the
+    backfill's range writers share it, a flush takes it alone (only while a backfill runs)."""
+    return f"cdc backfill write {table.schema}.{table.name}"
+
+
+WRITE_SHARED = f"SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, {_LOCK_SEED}))"
+WRITE_EXCLUSIVE = LOCK_EXCLUSIVE
 
 
 @dataclass(frozen=True, slots=True)

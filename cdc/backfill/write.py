@@ -48,7 +48,7 @@ def write_range(  # noqa: PLR0917
     target = table.target
     stored_key = table.stored_key
     with warehouse.cursor() as cur:
-        cur.execute(handover.LOCK_EXCLUSIVE, (handover.lock_key(table.source),))
+        cur.execute(handover.WRITE_SHARED, (handover.write_lock_key(table.source),))
         in_range, params = predicate(stored_key, key_range.lower, key_range.upper)
         cur.execute(
             sql.SQL(

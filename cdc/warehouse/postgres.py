@@ -215,11 +215,8 @@ class PostgresWarehouse:
         if batch.schema.table == DDL_TABLE:
             self._drift.record_ddl(cur, batch.events(), self, self._schema)
             return
+        backfilled, events = _met_backfill(cur, batch, work)
         target, created = self._target(cur, batch.schema)
-        events = batch.events()
-        backfilled = work.handovers.get(batch.schema.table)
-        if backfilled is not None:
-            backfilled.raise_versions(events)
         if batch.schema.table in work.held_tables:
             work.hold(batch, events)  # a later batch of a table held earlier in this flush
             return
@@ -600,6 +597,18 @@ class _Work:
         self.dead.extend(other.dead)
         self.rows += other.rows
         self.skipped += other.skipped
+
+
+def _met_backfill(cur: Any, batch: TableBatch, work: _Work) -> tuple[handover.Handover | None, list[ChangeEvent]]:
+    """The batch's events, ordered against the table's backfills (cdc/backfill/handover.py); while
+    one runs, its ranges wait for this flush to end (and this flush for the range being written)."""
+    events = batch.events()
+    backfilled = work.handovers.get(batch.schema.table)
+    if backfilled is not None:
+        if backfilled.running:
+            cur.execute(handover.WRITE_EXCLUSIVE, (handover.write_lock_key(batch.schema.table),))
+        backfilled.raise_versions(events)
+    return backfilled, events
 
 
 def _held_back(offsets: dict[TopicPartition, int], held: dict[TopicPartition, Hold]) -> dict[TopicPartition, int]:

@@ -113,7 +113,7 @@ def test_a_backfill_while_a_workload_changes_the_table_and_sync_streams_ends_equ
     execute(wh, f'TRUNCATE "{target[0]}"."{target[1]}"')
     with _Workload(src, table, 60_001) as workload:
         time.sleep(2)
-        done = _backfill(stack, lane, table, "--range-rows", "5000", "--json")
+        done = _backfill(stack, lane, table, "--range-rows", "5000", "--parallel", "2", "--json")
         time.sleep(2)
     assert workload.error is None, workload.error
     assert done.returncode == 0, done.stderr
