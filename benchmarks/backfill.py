@@ -141,7 +141,7 @@ def _target(stack: c.Stack, schema: str) -> str:
 
 def direct(stack: c.Stack, schema: str, warehouse_schema: str, group: str, parallel: int = 1) -> dict[str, Any]:
     target = _target(stack, schema)
-    _sql(stack.warehouse_url, f"TRUNCATE {target}; CHECKPOINT")
+    _sql(stack.warehouse_url, f"TRUNCATE {target}")
     env = _env(stack, warehouse_schema, group)
     done, elapsed, rss = _cdc(env, "backfill", f"{schema}.items", "--json", "--parallel", str(parallel))
     if done.returncode != 0:

@@ -57,11 +57,12 @@ def replace(
                 target.ident, sql.SQL(", ").join(map(sql.Identifier, (*table.stored, *_META))), table.copy_format
             )
             with source_reader.cursor() as out:
-                rows = copy_between(
+                copy_between(
                     lambda f: out.copy_expert(copy_out.as_string(out), f),
                     lambda f: cur.copy_expert(copy_in.as_string(cur), f, size=CHUNK),
                     on_rows,
                 )
+            rows = max(int(cur.rowcount), 0)  # as the warehouse counted them
             cur.executemany(
                 "INSERT INTO cdc.keyless_position (target_schema, target_table, topic, kafka_partition, commit_lsn, "
                 "lsn, change_order) VALUES (%s, %s, %s, %s, %s, 0, -1) ON CONFLICT (target_schema, target_table, "

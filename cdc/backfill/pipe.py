@@ -85,8 +85,9 @@ def copy_between(
     on_rows: Callable[[int], None] | None = None,
 ) -> int:
     """Run `read(file)` (a COPY TO writing into file) in a thread and `write(file)` (a COPY FROM
-    reading from it) here; returns the rows that went through. An error of either side stops both
-    and is raised (the source's first: it is the cause)."""
+    reading from it) here; returns the COPY messages that went through (one per row, plus the
+    binary format's header and trailer: for progress; the warehouse's count is the cursor's).
+    An error of either side stops both and is raised (the source's first: it is the cause)."""
     pipe = _Pipe(on_rows)
     failure: list[BaseException] = []
 

@@ -38,14 +38,47 @@ def estimated_rows(cur: Any, table: sql.Composable, regclass: str) -> int:
     return int(cur.fetchone()[0])
 
 
-def plan(cur: Any, table: sql.Composable, key: Sequence[str], rows: int, per_range: int = RANGE_ROWS) -> list[KeyRange]:
-    """Ranges covering every key (the first and last open-ended), about `per_range` rows each,
-    from a row sample of the keys (TABLESAMPLE BERNOULLI: spread over the whole table, where a
-    block sample would take whole pages, that is clusters of neighbouring keys). The same sample
-    for the same table: ranges that verify names are the ones its --fix writes."""
+def plan(
+    cur: Any,
+    table: sql.Composable,
+    key: Sequence[str],
+    rows: int,
+    per_range: int = RANGE_ROWS,
+    *,
+    regclass: str | None = None,
+) -> list[KeyRange]:
+    """Ranges covering every key (the first and last open-ended), about `per_range` rows each.
+    Their bounds come from the key's histogram that ANALYZE keeps (pg_stats: no scan) when it
+    has enough of them, else from a row sample of the keys (TABLESAMPLE BERNOULLI, spread over
+    the whole table where a block sample takes clusters of neighbouring keys). Either way the same
+    table gives the same ranges: those verify names are those its --fix writes."""
     wanted = max(1, math.ceil(rows / per_range))
     if wanted == 1 or not key:
         return [KeyRange(0, None, None)]
+    bounds = _histogram(cur, regclass, key, rows, wanted) if regclass and len(key) == 1 else None
+    if bounds is None:
+        bounds = _sampled(cur, table, key, rows, wanted)
+    edges: list[Bound] = [None, *bounds, None]
+    return [KeyRange(n, edges[n], edges[n + 1]) for n in range(len(edges) - 1)]
+
+
+def _histogram(cur: Any, regclass: str, key: Sequence[str], rows: int, wanted: int) -> list[tuple[str, ...]] | None:
+    """Bounds from the key's histogram, if it has enough and the table changed little since it
+    was made (rows added after would all fall in the last range)."""
+    cur.execute(
+        "SELECT s.histogram_bounds::text::text[], coalesce(u.n_mod_since_analyze, 0) FROM pg_stats s "
+        "JOIN pg_class c ON c.relname = s.tablename "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = s.schemaname "
+        "LEFT JOIN pg_stat_user_tables u ON u.relid = c.oid WHERE c.oid = %s::regclass AND s.attname = %s",
+        (regclass, key[0]),
+    )
+    row = cur.fetchone()
+    if row is None or not row[0] or len(row[0]) - 2 < wanted - 1 or row[1] > rows // 10:
+        return None
+    return _spread([(v,) for v in row[0][1:-1]], wanted)
+
+
+def _sampled(cur: Any, table: sql.Composable, key: Sequence[str], rows: int, wanted: int) -> list[tuple[str, ...]]:
     percent = min(100.0, 100.0 * wanted * _SAMPLES_PER_RANGE / max(rows, 1))
     cur.execute(
         # Ordered by the typed columns (qualified: a bare name would be the text output column).
@@ -56,16 +89,19 @@ def plan(cur: Any, table: sql.Composable, key: Sequence[str], rows: int, per_ran
         ),
         (percent,),
     )
-    sample = [tuple(r) for r in cur.fetchall()]
+    return _spread([tuple(r) for r in cur.fetchall()], wanted)
+
+
+def _spread(ordered: list[tuple[str, ...]], wanted: int) -> list[tuple[str, ...]]:
+    """wanted - 1 bounds taken evenly from ordered keys, without repeats."""
     bounds: list[tuple[str, ...]] = []
     for i in range(1, wanted):
-        if not sample:
+        if not ordered:
             break
-        bound = sample[len(sample) * i // wanted]
+        bound = ordered[len(ordered) * i // wanted]
         if not bounds or bound != bounds[-1]:
             bounds.append(bound)
-    edges: list[Bound] = [None, *bounds, None]
-    return [KeyRange(n, edges[n], edges[n + 1]) for n in range(len(edges) - 1)]
+    return bounds
 
 
 def predicate(

@@ -314,7 +314,9 @@ def _plan(source_url: str, snapshot: Snapshot, warehouse: Any, run: TableRun, pe
         read_in(source, snapshot)
         with source.cursor() as cur:
             run.estimated_rows = ranges.estimated_rows(cur, table.source_ident, table.source_regclass)
-            planned = ranges.plan(cur, table.source_ident, table.key, run.estimated_rows, per_range)
+            planned = ranges.plan(
+                cur, table.source_ident, table.key, run.estimated_rows, per_range, regclass=table.source_regclass
+            )
     return _register_ranges(warehouse, run, planned)
 
 

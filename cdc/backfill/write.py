@@ -70,11 +70,12 @@ def write_range(  # noqa: PLR0917
             into = sql.Identifier(_STAGE)
         copy_in = sql.SQL("COPY {} ({}) FROM STDIN{}").format(into, columns, table.copy_format).as_string(cur)
         with source.cursor() as out:
-            rows = copy_between(
+            copy_between(
                 lambda f: out.copy_expert(copy_out, f),
                 lambda f: cur.copy_expert(copy_in, f, size=CHUNK),
                 on_rows,
             )
+        rows = max(int(cur.rowcount), 0)  # as the warehouse counted them
         changed = rows
         if not direct:
             changed = _merge(cur, table, snapshot_lsn)

@@ -154,7 +154,9 @@ def _verify_table(  # noqa: PLR0917
         src, wh = _sides(source, warehouse, table, soft)
         with source.cursor() as cur:
             estimate = ranges.estimated_rows(cur, table.source_ident, table.source_regclass)
-            planned = ranges.plan(cur, table.source_ident, table.key, estimate, range_rows)
+            planned = ranges.plan(
+                cur, table.source_ident, table.key, estimate, range_rows, regclass=table.source_regclass
+            )
         sums_src, sums_wh = _both(
             lambda: _read(source, lambda cur: checksums.range_sums(cur, src, planned)),
             lambda: _read(warehouse, lambda cur: checksums.range_sums(cur, wh, planned)),

@@ -184,6 +184,12 @@ def test_a_backfill_killed_half_way_resumes_from_the_ranges_it_had_not_written(
     assert only["ranges_skipped"] == written
     assert only["ranges_written"] == total - written
     assert f"{written} of {total} ranges were written before, skipped" in resumed.stderr
+    copied = query(
+        wh,
+        "SELECT sum(r.rows) FROM cdc.backfill_range r JOIN cdc.backfill_run b ON b.id = r.run_id "
+        f"WHERE b.target_schema = '{lane.warehouse_schema}'",
+    )
+    assert copied == [(300_000,)]  # each row once: the ranges of the killed run were not written again
     assert_converges(stack, lane, 120, running=processes, tables=["items"])
     verified = _verify(stack, lane, table)
     assert verified.returncode == 0, verified.stdout + verified.stderr
