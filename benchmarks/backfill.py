@@ -189,6 +189,46 @@ def pg_dump_psql(stack: c.Stack, schema: str, rows: int) -> dict[str, Any]:
     return {"rows": count, "seconds": round(elapsed, 2), "rows_per_s": round(count / elapsed)}
 
 
+def copy_floor(stack: c.Stack, schema: str, rows: int) -> dict[str, Any]:
+    """What the warehouse alone takes to COPY these rows in (no source involved): the rows as
+    `cdc backfill` sends them (binary, typed as the warehouse types them), from a file, by psql,
+    into an empty table of the same columns and primary key."""
+    psql = shutil.which("psql")
+    if not psql:
+        return {"error": "psql not on PATH"}
+    dump = c.WORK / "backfill-floor.bin"
+    dump.parent.mkdir(parents=True, exist_ok=True)
+    query = f"COPY (SELECT *, 1::bigint, 0::bigint, 'r'::char(1) FROM {schema}.items) TO STDOUT (FORMAT binary)"
+    with dump.open("wb") as out:
+        subprocess.run([psql, "-q", "-c", query, stack.source_url], stdout=out, check=True)
+    # A table exactly like cdc's target: its metadata columns, defaults and primary key.
+    _sql(
+        stack.warehouse_url,
+        f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; "
+        f"CREATE TABLE {schema}.items (LIKE {_target(stack, schema)} INCLUDING ALL)",
+    )
+    columns = (
+        "id, customer_id, sku, name, qty, price, status, created_at, updated_at, attrs, "
+        "_cdc_commit_lsn, _cdc_lsn, _cdc_op"
+    )
+    started = time.monotonic()
+    with dump.open("rb") as data:
+        load = subprocess.run(
+            [psql, "-q", "-c", f"COPY {schema}.items ({columns}) FROM STDIN (FORMAT binary)", stack.warehouse_url],
+            stdin=data,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    elapsed = time.monotonic() - started
+    count = _sql(stack.warehouse_url, f"SELECT count(*) FROM {schema}.items")[0][0]
+    _sql(stack.warehouse_url, f"DROP SCHEMA {schema} CASCADE")
+    dump.unlink()
+    if load.returncode != 0:
+        return {"error": load.stderr[-2000:]}
+    return {"rows": count, "seconds": round(elapsed, 2), "rows_per_s": round(count / elapsed)}
+
+
 def debezium(stack: c.Stack, schema: str, warehouse_schema: str, group: str, rows: int) -> dict[str, Any]:
     """Debezium's incremental snapshot of the table (the signal cdc connector apply sends), its
     events applied by a running cdc sync; timed from the signal to the last row in the warehouse."""
@@ -273,12 +313,20 @@ def main(argv: list[str] | None = None) -> int:
         print("  direct, one writer:", runs["direct_parallel_1"])
         runs["pg_dump_psql"] = pg_dump_psql(stack, schema, args.rows)
         print("  pg_dump | psql:", runs["pg_dump_psql"])
+        runs["warehouse_copy_floor"] = copy_floor(stack, schema, args.rows)
+        print("  the warehouse's COPY FROM alone:", runs["warehouse_copy_floor"])
         runs["verify"] = verify(stack, schema, wh, group)
         print("  verify:", runs["verify"])
     d, p, z = runs.get("direct", {}), runs.get("pg_dump_psql", {}), runs.get("debezium", {})
     ratios = {}
+    one = runs.get("direct_parallel_1", {})
+    floor = runs.get("warehouse_copy_floor", {})
     if d.get("rows_per_s") and p.get("rows_per_s"):
         ratios["direct_vs_pg_dump"] = round(d["rows_per_s"] / p["rows_per_s"], 2)
+    if one.get("rows_per_s") and p.get("rows_per_s"):
+        ratios["direct_one_writer_vs_pg_dump"] = round(one["rows_per_s"] / p["rows_per_s"], 2)
+    if one.get("rows_per_s") and floor.get("rows_per_s"):
+        ratios["direct_one_writer_vs_warehouse_copy_floor"] = round(one["rows_per_s"] / floor["rows_per_s"], 2)
     if runs.get("direct_small", {}).get("rows_per_s") and z.get("rows_per_s"):
         ratios["direct_vs_debezium_same_table"] = round(runs["direct_small"]["rows_per_s"] / z["rows_per_s"], 1)
     results["ratios"] = ratios

@@ -78,6 +78,11 @@ def _label(label: str, style: str, text: str) -> Text:
     return Text.assemble((label, style), " ", text)
 
 
+def note(line: str) -> None:
+    """A line for people on stderr (stdout holds --json output)."""
+    err.print(line, soft_wrap=True, highlight=False)
+
+
 def warn(line: str) -> None:
     err.print(_label("warning:", "bold yellow", line), soft_wrap=True)
 
@@ -470,8 +475,8 @@ def backfill(
         _settings(),
         table,
         Options(where=where, resume=resume, parallel=parallel, range_rows=range_rows),
-        say=warn if json_out else say,
-        progress=lambda meter, runs: progress_shown(meter, runs, warn if json_out else say),
+        say=note if json_out else say,
+        progress=lambda meter, runs: progress_shown(meter, runs, note if json_out else say),
     )
     result = summary(runs, time.monotonic() - started)
     if json_out:
@@ -498,7 +503,7 @@ def verify(
     from cdc.verify.run import verify as run_verify
 
     settings = _settings()
-    tell = warn if json_out else say
+    tell = note if json_out else say
     reports = run_verify(settings, list(table or ()), say=tell, examples=examples, range_rows=range_rows)
     fixed = None
     if fix and any(not r.equal for r in reports):
