@@ -121,6 +121,22 @@ def row_hashes(cur: Any, side: Side, lower: Bound, upper: Bound) -> dict[tuple[s
     """Key -> row hash of every row of one range (the leaf of the recursion: only differing
     ranges get here)."""
     where, params = predicate(side.key, lower, upper)
+    return _keyed_hashes(cur, side, where, params)
+
+
+def hashes_of(cur: Any, side: Side, keys: Sequence[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
+    """Key -> row hash of the given keys (those not there are absent)."""
+    if not keys:
+        return {}
+    row = sql.SQL("({})").format(sql.SQL(", ").join(map(sql.Identifier, side.key)))
+    values = sql.SQL(", ").join(
+        sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() for _ in side.key)) for _ in keys
+    )
+    where = sql.SQL("{} IN ({})").format(row, values)
+    return _keyed_hashes(cur, side, where, [v for key in keys for v in key])
+
+
+def _keyed_hashes(cur: Any, side: Side, where: sql.Composable, params: list[str]) -> dict[tuple[str, ...], int]:
     cur.execute(
         sql.SQL("SELECT {keys}, {h} FROM {t} WHERE {w} AND {live}").format(
             keys=sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(k)) for k in side.key),
@@ -135,24 +151,46 @@ def row_hashes(cur: Any, side: Side, lower: Bound, upper: Bound) -> dict[tuple[s
     return {tuple(r[:width]): int(r[width]) for r in cur.fetchall()}
 
 
-def hashes_of(cur: Any, side: Side, keys: Sequence[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
-    """Key -> row hash of the given keys (those not there are absent)."""
-    if not keys:
-        return {}
-    row = sql.SQL("({})").format(sql.SQL(", ").join(map(sql.Identifier, side.key)))
-    values = sql.SQL(", ").join(
-        sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() for _ in side.key)) for _ in keys
+# Tables without a primary key compare as multisets: rows are grouped by their hash, first into
+# buckets (one scan), then the differing buckets hash by hash.
+BUCKETS = 256
+
+
+def _hashed(side: Side) -> sql.Composable:
+    return sql.SQL("(SELECT {h} AS h, ROW({values}) AS r FROM {t} WHERE {live}) AS x").format(
+        h=row_hash(side),
+        values=sql.SQL(", ").join(sql.SQL("({})::text").format(v) for v in side.values),
+        t=side.table,
+        live=side.live,
     )
+
+
+def bucket_sums(cur: Any, side: Side) -> dict[int, Sums]:
     cur.execute(
-        sql.SQL("SELECT {keys}, {h} FROM {t} WHERE {row} IN ({values}) AND {live}").format(
-            keys=sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(k)) for k in side.key),
-            h=row_hash(side),
-            t=side.table,
-            row=row,
-            values=values,
-            live=side.live,
-        ),
-        [v for key in keys for v in key],
+        sql.SQL("SELECT x.h & {m}, count(*), sum(x.h) FROM {x} GROUP BY 1").format(
+            m=sql.Literal(BUCKETS - 1), x=_hashed(side)
+        )
     )
-    width = len(side.key)
-    return {tuple(r[:width]): int(r[width]) for r in cur.fetchall()}
+    return {int(b): Sums(int(n), int(s)) for b, n, s in cur.fetchall()}
+
+
+def hash_counts(cur: Any, side: Side, buckets: Sequence[int]) -> dict[int, int]:
+    """How many rows have each hash, in the given buckets."""
+    cur.execute(
+        sql.SQL("SELECT x.h, count(*) FROM {x} WHERE x.h & {m} = ANY(%s) GROUP BY 1").format(
+            m=sql.Literal(BUCKETS - 1), x=_hashed(side)
+        ),
+        (list(buckets),),
+    )
+    return {int(h): int(n) for h, n in cur.fetchall()}
+
+
+def rows_of(cur: Any, side: Side, hashes: Sequence[int]) -> dict[int, str]:
+    """One row's text for each of the given hashes."""
+    if not hashes:
+        return {}
+    cur.execute(
+        sql.SQL("SELECT DISTINCT ON (x.h) x.h, x.r::text FROM {x} WHERE x.h = ANY(%s)").format(x=_hashed(side)),
+        (list(hashes),),
+    )
+    return {int(h): str(r) for h, r in cur.fetchall()}

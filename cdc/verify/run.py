@@ -6,6 +6,7 @@ difference. What is left is reported: the range, and example keys with what is w
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -79,11 +80,6 @@ def verify(
         described = tables.describe(source, warehouse, scope, chosen)
     reports = []
     for table in described:
-        if not table.key:
-            raise ConfigError(
-                f"{table.source} has no primary key; cdc verify does not compare tables without one yet.",
-                "compare it by hand (SELECT count(*) on both sides) until it does",
-            )
         reports.append(_verify_table(source_url, warehouse_url, table, soft, (examples, range_rows), say))
     return reports
 
@@ -152,6 +148,10 @@ def _verify_table(  # noqa: PLR0917
     examples, range_rows = limits
     with _connected(source_url, "source") as source, _connected(warehouse_url, "warehouse") as warehouse:
         src, wh = _sides(source, warehouse, table, soft)
+        if not table.key:
+            report = _verify_keyless(source, warehouse, (src, wh), table, examples, say)
+            report.seconds = time.monotonic() - started
+            return report
         with source.cursor() as cur:
             estimate = ranges.estimated_rows(cur, table.source_ident, table.source_regclass)
             planned = ranges.plan(
@@ -185,6 +185,54 @@ def _verify_table(  # noqa: PLR0917
                 f"{a.rows} in the source, {b.rows} in the warehouse"
             )
     report.seconds = time.monotonic() - started
+    return report
+
+
+def _verify_keyless(  # noqa: PLR0917
+    source: Any,
+    warehouse: Any,
+    sides: tuple[Side, Side],
+    table: tables.Backfilled,
+    examples: int,
+    say: Callable[[str], None],
+) -> TableReport:
+    """A table without a primary key, as a multiset of rows: count and checksum per hash bucket,
+    then hash by hash in the buckets that differ; compared again until two comparisons agree."""
+    src, wh = sides
+    everything = KeyRange(0, None, None)
+    previous: tuple[dict[int, int], dict[int, int]] | None = None
+    for attempt in range(_RECHECKS + 1):
+        buckets_src, buckets_wh = _both(
+            lambda: _read(source, lambda cur: checksums.bucket_sums(cur, src)),
+            lambda: _read(warehouse, lambda cur: checksums.bucket_sums(cur, wh)),
+        )
+        rows = (sum(b.rows for b in buckets_src.values()), sum(b.rows for b in buckets_wh.values()))
+        differing = sorted(b for b in buckets_src.keys() | buckets_wh.keys() if buckets_src.get(b) != buckets_wh.get(b))
+        report = TableReport(table, 1, *rows)
+        if not differing:
+            return report
+        counts_src, counts_wh = _both(
+            functools.partial(_read, source, functools.partial(checksums.hash_counts, side=src, buckets=differing)),
+            functools.partial(_read, warehouse, functools.partial(checksums.hash_counts, side=wh, buckets=differing)),
+        )
+        missing = {h: n - counts_wh.get(h, 0) for h, n in counts_src.items() if n > counts_wh.get(h, 0)}
+        extra = {h: n - counts_src.get(h, 0) for h, n in counts_wh.items() if n > counts_src.get(h, 0)}
+        if (missing, extra) == previous or attempt == _RECHECKS:
+            break
+        previous = (missing, extra)
+        time.sleep(_RECHECK_PAUSE)
+    shown_src = _read(source, lambda cur: checksums.rows_of(cur, src, sorted(missing)[:examples]))
+    shown_wh = _read(warehouse, lambda cur: checksums.rows_of(cur, wh, sorted(extra)[:examples]))
+    differences = [Difference((shown_src.get(h, str(h)),), "missing") for h in sorted(missing)[:examples]]
+    differences += [Difference((shown_wh.get(h, str(h)),), "extra") for h in sorted(extra)[:examples]]
+    count = sum(missing.values()) + sum(extra.values())
+    report.differing.append(
+        RangeReport(everything, report.source_rows, report.warehouse_rows, count, differences[:examples])
+    )
+    say(
+        f"{table.source}: {count} row(s) differ as a multiset, {report.source_rows} in the source, "
+        f"{report.warehouse_rows} in the warehouse"
+    )
     return report
 
 

@@ -99,14 +99,8 @@ def backfill_cleanup(stack: Settings, lane: Lane) -> Iterator[None]:
 def test_a_backfill_while_a_workload_changes_the_table_and_sync_streams_ends_equal_to_the_source(
     stack: Settings, lane: Lane, tmp_path: Path, processes: list[subprocess.Popen[bytes]], backfill_cleanup: None
 ) -> None:
-    s = lane.source_schema
     src, wh = stack.require_source_url(), stack.require_warehouse_url()
-    table = f"{s}.items"
-    execute(src, f"CREATE SCHEMA {s}; " + _ITEMS.format(t=table))
-    apply_connector(stack)
-    execute(src, _ROWS.format(t=table, lo=1, hi=60_000))
-    processes.append(start_sync(stack, lane, log=tmp_path / "sync.log"))
-    target = _wait_for_target(stack, lane, "items")
+    table, target = _items_streamed(stack, lane, 60_000, processes, tmp_path)
     assert_converges(stack, lane, 120, running=processes, tables=["items"])
     # The warehouse loses the table's rows (the repair case): the backfill brings them back,
     # while a workload changes the table and sync streams those changes.
@@ -128,6 +122,19 @@ def test_a_backfill_while_a_workload_changes_the_table_and_sync_streams_ends_equ
     assert "rows equal in" in verified.stdout
 
 
+def _items_streamed(
+    stack: Settings, lane: Lane, rows: int, processes: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> tuple[str, tuple[str, str]]:
+    """The lane's items table, captured, with `rows` rows streamed by a running cdc sync into its
+    warehouse table: (source table, warehouse table)."""
+    table = f"{lane.source_schema}.items"
+    execute(stack.require_source_url(), f"CREATE SCHEMA {lane.source_schema}; " + _ITEMS.format(t=table))
+    apply_connector(stack)
+    execute(stack.require_source_url(), _ROWS.format(t=table, lo=1, hi=rows))
+    processes.append(start_sync(stack, lane, log=tmp_path / "sync.log"))
+    return table, _wait_for_target(stack, lane, "items")
+
+
 def _wait_for_target(stack: Settings, lane: Lane, table: str) -> tuple[str, str]:
     deadline = time.monotonic() + 120
     while True:
@@ -142,14 +149,8 @@ def _wait_for_target(stack: Settings, lane: Lane, table: str) -> tuple[str, str]
 def test_a_backfill_killed_half_way_resumes_from_the_ranges_it_had_not_written(
     stack: Settings, lane: Lane, tmp_path: Path, processes: list[subprocess.Popen[bytes]], backfill_cleanup: None
 ) -> None:
-    s = lane.source_schema
     src, wh = stack.require_source_url(), stack.require_warehouse_url()
-    table = f"{s}.items"
-    execute(src, f"CREATE SCHEMA {s}; " + _ITEMS.format(t=table))
-    apply_connector(stack)
-    execute(src, _ROWS.format(t=table, lo=1, hi=1))
-    processes.append(start_sync(stack, lane, log=tmp_path / "sync.log"))
-    target = _wait_for_target(stack, lane, "items")
+    table, target = _items_streamed(stack, lane, 1, processes, tmp_path)
     # Rows the warehouse never received: written while the table was out of the publication.
     execute(src, f"ALTER PUBLICATION {stack.publication_name} DROP TABLE {table}")
     execute(src, _ROWS.format(t=table, lo=2, hi=300_000))
@@ -413,3 +414,24 @@ def test_a_table_without_a_primary_key_is_backfilled_and_streamed_equal_as_a_mul
     assert only["rows"] >= 50_000
     assert "has no primary key: its rows are replaced in one transaction" in done.stderr
     assert_converges(stack, lane, 120, running=processes, tables=["hits"])  # as multisets: duplicates count
+    equal = _verify(stack, lane, table)
+    assert equal.returncode == 0, equal.stdout + equal.stderr
+    # One of many equal rows lost, one row too many: verify names both, --fix replaces the table.
+    schema, name = target_of(stack, lane, "hits")
+    t = f'"{schema}"."{name}"'
+    execute(
+        stack.require_warehouse_url(),
+        f"DELETE FROM {t} WHERE ctid = (SELECT ctid FROM {t} WHERE page = 'p7' AND n = 0 LIMIT 1); "
+        f"INSERT INTO {t} (page, n, _cdc_commit_lsn, _cdc_lsn, _cdc_op) VALUES ('zz', 9, 0, 0, 'c')",
+    )
+    found = _verify(stack, lane, table, "--json")
+    assert found.returncode == 1, found.stderr
+    (report,) = json.loads(found.stdout)["tables"]
+    (differing,) = report["differing_ranges"]
+    assert differing["differing_rows"] == 2
+    assert sorted((e["kind"], e["key"]) for e in differing["examples"]) == [
+        ("extra", ["(zz,9)"]),
+        ("missing", ["(p7,0)"]),
+    ]
+    fixed = _verify(stack, lane, table, "--fix", "--json")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
