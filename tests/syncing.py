@@ -85,6 +85,21 @@ def start_sync(
         )
 
 
+def run_cdc(
+    stack: Settings, lane: Lane, *args: str, timeout: float = 300, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`cdc ARGS` as users run it, in the lane's environment (`extra`: more settings), to its end."""
+    return subprocess.run(
+        [*cdc_command(), *args],
+        env=sync_env(stack, lane, **extra),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def wait_for_events(stack: Settings, schema: str, table: str, minimum: int) -> None:
     """Block until Debezium has written at least `minimum` messages for the table into Kafka, so
     that a `--until-idle` run cannot finish before the changes reach Kafka."""

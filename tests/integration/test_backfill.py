@@ -20,7 +20,7 @@ from cdc.settings import Settings
 from tests.compare import assert_same_rows
 from tests.db import execute, query
 from tests.processes import apply_connector, assert_converges
-from tests.syncing import REPO, Lane, run_sync, start_sync, sync_env, target_of
+from tests.syncing import REPO, Lane, run_cdc, run_sync, start_sync, sync_env, target_of
 
 pytestmark = pytest.mark.stack
 
@@ -35,16 +35,8 @@ _ROWS = (
 )
 
 
-def _backfill(stack: Settings, lane: Lane, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*cdc_command(), "backfill", *args],
-        env=sync_env(stack, lane),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+def _backfill(stack: Settings, lane: Lane, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cdc(stack, lane, "backfill", *args)
 
 
 class _Workload:
@@ -234,15 +226,7 @@ def test_bad_input_is_refused_with_the_fix_and_nothing_written(
         "where naming no column": ([f"{s}.items", "--where", "nope = 1"], {}, 'column "nope" does not exist'),
     }
     for name, (args, env, message) in cases.items():
-        done = subprocess.run(
-            [*cdc_command(), "backfill", *args],
-            env=sync_env(stack, lane, **env),
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = run_cdc(stack, lane, "backfill", *args, timeout=60, **env)
         assert done.returncode == 2, (name, done.stderr)
         assert message in done.stderr, (name, done.stderr)
         assert "fix:" in done.stderr and "Traceback" not in done.stderr, (name, done.stderr)
@@ -250,15 +234,7 @@ def test_bad_input_is_refused_with_the_fix_and_nothing_written(
 
 
 def _verify(stack: Settings, lane: Lane, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*cdc_command(), "verify", *args],
-        env=sync_env(stack, lane),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_cdc(stack, lane, "verify", *args)
 
 
 def test_verify_names_each_planted_difference_and_fix_rewrites_only_those_rows(

@@ -20,7 +20,6 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from cdc.errors import EXIT_CONFIG
-from cdc.resources import cdc_command
 from cdc.settings import Settings
 from cdc.stack import control
 from tests.compare import assert_same_rows
@@ -28,13 +27,12 @@ from tests.db import execute, query
 from tests.kafka_reader import read_topic, settled
 from tests.processes import apply_connector, assert_converges, log_of, stop_and_wait
 from tests.syncing import (
-    REPO,
     Lane,
     number_before,
+    run_cdc,
     run_sync,
     start_sync,
     stopped_counts,
-    sync_env,
     target_of,
     wait_for_events,
 )
@@ -42,18 +40,6 @@ from tests.syncing import (
 pytestmark = pytest.mark.stack
 
 OTHER = {"kafka-python": "confluent", "confluent": "kafka-python"}
-
-
-def _cdc(stack: Settings, lane: Lane, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*cdc_command(), *args],
-        env=sync_env(stack, lane, **extra),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -106,13 +92,13 @@ def test_a_keyless_table_is_applied_once_however_its_changes_come_again(
     ]
 
     execute(wh, f'ALTER TABLE "{target[0]}"."{target[1]}" DROP CONSTRAINT small')
-    replayed = _cdc(stack, lane, "dlq", "replay", "--group", lane.group)
+    replayed = run_cdc(stack, lane, "dlq", "replay", "--group", lane.group)
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert (number_before(replayed.stdout, "dead letter(s);"), number_before(replayed.stdout, "still failing")) == (
         1,
         0,
     )
-    again = _cdc(stack, lane, "dlq", "replay", "--group", lane.group)
+    again = run_cdc(stack, lane, "dlq", "replay", "--group", lane.group)
     assert again.returncode == 0, again.stdout + again.stderr
     assert number_before(again.stdout, "dead letter(s);") == 0
     assert assert_same_rows(src, (s, "hits"), wh, target) == 20005
@@ -196,7 +182,9 @@ def test_same_named_tables_of_two_schemas_get_the_same_names_in_either_order(
     assert "fix: set CDC_TABLE_NAME_FORMAT (now '{table}') to a format that tells them apart" in clash.stderr
     assert query(wh, "SELECT count(*) FROM cdc.table_map WHERE target_schema = %s", (lane.warehouse_schema,)) == [(0,)]
     # ... and so does connector apply, before it changes the connector.
-    applied = _cdc(stack, lane, "connector", "apply", CDC_TABLE_NAME_FORMAT="{table}", CDC_INCLUDE_SCHEMAS=f"{x},{y}")
+    applied = run_cdc(
+        stack, lane, "connector", "apply", CDC_TABLE_NAME_FORMAT="{table}", CDC_INCLUDE_SCHEMAS=f"{x},{y}"
+    )
     assert applied.returncode == EXIT_CONFIG, applied.stdout + applied.stderr
     assert expected in applied.stderr.splitlines(), applied.stderr
 
