@@ -60,14 +60,8 @@ def run_sync(
     stack: Settings, lane: Lane, *args: str, timeout: float = 300, **extra: str
 ) -> subprocess.CompletedProcess[str]:
     """`cdc sync --until-idle` to completion."""
-    return subprocess.run(
-        sync_command(lane, "--until-idle", "3", *args),
-        env=sync_env(stack, lane, **extra),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+    return run_cdc(
+        stack, lane, *sync_command(lane, "--until-idle", "3", *args)[len(cdc_command()) :], timeout=timeout, **extra
     )
 
 
