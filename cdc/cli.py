@@ -476,7 +476,7 @@ def backfill(
         table,
         Options(where=where, resume=resume, parallel=parallel, range_rows=range_rows),
         say=note if json_out else say,
-        progress=lambda meter, runs: progress_shown(meter, runs, note if json_out else say),
+        progress=lambda meter: progress_shown(meter, note if json_out else say),
     )
     result = summary(runs, time.monotonic() - started)
     if json_out:

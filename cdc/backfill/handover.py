@@ -131,6 +131,17 @@ def txid_of(event: ChangeEvent) -> int | None:
     return txid if type(txid) is int else None
 
 
+def register_snapshot(  # noqa: PLR0917
+    cur: Any, scope: str, table: TableId, lsn: int, visibility: Visibility, run_id: int
+) -> None:
+    """Record a snapshot a backfill reads the table under (the flush orders changes against it)."""
+    cur.execute(
+        "INSERT INTO cdc.backfill_snapshot (target_schema, source_schema, source_table, snapshot_lsn, snapshot, "
+        "run_id) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        (scope, table.schema, table.name, lsn, visibility.text, run_id),
+    )
+
+
 # One round trip per flush: the shared locks first, then (a statement of its own, so that it sees
 # what a backfill that held the lock committed) what the flush needs to know.
 _LOAD = (

@@ -13,12 +13,11 @@ from typing import Any
 from psycopg2 import sql
 
 from cdc.backfill import handover
-from cdc.backfill.pipe import CHUNK, copy_between
+from cdc.backfill.ranges import KeyRange
 from cdc.backfill.snapshot import exported_snapshot, read_in
 from cdc.backfill.tables import Backfilled
+from cdc.backfill.write import copy_rows
 from cdc.settings import Settings
-
-_META = ("_cdc_commit_lsn", "_cdc_lsn", "_cdc_op")
 
 
 def replace(
@@ -39,30 +38,12 @@ def replace(
         with exported_snapshot(settings.require_source_url()) as snapshot:
             visibility = read_in(source_reader, snapshot)
             say(f"{table.source} has no primary key: its rows are replaced in one transaction, cdc sync waits for it")
-            cur.execute(
-                "INSERT INTO cdc.backfill_snapshot (target_schema, source_schema, source_table, snapshot_lsn, "
-                "snapshot, run_id) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (target.schema, table.source.schema, table.source.name, snapshot.lsn, visibility.text, run_id),
-            )
+            handover.register_snapshot(cur, target.schema, table.source, snapshot.lsn, visibility, run_id)
             cur.execute(sql.SQL("DELETE FROM {}").format(target.ident))
-            copy_out = sql.SQL(
-                "COPY (SELECT {cols}, {lsn}::bigint, 0::bigint, 'r'::char(1) FROM {t}) TO STDOUT{f}"
-            ).format(
-                cols=sql.SQL(", ").join(table.selected),
-                lsn=sql.Literal(snapshot.lsn),
-                t=table.source_ident,
-                f=table.copy_format,
+            everything = KeyRange(0, None, None)
+            rows = copy_rows(
+                source_reader, cur, table, everything, snapshot.lsn, where=None, into=target.ident, on_rows=on_rows
             )
-            copy_in = sql.SQL("COPY {} ({}) FROM STDIN{}").format(
-                target.ident, sql.SQL(", ").join(map(sql.Identifier, (*table.stored, *_META))), table.copy_format
-            )
-            with source_reader.cursor() as out:
-                copy_between(
-                    lambda f: out.copy_expert(copy_out.as_string(out), f),
-                    lambda f: cur.copy_expert(copy_in.as_string(cur), f, size=CHUNK),
-                    on_rows,
-                )
-            rows = max(int(cur.rowcount), 0)  # as the warehouse counted them
             cur.executemany(
                 "INSERT INTO cdc.keyless_position (target_schema, target_table, topic, kafka_partition, commit_lsn, "
                 "lsn, change_order) VALUES (%s, %s, %s, %s, %s, 0, -1) ON CONFLICT (target_schema, target_table, "

@@ -75,9 +75,6 @@ class _Pipe:
             raise PipeClosed("the source side failed") from item
         return item
 
-    def readline(self, size: int = -1) -> bytes:  # psycopg2 asks for it only on text files
-        return self.read(size)
-
 
 def copy_between(
     read: Callable[[Any], None],

@@ -15,7 +15,7 @@ _PLAIN_EVERY = 5.0
 
 
 @contextlib.contextmanager
-def progress_shown(meter: Progress, runs: list[TableRun], say: Callable[[str], None]) -> Iterator[Callable[[], None]]:
+def progress_shown(meter: Progress, say: Callable[[str], None]) -> Iterator[Callable[[], None]]:
     if sys.stderr.isatty():
         with _bar(meter) as refresh:
             yield refresh

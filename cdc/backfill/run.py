@@ -18,20 +18,15 @@ import psycopg2.extras
 from psycopg2 import sql
 
 from cdc import pgerrors
-from cdc.backfill import handover, keyless, ranges, tables
+from cdc.backfill import handover, keyless, ranges, sessions, tables
 from cdc.backfill.snapshot import Snapshot, Visibility, exported_snapshot, read_in
 from cdc.backfill.write import write_range
-from cdc.errors import CdcError, ConfigError
+from cdc.errors import ConfigError
 from cdc.events import TableId
 from cdc.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Both ends print and parse values the same way, whatever the servers' or roles' defaults.
-_SESSION = (
-    "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; "
-    "SET lc_monetary = 'C'; SET extra_float_digits = 3; SET bytea_output = 'hex'"
-)
 _WAIT_REPORT_EVERY = 10.0
 
 
@@ -81,7 +76,7 @@ def backfill(
     options: Options,
     *,
     say: Callable[[str], None],
-    progress: Callable[[Progress, list[TableRun]], contextlib.AbstractContextManager[Callable[[], None]]] | None = None,
+    progress: Callable[[Progress], contextlib.AbstractContextManager[Callable[[], None]]] | None = None,
 ) -> list[TableRun]:
     source_url, warehouse_url = settings.require_source_url(), settings.require_warehouse_url()
     scope = settings.warehouse_schema
@@ -101,7 +96,7 @@ def backfill(
         every = [_open_run(warehouse, table, options) for table in chosen]
         runs = [r for r in every if r.table.key]
         meter = Progress(0)
-        for run in (r for r in every if not r.table.key and (r.todo or not r.done_before)):
+        for run in (r for r in every if not r.table.key and r.todo):
             _wait_for_writers(source, say)
             with _connected(source_url, "source") as reader:
                 run.rows = keyless.replace(
@@ -130,7 +125,7 @@ def backfill(
                     )
             meter = Progress(sum(r.estimated_rows for r in runs))
             tick: contextlib.AbstractContextManager[Callable[[], None]] = (
-                progress(meter, runs) if progress else contextlib.nullcontext(lambda: None)
+                progress(meter) if progress else contextlib.nullcontext(lambda: None)
             )
             with tick as refresh:
                 _write_all(source_url, warehouse_url, snapshot, runs, options, settings, meter, refresh)
@@ -139,16 +134,8 @@ def backfill(
     return every
 
 
-@contextlib.contextmanager
-def _connected(url: str, database: pgerrors.Database) -> Iterator[Any]:
-    conn = pgerrors.connect(url, database, "cdc backfill")
-    try:
-        with conn.cursor() as cur:
-            cur.execute(_SESSION)
-        conn.commit()
-        yield conn
-    finally:
-        conn.close()
+def _connected(url: str, database: pgerrors.Database) -> contextlib.AbstractContextManager[Any]:
+    return sessions.connected(url, database, "cdc backfill")
 
 
 def _bootstrap(settings: Settings) -> None:
@@ -286,11 +273,7 @@ def _registered(
         with exported_snapshot(source_url) as snapshot:
             visibility = _visibility(source_url, snapshot)
             for run in runs:
-                cur.execute(
-                    "INSERT INTO cdc.backfill_snapshot (target_schema, source_schema, source_table, snapshot_lsn, "
-                    "snapshot, run_id) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    (scope, run.table.source.schema, run.table.source.name, snapshot.lsn, visibility.text, run.run_id),
-                )
+                handover.register_snapshot(cur, scope, run.table.source, snapshot.lsn, visibility, run.run_id)
             warehouse.commit()
             say(f"snapshot of the source taken at LSN {_lsn_text(snapshot.lsn)}")
             yield snapshot
@@ -396,10 +379,7 @@ def _write_all(  # noqa: PLR0917
             thread.join(timeout=0.25)
     refresh()
     if failures:
-        failure = failures[0]
-        if isinstance(failure, CdcError):
-            raise failure
-        raise failure
+        raise failures[0]
 
 
 def _finish(warehouse: Any, run: TableRun) -> None:

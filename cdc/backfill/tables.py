@@ -44,7 +44,7 @@ class Backfilled:
 
     @property
     def source_regclass(self) -> str:
-        return ".".join('"' + p.replace('"', '""') + '"' for p in (self.source.schema, self.source.name))
+        return stmt.regclass_of(self.source.schema, self.source.name)
 
     @property
     def stored_key(self) -> tuple[str, ...]:
@@ -141,14 +141,19 @@ def describe(source: Any, warehouse: Any, scope: str, tables: list[TableId]) -> 
 def _source_columns(source: Any, table: TableId) -> dict[str, str]:
     """The table's columns and their types, in order."""
     with source.cursor() as cur:
-        cur.execute(
-            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass "
-            "AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-            (".".join('"' + p.replace('"', '""') + '"' for p in (table.schema, table.name)),),
-        )
-        found = {str(name): str(type_) for name, type_ in cur.fetchall()}
+        found = catalog_types(cur, stmt.regclass_of(table.schema, table.name))
     source.rollback()
     return found
+
+
+def catalog_types(cur: Any, regclass: str) -> dict[str, str]:
+    """A table's columns and their types (format_type), in order."""
+    cur.execute(
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass "
+        "AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        (regclass,),
+    )
+    return {str(name): str(type_) for name, type_ in cur.fetchall()}
 
 
 def _selectable(source: Any, table: Backfilled) -> bool:

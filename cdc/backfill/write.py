@@ -58,24 +58,15 @@ def write_range(  # noqa: PLR0917
             [*params, target.schema, target.table],
         )
         direct = not cur.fetchone()[0]
-        copy_out = _copy_out(source, table, key_range, snapshot_lsn, where)
-        columns = sql.SQL(", ").join(map(sql.Identifier, (*table.stored, *_META)))
         into: sql.Composable = target.ident
         if not direct:
             cur.execute(
                 sql.SQL("CREATE TEMP TABLE {s} ON COMMIT DROP AS SELECT {c} FROM {t} WITH NO DATA").format(
-                    s=sql.Identifier(_STAGE), c=columns, t=target.ident
+                    s=sql.Identifier(_STAGE), c=_columns(table), t=target.ident
                 )
             )
             into = sql.Identifier(_STAGE)
-        copy_in = sql.SQL("COPY {} ({}) FROM STDIN{}").format(into, columns, table.copy_format).as_string(cur)
-        with source.cursor() as out:
-            copy_between(
-                lambda f: out.copy_expert(copy_out, f),
-                lambda f: cur.copy_expert(copy_in, f, size=CHUNK),
-                on_rows,
-            )
-        rows = max(int(cur.rowcount), 0)  # as the warehouse counted them
+        rows = copy_rows(source, cur, table, key_range, snapshot_lsn, where=where, into=into, on_rows=on_rows)
         changed = rows
         if not direct:
             changed = _merge(cur, table, snapshot_lsn)
@@ -88,6 +79,34 @@ def write_range(  # noqa: PLR0917
         )
     warehouse.commit()
     return Written(rows, direct, changed)
+
+
+def copy_rows(
+    source: Any,
+    cur: Any,
+    table: Backfilled,
+    key_range: KeyRange,
+    snapshot_lsn: int,
+    *,
+    where: str | None,
+    into: sql.Composable,
+    on_rows: Callable[[int], None] | None,
+) -> int:
+    """The range's rows, at version (snapshot_lsn, 0), from the source (its transaction in the
+    snapshot) into `into` through `cur`; returns the rows as the warehouse counted them."""
+    copy_out = _copy_out(source, table, key_range, snapshot_lsn, where)
+    copy_in = sql.SQL("COPY {} ({}) FROM STDIN{}").format(into, _columns(table), table.copy_format).as_string(cur)
+    with source.cursor() as out:
+        copy_between(
+            lambda f: out.copy_expert(copy_out, f),
+            lambda f: cur.copy_expert(copy_in, f, size=CHUNK),
+            on_rows,
+        )
+    return max(int(cur.rowcount), 0)
+
+
+def _columns(table: Backfilled) -> sql.Composable:
+    return sql.SQL(", ").join(map(sql.Identifier, (*table.stored, *_META)))
 
 
 def _copy_out(source: Any, table: Backfilled, key_range: KeyRange, snapshot_lsn: int, where: str | None) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from psycopg2 import sql
 
 from cdc.backfill.ranges import Bound, KeyRange, predicate
+from cdc.backfill.tables import catalog_types
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +42,8 @@ class Sums:
 
 
 def column_types(cur: Any, regclass: str, columns: Sequence[str]) -> tuple[str, ...]:
-    cur.execute(
-        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass "
-        "AND attnum > 0 AND NOT attisdropped",
-        (regclass,),
-    )
-    types = dict(cur.fetchall())
-    return tuple(str(types[c]) for c in columns)
+    types = catalog_types(cur, regclass)
+    return tuple(types[c] for c in columns)
 
 
 # Types with an extended hash function (arrays of them too): hashed as values, not as text.

@@ -9,14 +9,14 @@ import contextlib
 import functools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from psycopg2 import sql
 
 from cdc import capture, pgerrors
-from cdc.backfill import ranges, tables
+from cdc.backfill import ranges, sessions, tables
 from cdc.backfill.ranges import KeyRange
 from cdc.errors import ConfigError
 from cdc.events import TableId
@@ -27,10 +27,6 @@ from cdc.verify.checksums import Side
 VERIFY_RANGE_ROWS = 100_000
 _RECHECKS = 3  # times a differing row is read again before it is reported
 _RECHECK_PAUSE = 2.0
-_SESSION = (
-    "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; "
-    "SET lc_monetary = 'C'; SET extra_float_digits = 3; SET bytea_output = 'hex'"
-)
 
 _T = TypeVar("_T")
 
@@ -104,16 +100,8 @@ def _replicated(source: Any, warehouse: Any, settings: Settings) -> list[TableId
     return found
 
 
-@contextlib.contextmanager
-def _connected(url: str, database: pgerrors.Database) -> Iterator[Any]:
-    conn = pgerrors.connect(url, database, "cdc verify")
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(_SESSION)
-        yield conn
-    finally:
-        conn.close()
+def _connected(url: str, database: pgerrors.Database) -> contextlib.AbstractContextManager[Any]:
+    return sessions.connected(url, database, "cdc verify", autocommit=True)
 
 
 def _sides(source: Any, warehouse: Any, table: tables.Backfilled, soft: bool) -> tuple[Side, Side]:

@@ -48,8 +48,12 @@ class Target:
 
     @property
     def regclass(self) -> str:
-        """schema.table as regclass input reads it (double quotes, doubled inside)."""
-        return ".".join('"' + part.replace('"', '""') + '"' for part in (self.schema, self.table))
+        return regclass_of(self.schema, self.table)
+
+
+def regclass_of(schema: str, table: str) -> str:
+    """schema.table as regclass input reads it (double quotes, doubled inside)."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in (schema, table))
 
 
 def _typed(name: str, pg_type: str) -> sql.Composed:
