@@ -294,11 +294,34 @@ def snapshot_collection(table: SourceTable) -> str:
 
 def request_incremental_snapshot(conn: psycopg2.extensions.connection, tables: list[SourceTable]) -> str:
     """Ask Debezium (through the signal table) to send the existing rows of tables."""
+    return request_snapshot(conn, tables)
+
+
+def request_snapshot(
+    conn: psycopg2.extensions.connection,
+    tables: list[SourceTable],
+    *,
+    kind: str = "incremental",
+    filters: dict[str, str] | None = None,
+) -> str:
+    """Insert an execute-snapshot signal; its id, which Debezium's notifications of an incremental
+    snapshot carry. kind: incremental (chunked by key, alongside streaming) or blocking (streaming
+    paused meanwhile; the one kind a table without a key allows). filters: table.qualified -> an SQL
+    condition on the table (Debezium's additional-conditions, matched by an exact regex)."""
     signal_id = str(uuid.uuid4())
-    data = {
+    data: dict[str, object] = {
         "data-collections": [snapshot_collection(t) for t in tables],
-        "type": "incremental",
+        "type": kind,
     }
+    if filters:
+        data["additional-conditions"] = [
+            {
+                "data-collection": f"{java_regex_literal(t.schema)}\\.{java_regex_literal(t.name)}",
+                "filter": filters[t.qualified],
+            }
+            for t in tables
+            if t.qualified in filters
+        ]
     with conn.cursor() as cur:
         cur.execute(
             sql.SQL("INSERT INTO {}.{} (id, type, data) VALUES (%s, 'execute-snapshot', %s)").format(

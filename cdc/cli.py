@@ -468,9 +468,10 @@ def backfill(
     from cdc.backfill.run import Options
     from cdc.backfill.run import backfill as run_backfill
 
-    if mode is BackfillMode.debezium:
-        raise ConfigError("cdc backfill --mode debezium is not built yet.", "use --mode direct (the default)")
     started = time.monotonic()
+    if mode is BackfillMode.debezium:
+        _backfill_by_debezium(table, where, resume=resume, parallel=parallel, json_out=json_out)
+        return
     runs = run_backfill(
         _settings(),
         table,
@@ -484,6 +485,34 @@ def backfill(
         return
     for line in summary_lines(result):
         say(line)
+
+
+def _backfill_by_debezium(
+    patterns: list[str], where: str | None, *, resume: bool, parallel: int, json_out: bool
+) -> None:
+    import time
+
+    from cdc.backfill.debezium import snapshot
+    from cdc.backfill.report import debezium_progress, debezium_summary
+
+    if resume or parallel != 1:
+        raise ConfigError(
+            f"{'--resume' if resume else '--parallel'} applies to --mode direct only: Debezium resumes its own "
+            "snapshot after a restart, and reads one chunk at a time.",
+            f"drop {'--resume' if resume else '--parallel'}, or use --mode direct",
+        )
+    tell = note if json_out else say
+    started = time.monotonic()
+    with debezium_progress(tell) as progress:
+        followed = snapshot(_settings(), patterns, where, say=tell, progress=progress)
+    result = debezium_summary(followed, time.monotonic() - started)
+    if json_out:
+        typer.echo(json.dumps(result))
+        return
+    say(
+        f"debezium snapshot done: {result['rows']:,} rows in {result['seconds']:.1f} s"
+        + (", applied by cdc sync" if result["applied"] else ", waiting in Kafka for cdc sync")
+    )
 
 
 @app.command()

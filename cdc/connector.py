@@ -162,8 +162,8 @@ def apply(settings: Settings, path: Path | None, say: Callable[[str], None]) -> 
             say("incremental snapshot requested for " + ", ".join(t.qualified for t in snapshot))
         for table in (t for t in added if existed and not t.has_primary_key and capture.has_rows(conn, t)):
             say(
-                f"{table.qualified} has no primary key: Debezium cannot snapshot it incrementally; "
-                "its new changes are captured, its existing rows are not"
+                f"{table.qualified} has no primary key: Debezium cannot snapshot it incrementally; its new "
+                f"changes are captured, and its existing rows are copied by: cdc backfill {table.qualified}"
             )
         if ddl_log_added:
             capture.open_ddl_log(conn)

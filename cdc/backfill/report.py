@@ -7,9 +7,12 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cdc.backfill.run import Progress, TableRun
+
+if TYPE_CHECKING:
+    from cdc.backfill.debezium import Followed
 
 _PLAIN_EVERY = 5.0
 
@@ -112,3 +115,31 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         f"backfill done: {result['rows']:,} rows in {result['seconds']:.1f} s" + (f" ({rate:,} rows/s)" if rate else "")
     )
     return lines
+
+
+@contextlib.contextmanager
+def debezium_progress(say: Callable[[str], None]) -> Iterator[Callable[[Followed], None]]:
+    """Progress of a Debezium snapshot, shown as a direct backfill's: rows sent (a chunk per
+    IN_PROGRESS notification until a table's scan completes with its exact count)."""
+    meter = Progress(0)
+    with progress_shown(meter, say) as refresh:
+
+        def update(followed: Followed) -> None:
+            meter.started = followed.started
+            meter.rows, meter.total = followed.rows, followed.estimated_rows
+            refresh()
+
+        yield update
+
+
+def debezium_summary(followed: Followed, seconds: float) -> dict[str, Any]:
+    rows = followed.rows
+    return {
+        "mode": "debezium",
+        "signal": followed.signal_id,
+        "tables": [{"table": str(t.table), "rows": t.rows or 0, "status": t.status} for t in followed.tables],
+        "rows": rows,
+        "applied": followed.applied,
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(rows / seconds) if seconds > 0 else None,
+    }

@@ -15,10 +15,9 @@ from typing import Any
 
 import psycopg2
 import psycopg2.extras
-from psycopg2 import sql
 
 from cdc import pgerrors
-from cdc.backfill import handover, keyless, ranges, sessions, tables
+from cdc.backfill import debezium, handover, keyless, ranges, sessions, tables
 from cdc.backfill.snapshot import Snapshot, Visibility, exported_snapshot, read_in
 from cdc.backfill.write import write_range
 from cdc.errors import ConfigError
@@ -82,7 +81,7 @@ def backfill(
     scope = settings.warehouse_schema
     _bootstrap(settings)
     with _connected(source_url, "source") as source, _connected(warehouse_url, "warehouse") as warehouse:
-        named = tables.select(source, settings, patterns) if options.only is None else sorted(options.only)
+        named = _named(settings, source, warehouse, patterns, say) if options.only is None else sorted(options.only)
         chosen = tables.describe(source, warehouse, scope, named)
         for table in chosen:
             if options.where is not None and not table.key:
@@ -92,7 +91,7 @@ def backfill(
                     f"backfill {table.source} without --where",
                 )
             if options.where is not None:
-                _check_where(source, table, options.where)
+                tables.check_where(source, table.source, options.where)
         every = [_open_run(warehouse, table, options) for table in chosen]
         runs = [r for r in every if r.table.key]
         meter = Progress(0)
@@ -134,6 +133,17 @@ def backfill(
     return every
 
 
+def _named(
+    settings: Settings, source: Any, warehouse: Any, patterns: list[str], say: Callable[[str], None]
+) -> list[TableId]:
+    """The tables to backfill, each with its warehouse table (made first where it is missing);
+    those empty and without one left out."""
+    captured = tables.select_captured(source, settings, patterns)
+    missing = tables.without_target(warehouse, settings.warehouse_schema, captured)
+    empty = debezium.make_targets(settings, source, warehouse, missing, say) if missing else []
+    return [TableId(t.schema, t.name) for t in captured if t not in empty]
+
+
 def _connected(url: str, database: pgerrors.Database) -> contextlib.AbstractContextManager[Any]:
     return sessions.connected(url, database, "cdc backfill")
 
@@ -148,26 +158,6 @@ def _bootstrap(settings: Settings) -> None:
         made.prepare()
     finally:
         made.close()
-
-
-def _check_where(source: Any, table: tables.Backfilled, where: str) -> None:
-    """--where must be a condition the source can evaluate on the table: checked by planning it,
-    in a read-only transaction (the fragment is SQL and runs as such)."""
-    source.autocommit = True
-    try:
-        with source.cursor() as cur:
-            cur.execute("BEGIN READ ONLY")
-            try:
-                cur.execute(sql.SQL("EXPLAIN SELECT 1 FROM {} WHERE ({})").format(table.source_ident, sql.SQL(where)))
-            except psycopg2.Error as exc:
-                raise ConfigError(
-                    f"--where {where!r} is not a condition on {table.source}: {pgerrors.describe(exc)}",
-                    "write it as an SQL condition on the table's columns, e.g. --where \"created_at >= '2026-01-01'\"",
-                ) from None
-            finally:
-                cur.execute("ROLLBACK")
-    finally:
-        source.autocommit = False
 
 
 def _open_run(warehouse: Any, table: tables.Backfilled, options: Options) -> TableRun:

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql
 
-from cdc import capture
+from cdc import capture, pgerrors
 from cdc.errors import ConfigError
 from cdc.events import TableId
 from cdc.settings import Settings
@@ -55,6 +55,11 @@ class Backfilled:
 def select(source: Any, settings: Settings, patterns: list[str]) -> list[TableId]:
     """The captured tables the patterns name (schema.table, globs allowed); an error for a pattern
     that names no table, or only tables cdc does not capture."""
+    return [TableId(t.schema, t.name) for t in select_captured(source, settings, patterns)]
+
+
+def select_captured(source: Any, settings: Settings, patterns: list[str]) -> list[capture.SourceTable]:
+    """select(), with what the capture knows of each table (its key, its replica identity)."""
     selection = capture.survey(source, settings)
     captured = {t.qualified: t for t in selection.captured_user_tables}
     skipped = {t.qualified: why for why, tables in selection.skipped.items() for t in tables}
@@ -80,12 +85,40 @@ def select(source: Any, settings: Settings, patterns: list[str]) -> list[TableId
             )
         for name in hits:
             chosen[name] = captured[name]
-    return [TableId(t.schema, t.name) for t in sorted(chosen.values())]
+    return sorted(chosen.values())
 
 
-def describe(source: Any, warehouse: Any, scope: str, tables: list[TableId]) -> list[Backfilled]:
-    """Each table's warehouse table and columns; an error for a table the warehouse cannot take a
-    backfill of yet."""
+def check_where(source: Any, table: TableId, where: str) -> None:
+    """--where must be a condition the source can evaluate on the table: checked by planning it,
+    in a read-only transaction (the fragment is SQL and runs as such)."""
+    ident = sql.SQL(".").join([sql.Identifier(table.schema), sql.Identifier(table.name)])
+    autocommit, source.autocommit = source.autocommit, True
+    try:
+        with source.cursor() as cur:
+            cur.execute("BEGIN READ ONLY")
+            try:
+                cur.execute(sql.SQL("EXPLAIN SELECT 1 FROM {} WHERE ({})").format(ident, sql.SQL(where)))
+            except psycopg2.Error as exc:
+                raise ConfigError(
+                    f"--where {where!r} is not a condition on {table}: {pgerrors.describe(exc)}",
+                    "write it as an SQL condition on the table's columns, e.g. --where \"created_at >= '2026-01-01'\"",
+                ) from None
+            finally:
+                cur.execute("ROLLBACK")
+    finally:
+        source.autocommit = autocommit
+
+
+def without_target(warehouse: Any, scope: str, chosen: list[capture.SourceTable]) -> list[capture.SourceTable]:
+    """The tables cdc sync has not made a warehouse table for yet (it makes one from a table's first
+    change event)."""
+    known = _known(warehouse, scope)
+    return [t for t in chosen if (known.get(TableId(t.schema, t.name)) or (None, None))[1] is None]
+
+
+def _known(warehouse: Any, scope: str) -> dict[TableId, tuple[Any, ...]]:
+    """Source table -> (warehouse table, columns, key, stored_as, held_for, layout) of the shape
+    cdc applied; columns None when it has applied none."""
     with warehouse.cursor() as cur:
         cur.execute(
             "SELECT m.source_schema, m.source_table, m.target_table, s.columns, s.key, s.stored_as, s.held_for, "
@@ -94,8 +127,15 @@ def describe(source: Any, warehouse: Any, scope: str, tables: list[TableId]) -> 
             "ON s.target_schema = m.target_schema AND s.target_table = m.target_table WHERE m.target_schema = %s",
             (scope,),
         )
-        known = {TableId(r[0], r[1]): r[2:] for r in cur.fetchall()}
+        known = {TableId(r[0], r[1]): tuple(r[2:]) for r in cur.fetchall()}
     warehouse.rollback()
+    return known
+
+
+def describe(source: Any, warehouse: Any, scope: str, tables: list[TableId]) -> list[Backfilled]:
+    """Each table's warehouse table and columns; an error for a table the warehouse cannot take a
+    backfill of yet."""
+    known = _known(warehouse, scope)
     found: list[Backfilled] = []
     for table in tables:
         entry = known.get(table)

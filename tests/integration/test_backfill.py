@@ -217,7 +217,6 @@ def test_bad_input_is_refused_with_the_fix_and_nothing_written(
         "unknown table": ([f"{s}.nope"], {}, f"no table of the source matches '{s}.nope'"),
         "no schema": (["items"], {}, "does not name a table as schema.table"),
         "not captured": ([f"{s}.items"], {"CDC_EXCLUDE_TABLES": f"{s}.items"}, "is not captured (excluded by"),
-        "no warehouse table yet": ([f"{s}.unseen"], {}, "has no warehouse table in"),
         "where that does not parse": (
             [f"{s}.items", "--where", "qty >>> 1"],
             {},
@@ -230,6 +229,10 @@ def test_bad_input_is_refused_with_the_fix_and_nothing_written(
         assert done.returncode == 2, (name, done.stderr)
         assert message in done.stderr, (name, done.stderr)
         assert "fix:" in done.stderr and "Traceback" not in done.stderr, (name, done.stderr)
+    # An empty table that nothing made a warehouse table for yet: nothing to copy, said so.
+    empty = run_cdc(stack, lane, "backfill", f"{s}.unseen", timeout=60)
+    assert empty.returncode == 0, empty.stderr
+    assert f"{s}.unseen is empty and has no warehouse table yet: nothing to backfill" in empty.stdout
     assert query(wh, f"SELECT count(*) FROM cdc.backfill_run WHERE target_schema = '{lane.warehouse_schema}'") == [(0,)]
 
 

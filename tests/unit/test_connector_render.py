@@ -16,6 +16,7 @@ from cdc.connector import DEFAULT_CONFIG, render, template_vars
 from cdc.errors import ConfigError
 from cdc.resources import repo_file
 from cdc.settings import Settings
+from cdc.sync.consume import change_topics
 
 HEX_ESCAPE = re.compile(r"\\x\{([0-9A-F]+)\}")
 TABLES = [
@@ -98,6 +99,11 @@ def test_committed_config_has_the_capture_semantics_cdc_relies_on() -> None:
     assert config["topic.creation.ddl_log.partitions"] == "1"
     assert config["signal.data.collection"] == "cdc.debezium_signal"
     assert "source" in config["signal.enabled.channels"].split(",")
+    # cdc backfill --mode debezium follows its snapshot through these; cdc sync never reads them
+    assert config["notification.enabled.channels"] == "sink"
+    assert config["notification.sink.topic.name"] == "cdc.notifications"
+    assert not re.match(change_topics("cdc"), config["notification.sink.topic.name"])
+    assert not re.match(change_topics("cdc", ("cdc.*",)), config["notification.sink.topic.name"])
     assert int(config["heartbeat.interval.ms"]) > 0
     assert "cdc.debezium_heartbeat" in config["heartbeat.action.query"]
 
