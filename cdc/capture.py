@@ -83,6 +83,23 @@ def connect(url: str) -> psycopg2.extensions.connection:
     return conn
 
 
+# pg_advisory_lock key of `cdc connector apply` ("cdcapply" in ASCII).
+APPLY_LOCK = 0x6364636170706C79
+
+
+def lock_apply(conn: psycopg2.extensions.connection, say: Callable[[str], None]) -> None:
+    """One `cdc connector apply` at a time per source (held until the connection closes): each
+    lists the tables and sends the whole table list, so two at once could each leave out what the
+    other had just added."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s)", (APPLY_LOCK,))
+        row = cur.fetchone()
+        if row and row[0]:
+            return
+        say("another cdc connector apply runs against this source: waiting for it to finish")
+        cur.execute("SELECT pg_advisory_lock(%s)", (APPLY_LOCK,))
+
+
 def setup_source(conn: psycopg2.extensions.connection) -> None:
     with conn.cursor() as cur:
         cur.execute(sql_file("source_setup.sql"))

@@ -108,6 +108,7 @@ def apply(settings: Settings, path: Path | None, say: Callable[[str], None]) -> 
     client = ConnectClient(settings.require_connect_url())
     conn = capture.connect(settings.require_source_url())
     try:
+        capture.lock_apply(conn, say)
         capture.setup_source(conn)
         tables = capture.discover(conn, settings)
         check_names(settings, tables, say)
