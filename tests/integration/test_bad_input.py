@@ -27,7 +27,7 @@ from tests.processes import apply_connector, log_of, wait_for_log
 from tests.syncing import REPO, Lane, stopped_counts, sync_env, target_of, wait_for_events
 from tests.tcp_proxy import TcpProxy
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.serial]
 
 TRACEBACK = "Traceback"
 

@@ -41,7 +41,7 @@ from tests.processes import (
 from tests.syncing import REPO, Lane, run_sync, start_sync, sync_env
 from tests.workloads import TABLES, Workload
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.serial]
 
 NEW_TABLES = 10
 PICKED_UP_WITHIN = 20.0  # seconds from a new topic's first record to its rows stored in the warehouse

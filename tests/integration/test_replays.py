@@ -215,6 +215,7 @@ END;
 """
 
 
+@pytest.mark.serial  # kills the shared Connect worker
 def test_pgbench_while_kafka_connect_is_killed_three_times(stack: Settings, lane: Lane, tmp_path: Path) -> None:
     """TPC-B-like load (pgbench_history has no key) while the Connect worker is SIGKILLed three
     times and started again: Debezium sends the changes since its last committed offset again.

@@ -146,6 +146,7 @@ def test_halt_holds_a_table_across_a_restart_and_accepts_two_changes_of_one_comm
 OUTAGE = 60.0  # seconds the webhook refuses connections
 
 
+@pytest.mark.serial  # measures replication lag
 def test_a_webhook_down_for_a_minute_delays_no_row_and_loses_no_alert(
     stack: Settings, lane: Lane, tmp_path: Path, processes: list[subprocess.Popen[bytes]], drift_cleanup: None
 ) -> None:

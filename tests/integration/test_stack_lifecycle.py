@@ -19,7 +19,7 @@ from cdc.settings import Settings
 from cdc.stack import postgres, state
 from tests.db import execute, query
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.serial]
 
 # Below the kernel's ephemeral range (32768-60999 here): a port in it may be taken, at any moment,
 # by the local end of some client's connection, and a server then fails to bind it (seen once).

@@ -42,7 +42,7 @@ from tests.processes import (
 from tests.syncing import Lane, run_sync, start_sync, target_of, wait_for_events
 from tests.workloads import Workload
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.serial]
 
 
 # -- fixtures and helpers ---------------------------------------------------------------------
