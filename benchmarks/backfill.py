@@ -1,6 +1,8 @@
 """Backfill: copy an N-row table of realistic shape from the source into the warehouse with
-`cdc backfill --mode direct`, with a plain `pg_dump | psql`, and with Debezium's incremental
-snapshot through Kafka applied by `cdc sync`, in one run; then `cdc verify` of the big table.
+`cdc backfill --mode direct`, with a plain `pg_dump | psql`, and with `cdc backfill --mode
+debezium` (Debezium's incremental snapshot through Kafka, applied by a running `cdc sync`), in one
+run; then `cdc verify` of the big table. The CPU seconds each part used (the source's and the
+warehouse's PostgreSQL, cdc) are measured for the direct runs and for the warehouse's own COPY.
 
     python -m benchmarks.backfill                      # 10M rows direct and pg_dump, 1M rows direct, 1M via Debezium
     python -m benchmarks.backfill --rows 2000000 --debezium-rows 200000   # quicker
@@ -26,7 +28,7 @@ from typing import Any
 import psycopg2
 
 from benchmarks import common as c
-from cdc import capture, connector
+from cdc import connector
 from cdc.resources import cdc_command
 
 COLUMNS = """
@@ -132,6 +134,32 @@ def _table(stack: c.Stack, rows: int, tag: str, keep: bool) -> Iterator[tuple[st
                 )
 
 
+def _cpu(stack: c.Stack) -> dict[str, float]:
+    """CPU seconds used so far by the source's and the warehouse's clusters and by the cdc
+    commands this benchmark ran (all on this machine)."""
+    return {
+        "source": c.cluster_cpu_seconds(stack.source_url),
+        "warehouse": c.cluster_cpu_seconds(stack.warehouse_url),
+        "cdc": c.children_cpu_seconds(),
+    }
+
+
+def _cpu_used(stack: c.Stack, before: dict[str, float], elapsed: float) -> dict[str, float]:
+    after = _cpu(stack)
+    used = {k: round(after[k] - before[k], 2) for k in before}
+    used["total"] = round(sum(used.values()), 2)
+    used["cores_busy"] = round(used["total"] / elapsed, 2)  # of os.cpu_count() cores
+    return used
+
+
+def _per_row(cpu: dict[str, float], rows: int) -> dict[str, float]:
+    """CPU seconds, and microseconds of CPU per row, per part."""
+    out = dict(cpu)
+    for part in ("source", "warehouse", "cdc", "total"):
+        out[f"{part}_us_per_row"] = round(cpu[part] / max(rows, 1) * 1e6, 2)
+    return out
+
+
 def _target(stack: c.Stack, schema: str) -> str:
     ((ts, tt),) = _sql(
         stack.warehouse_url, f"SELECT target_schema, target_table FROM cdc.table_map WHERE source_schema = '{schema}'"
@@ -143,12 +171,15 @@ def direct(stack: c.Stack, schema: str, warehouse_schema: str, group: str, paral
     target = _target(stack, schema)
     _sql(stack.warehouse_url, f"TRUNCATE {target}")
     env = _env(stack, warehouse_schema, group)
+    before = _cpu(stack)
     done, elapsed, rss = _cdc(env, "backfill", f"{schema}.items", "--json", "--parallel", str(parallel))
+    cpu = _cpu_used(stack, before, elapsed)
     if done.returncode != 0:
         return {"error": done.stderr[-2000:]}
     summary = json.loads(done.stdout)
     count = _sql(stack.warehouse_url, f"SELECT count(*) FROM {target}")[0][0]
     return {
+        "cpu": _per_row(cpu, summary["rows"]),
         "rows": summary["rows"],
         "warehouse_rows": count,
         "seconds": round(elapsed, 2),
@@ -211,6 +242,7 @@ def copy_floor(stack: c.Stack, schema: str, rows: int) -> dict[str, Any]:
         "id, customer_id, sku, name, qty, price, status, created_at, updated_at, attrs, "
         "_cdc_commit_lsn, _cdc_lsn, _cdc_op"
     )
+    before = _cpu(stack)
     started = time.monotonic()
     with dump.open("rb") as data:
         load = subprocess.run(
@@ -221,51 +253,47 @@ def copy_floor(stack: c.Stack, schema: str, rows: int) -> dict[str, Any]:
             check=False,
         )
     elapsed = time.monotonic() - started
+    cpu = _cpu_used(stack, before, elapsed)
     count = _sql(stack.warehouse_url, f"SELECT count(*) FROM {schema}.items")[0][0]
     _sql(stack.warehouse_url, f"DROP SCHEMA {schema} CASCADE")
     dump.unlink()
     if load.returncode != 0:
         return {"error": load.stderr[-2000:]}
-    return {"rows": count, "seconds": round(elapsed, 2), "rows_per_s": round(count / elapsed)}
-
-
-def debezium(stack: c.Stack, schema: str, warehouse_schema: str, group: str, rows: int) -> dict[str, Any]:
-    """Debezium's incremental snapshot of the table (the signal cdc connector apply sends), its
-    events applied by a running cdc sync; timed from the signal to the last row in the warehouse."""
-    target = _target(stack, schema)
-    _sql(stack.warehouse_url, f"TRUNCATE {target}")
-    log = c.WORK / f"backfill-debezium-{group}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
-        sync = subprocess.Popen(
-            [*cdc_command(), "sync", "--table", f"{schema}.items"],
-            env=_env(stack, warehouse_schema, group),
-            cwd=c.REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        time.sleep(5)
-        conn = capture.connect(stack.source_url)
-        try:
-            started = time.monotonic()
-            capture.request_incremental_snapshot(conn, [capture.SourceTable(schema, "items")])
-        finally:
-            conn.close()
-        count = 0
-        deadline = started + 3600
-        while time.monotonic() < deadline:
-            count = _sql(stack.warehouse_url, f"SELECT count(*) FROM {target}")[0][0]
-            if count >= rows:
-                break
-            time.sleep(1)
-        elapsed = time.monotonic() - started
-    finally:
-        c.stop(sync)
     return {
         "rows": count,
         "seconds": round(elapsed, 2),
         "rows_per_s": round(count / elapsed),
+        "cpu": _per_row(cpu, count),
+    }
+
+
+def debezium(stack: c.Stack, schema: str, warehouse_schema: str, group: str, rows: int) -> dict[str, Any]:
+    """`cdc backfill --mode debezium`: Debezium's incremental snapshot of the table, its events
+    applied by a running cdc sync; the command returns once sync has applied them."""
+    target = _target(stack, schema)
+    _sql(stack.warehouse_url, f"TRUNCATE {target}")
+    env = _env(stack, warehouse_schema, group)
+    log = c.WORK / f"backfill-debezium-{group}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        sync = subprocess.Popen(
+            [*cdc_command(), "sync", "--table", f"{schema}.items"], env=env, cwd=c.REPO, stdout=out, stderr=out
+        )
+    try:
+        done, elapsed, rss = _cdc(env, "backfill", f"{schema}.items", "--mode", "debezium", "--json")
+    finally:
+        c.stop(sync)
+    if done.returncode != 0:
+        return {"error": done.stderr[-2000:]}
+    summary = json.loads(done.stdout)
+    count = _sql(stack.warehouse_url, f"SELECT count(*) FROM {target}")[0][0]
+    return {
+        "rows": summary["rows"],
+        "warehouse_rows": count,
+        "applied": summary["applied"],
+        "seconds": round(elapsed, 2),
+        "rows_per_s": round(summary["rows"] / elapsed),
+        "peak_rss_mb": round(rss, 1),
         "complete": count >= rows,
     }
 

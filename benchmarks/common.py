@@ -66,6 +66,51 @@ class Stack:
 
 
 # -- processes -------------------------------------------------------------------------------------
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()  # fields from the 3rd (state) on
+
+
+def cluster_cpu_seconds(url: str) -> float:
+    """CPU seconds a PostgreSQL cluster on this machine has used: its postmaster's own and reaped
+    children's (backends that have exited), and its live children's (the others)."""
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            (backend,) = cur.fetchone() or (0,)
+        fields = _stat(backend)
+    finally:
+        conn.close()
+    if fields is None:
+        raise RuntimeError(f"PostgreSQL at {url.rsplit('@', maxsplit=1)[-1]} does not run on this machine")
+    postmaster = int(fields[1])
+    own = _stat(postmaster) or []
+    ticks = sum(int(own[i]) for i in (11, 12, 13, 14)) if own else 0  # utime stime cutime cstime
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            child = _stat(int(entry.name))
+            if child is not None and int(child[1]) == postmaster:
+                ticks += int(child[11]) + int(child[12])
+    return ticks / _TICKS
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds of this process's reaped children (the cdc commands it ran)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def proc_status(pid: int) -> dict[str, str]:
     try:
         text = Path(f"/proc/{pid}/status").read_text()

@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import psycopg2.errors
@@ -20,6 +21,8 @@ import pytest
 from psycopg2 import sql
 
 from cdc import capture, connector
+from cdc.connect_api import ConnectClient
+from cdc.resources import cdc_command
 from cdc.settings import Settings
 from cdc.stack.control import restart_postgres
 from tests.compare import assert_same_rows
@@ -39,7 +42,7 @@ from tests.processes import (
     wait_for_quiet_topics,
     wait_until,
 )
-from tests.syncing import Lane, run_sync, start_sync, target_of, wait_for_events
+from tests.syncing import REPO, Lane, run_sync, start_sync, sync_env, target_of, wait_for_events
 from tests.workloads import Workload
 
 pytestmark = [pytest.mark.stack, pytest.mark.serial]
@@ -355,3 +358,51 @@ def test_connector_apply_survives_a_table_dropped_meanwhile(
             assert [r[0] for r in cur.fetchall()] == ["kept"]
     finally:
         conn.close()
+
+
+def test_two_connector_applies_at_once_leave_out_neither_ones_table(
+    stack: Settings, lane: Lane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each `cdc connector apply` lists the tables and sends the whole list. A second apply, for a
+    table created after the first listed its tables, runs in the middle of the first: it must
+    wait for it (an advisory lock on the source), else the first one's list, sent last, leaves
+    the new table out of the connector and the publication."""
+    s = lane.source_schema
+    src = stack.require_source_url()
+    execute(src, f"CREATE SCHEMA {s}; CREATE TABLE {s}.first (id integer PRIMARY KEY)")
+    listed = capture.discover
+    second: list[subprocess.Popen[str]] = []
+
+    def discover_then_another_apply(conn: psycopg2.extensions.connection, settings: Settings) -> list[Any]:
+        tables = listed(conn, settings)
+        if not second:
+            execute(src, f"CREATE TABLE {s}.second (id integer PRIMARY KEY)")
+            second.append(
+                subprocess.Popen(
+                    [*cdc_command(), "connector", "apply"],
+                    env=sync_env(stack, lane),
+                    cwd=REPO,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+            )
+            # It either finishes now (no lock: its list, with `second`, is then overwritten by
+            # ours) or waits for our lock.
+            waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            wait_until(lambda: second[0].poll() is not None or query(src, waiting) != [(0,)], 60, "the second apply")
+        return tables
+
+    monkeypatch.setattr(capture, "discover", discover_then_another_apply)
+    connector.apply(stack, None, lambda _: None)
+    output, _ = second[0].communicate(timeout=180)
+    assert second[0].returncode == 0, output
+    assert "another cdc connector apply runs against this source: waiting for it to finish" in output
+    published = query(
+        src,
+        "SELECT tablename FROM pg_publication_tables WHERE pubname = %s AND schemaname = %s ORDER BY 1",
+        (stack.publication_name, s),
+    )
+    assert published == [("first",), ("second",)]
+    config = ConnectClient(stack.require_connect_url()).config(stack.connector_name) or {}
+    assert f"{s}\\.second" in config["table.include.list"].split(","), config["table.include.list"]
