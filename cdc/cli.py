@@ -550,6 +550,28 @@ def verify(
 
 
 @app.command()
+def doctor(
+    json_out: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
+) -> None:
+    """Check the source, the slot, the publication and the connector: PASS, WARN or FAIL, each
+    with its fix; exit 1 on any FAIL."""
+    from cdc.ops.doctor import Verdict
+    from cdc.ops.doctor import run as run_doctor
+
+    checks = run_doctor(_settings())
+    if json_out:
+        typer.echo(json.dumps({"checks": [c.as_json() for c in checks]}))
+    else:
+        colour = {Verdict.PASS: "green", Verdict.WARN: "yellow", Verdict.FAIL: "bold red"}
+        table = Table("", "area", "check", "what was found", "fix")
+        for c in checks:
+            table.add_row(f"[{colour[c.verdict]}]{c.verdict}[/]", c.area, c.name, c.detail, c.fix)
+        out.print(table)
+    if any(c.verdict is Verdict.FAIL for c in checks):
+        raise typer.Exit(1)
+
+
+@app.command()
 def topics(
     prefix: Annotated[
         str | None, typer.Option(help="Only topics starting with this (default: the topic prefix + '.').")
