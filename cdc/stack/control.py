@@ -14,10 +14,10 @@ import psycopg2
 from cdc import connector
 from cdc.connect_api import ConnectClient
 from cdc.errors import StackError
-from cdc.resources import sql_file
 from cdc.settings import Settings
 from cdc.stack import jars, kafka, postgres, state, tools
 from cdc.stack.state import Layout, StackState
+from cdc.warehouse import bootstrap
 
 Say = Callable[[str], None]
 
@@ -130,9 +130,9 @@ def load_settings_for_stack(settings: Settings) -> Settings:
 def _bootstrap_warehouse(url: str) -> None:
     conn = psycopg2.connect(url)
     try:
-        conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute(sql_file("warehouse_bootstrap.sql"))
+            bootstrap.ensure(cur)
+        conn.commit()
     finally:
         conn.close()
 

@@ -23,7 +23,6 @@ from cdc.buffer import TableBatch
 from cdc.decode.toast import is_unavailable
 from cdc.errors import ConfigError, TerminalError
 from cdc.events import DDL_TABLE, ChangeEvent, Column, Op, TableId, TableSchema
-from cdc.resources import sql_file
 from cdc.schema.policy import Policies
 from cdc.warehouse import (
     DeadLetter,
@@ -32,6 +31,7 @@ from cdc.warehouse import (
     Hold,
     StoredLetter,
     TopicPartition,
+    bootstrap,
     drift,
     keyless,
     ledger,
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _TABLE_MAP_LOCK = 7_241_001  # advisory lock serialising target-name choices across sync processes
-_BOOTSTRAP_LOCK = 7_241_002  # advisory lock serialising the creation of cdc's tables and schemas
 
 
 class PostgresWarehouse:
@@ -117,10 +116,7 @@ class PostgresWarehouse:
             # costs per staged row, whatever the target's size.
             cur.execute("SET enable_hashjoin = off")
             cur.execute("SET enable_mergejoin = off")
-            # CREATE ... IF NOT EXISTS is not safe against itself: two members starting at once
-            # could both try, and one fail on a unique catalog index. One at a time.
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_BOOTSTRAP_LOCK,))
-            cur.execute(sql_file("warehouse_bootstrap.sql"))
+            bootstrap.ensure(cur)
             cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self._schema)))
         self._conn.commit()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -288,3 +289,30 @@ def test_a_replayed_letter_is_marked_with_its_rows_and_never_applied_twice(write
         assert rows(warehouse_url, w._schema, "fx__no_pk") == [(1, "one"), (2, "two"), (2, "two"), (2, "two")]
     finally:
         execute(warehouse_url, f"DELETE FROM cdc.dead_letter WHERE id = {letter}")
+
+
+def test_a_writer_starting_beside_running_flushes_takes_no_lock_on_cdcs_tables(
+    writer: Writer, warehouse_url: str
+) -> None:
+    """A process starting while others flush: with cdc's tables up to date its bootstrap runs no
+    DDL, which would lock those tables one after another against the flushes (a deadlock was
+    seen, 40P01, with two processes starting beside running ones). Shown against a transaction
+    that holds a row lock on each of cdc's tables, as a flush holds some."""
+    writer().prepare()  # cdc's tables up to date
+    import psycopg2
+
+    flush = psycopg2.connect(warehouse_url)
+    try:
+        with flush.cursor() as cur:
+            for table in ("kafka_offsets", "schema_change", "alert_outbox", "source_ddl", "backfill_run"):
+                cur.execute(f"LOCK TABLE cdc.{table} IN ROW EXCLUSIVE MODE")
+            started = writer()
+            thread = threading.Thread(target=started.prepare, daemon=True)
+            thread.start()
+            thread.join(20)
+            waited = thread.is_alive()  # blocked behind the transaction above
+    finally:
+        flush.rollback()
+        flush.close()
+    thread.join(30)
+    assert not waited, "the starting writer's bootstrap waited for the running flush's locks"
