@@ -41,13 +41,8 @@ demo: stack-up
 	$(CDC) topics --prefix cdc.shop.
 
 # Every test: unit, then integration against the real stack (started here if it is not running).
-# Two phases: the tests that keep to their own lane, two at a time (pytest-xdist, a module per
-# worker at a time), then those marked serial (they stop a shared component, or measure lag) alone.
 test: stack-up
-	@status=0; \
-	$(BIN)/pytest -n 2 --dist loadgroup -m "not serial" || status=$$?; \
-	$(BIN)/pytest -m serial || status=$$?; \
-	exit $$status
+	$(BIN)/pytest
 
 unit: install
 	$(BIN)/pytest tests/unit

@@ -90,19 +90,3 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "kafka_client" in metafunc.fixturenames and not chosen:
         both = metafunc.definition.get_closest_marker("both_clients") is not None
         metafunc.parametrize("kafka_client", KAFKA_CLIENTS if both else KAFKA_CLIENTS[:1], ids=lambda c: c)
-
-
-# Test modules that share state outside their lane run in one xdist group, one after the other:
-# the backfill ones assert that no backfill slot is left in the source.
-_SHARED_GROUPS = {
-    "test_backfill": "backfill",
-    "test_backfill_debezium": "backfill",
-    "test_backfill_snapshot": "backfill",
-}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under `pytest -n` (make test's first phase) a module's tests stay on one worker, in order."""
-    for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else "?"
-        item.add_marker(pytest.mark.xdist_group(_SHARED_GROUPS.get(module, module)))
