@@ -309,11 +309,6 @@ def snapshot_collection(table: SourceTable) -> str:
     return f"{java_regex_literal(table.schema)}\\.{java_regex_literal(table.name)}"
 
 
-def request_incremental_snapshot(conn: psycopg2.extensions.connection, tables: list[SourceTable]) -> str:
-    """Ask Debezium (through the signal table) to send the existing rows of tables."""
-    return request_snapshot(conn, tables)
-
-
 def request_snapshot(
     conn: psycopg2.extensions.connection,
     tables: list[SourceTable],

@@ -159,7 +159,7 @@ def apply(settings: Settings, path: Path | None, say: Callable[[str], None]) -> 
         # Rows already in a table captured from now on: Debezium's initial snapshot ran long ago.
         snapshot = [t for t in added if existed and t.has_primary_key and capture.has_rows(conn, t)]
         if snapshot:
-            capture.request_incremental_snapshot(conn, snapshot)
+            capture.request_snapshot(conn, snapshot)
             say("incremental snapshot requested for " + ", ".join(t.qualified for t in snapshot))
         for table in (t for t in added if existed and not t.has_primary_key and capture.has_rows(conn, t)):
             say(

@@ -108,8 +108,7 @@ def snapshot(
         chunk = int(connector.get("incremental.snapshot.chunk.size") or DEFAULT_CHUNK)
         with _notifications(settings) as notes:
             filters = {t.qualified: where for t in chosen} if where is not None else None
-            signal_id = capture.request_snapshot(source, chosen, filters=filters)
-            source.commit()
+            signal_id = capture.request_snapshot(source, chosen, filters=filters)  # autocommit: sent now
             followed = Followed(
                 [Scanned(TableId(t.schema, t.name), estimates[t.qualified]) for t in chosen], signal_id, chunk
             )

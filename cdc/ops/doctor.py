@@ -179,17 +179,13 @@ def _wal_keep(cur: Any) -> Check:
 
 
 def _publication(cur: Any, publication: str, captured: list[capture.SourceTable]) -> Check:
+    if not _one(cur, "SELECT count(*) FROM pg_publication WHERE pubname = %s", (publication,)):
+        return Check(
+            "source", "publication", Verdict.FAIL, f"publication {publication} does not exist", "cdc connector apply"
+        )
     cur.execute("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s", (publication,))
     published = {f"{s}.{t}" for s, t in cur.fetchall()}
     wanted = {t.qualified for t in captured}
-    if not _one(cur, "SELECT count(*) FROM pg_publication WHERE pubname = %s", (publication,)):
-        return Check(
-            "source",
-            "publication",
-            Verdict.FAIL,
-            f"publication {publication} does not exist",
-            "cdc connector apply",
-        )
     missing, extra = sorted(wanted - published), sorted(published - wanted)
     if not missing and not extra:
         return Check("source", "publication", Verdict.PASS, f"{publication} holds the {len(wanted)} captured tables")
