@@ -35,6 +35,9 @@ class TableBatch:
     truncated_at: Version | None = None  # rows older than this are removed before rows are applied
     truncated_ts_ms: int | None = None
     truncate_origin: Origin | None = None  # the newest truncate's message
+    # Events taken per op (Op's letter), counted before compaction: what `cdc status` and the
+    # metrics call applied, as every one of them is applied in effect once the batch is.
+    ops: dict[str, int] = field(default_factory=dict)
 
     @property
     def keyed(self) -> bool:
@@ -42,6 +45,15 @@ class TableBatch:
 
     def events(self) -> list[ChangeEvent]:
         return list(self.rows.values()) if self.keyed else self.ordered
+
+    def newest(self) -> tuple[Version, int | None] | None:
+        """The source position and commit time (ms) of the newest change the batch holds."""
+        newest = max(self.events(), key=lambda e: e.version, default=None)
+        if newest is not None and (self.truncated_at is None or newest.version > self.truncated_at):
+            return newest.version, newest.commit_ts_ms
+        if self.truncated_at is not None:
+            return self.truncated_at, self.truncated_ts_ms
+        return None
 
 
 @dataclass(slots=True)
@@ -65,6 +77,7 @@ class Buffer:
                 batch = self.tables[event.table] = TableBatch(event.schema)
             else:
                 batch.schema = event.schema
+        batch.ops[event.op] = batch.ops.get(event.op, 0) + 1
         if event.op is Op.TRUNCATE:
             for older in self.sealed:
                 if older.schema.table == event.table:

@@ -215,3 +215,34 @@ CREATE TABLE IF NOT EXISTS cdc.backfill_deleted (
     lsn           bigint NOT NULL,
     PRIMARY KEY (target_schema, target_table, key)
 );
+
+-- Per warehouse table: the change events applied (counted before compaction, so a row updated ten
+-- times between two flushes counts ten) and the newest applied change's source position and commit
+-- time. Written in the flush's transaction; `cdc status` reads it, whether or not cdc sync runs.
+CREATE TABLE IF NOT EXISTS cdc.table_progress (
+    target_schema text        NOT NULL,
+    target_table  text        NOT NULL,
+    events        bigint      NOT NULL DEFAULT 0,
+    commit_lsn    bigint      NOT NULL,
+    lsn           bigint      NOT NULL,
+    source_ts     timestamptz,            -- the newest applied change's commit time in the source
+    applied_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (target_schema, target_table)
+);
+
+-- The replication slot as cdc sync's guard last saw it, per warehouse schema (cdc/sync/slot_guard.py):
+-- whether its retained WAL is above the alert limit (an alert per crossing, not per look), and a
+-- gap in the changes (the slot lost or recreated) that stops cdc sync until `cdc verify` proves
+-- every replicated table equal again.
+CREATE TABLE IF NOT EXISTS cdc.slot_watch (
+    slot_name           text        NOT NULL,
+    scope               text        NOT NULL,  -- the warehouse schema
+    confirmed_flush_lsn bigint,
+    retained_bytes      bigint,
+    retained_above      boolean     NOT NULL DEFAULT false,
+    seen_at             timestamptz NOT NULL DEFAULT now(),
+    gap_at              timestamptz,
+    gap_detail          text,
+    repaired_at         timestamptz,
+    PRIMARY KEY (slot_name, scope)
+);

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import NamedTuple, Protocol
 
 from cdc.buffer import TableBatch
-from cdc.events import Origin, TableId
+from cdc.events import Origin, TableId, Version
 
 TopicPartition = tuple[str, int]
 
@@ -50,6 +50,22 @@ class Hold(NamedTuple):
     table: TableId
 
 
+@dataclass(slots=True)
+class Progress:
+    """What one flush applied to one warehouse table: events by op (Op's letter, counted before
+    compaction), and the newest change's position and source commit time."""
+
+    ops: dict[str, int] = field(default_factory=dict)
+    newest: Version | None = None
+    newest_ts_ms: int | None = None
+
+    def add(self, ops: dict[str, int], version: Version, ts_ms: int | None) -> None:
+        for op, count in ops.items():
+            self.ops[op] = self.ops.get(op, 0) + count
+        if self.newest is None or version > self.newest:
+            self.newest, self.newest_ts_ms = version, ts_ms
+
+
 @dataclass(frozen=True, slots=True)
 class FlushResult:
     rows: int  # rows the warehouse changed
@@ -61,6 +77,8 @@ class FlushResult:
     # the stored offset stops; the loop reads the partition again from there once accepted.
     held: dict[TopicPartition, Hold] = field(default_factory=dict)
     schema_changes: int = 0  # schema changes recorded (and alerts queued) by this flush
+    # Per warehouse table (schema.table): the events applied and the newest change.
+    progress: dict[str, Progress] = field(default_factory=dict)
 
 
 class Warehouse(Protocol):

@@ -12,7 +12,7 @@ from psycopg2.extras import execute_values
 from cdc import pgerrors
 from cdc.errors import TerminalError
 from cdc.events import Origin, TableId
-from cdc.warehouse import DeadLetter, StoredLetter, TopicPartition
+from cdc.warehouse import DeadLetter, Progress, StoredLetter, TopicPartition
 from cdc.warehouse import statements as stmt
 from cdc.warehouse.errors import translate
 
@@ -39,6 +39,41 @@ def write_offsets(cur: Any, group: str, offsets: dict[TopicPartition, int]) -> N
         "SET next_offset = EXCLUDED.next_offset, updated_at = now() "
         "WHERE cdc.kafka_offsets.next_offset <= EXCLUDED.next_offset",
         [(group, topic, partition, offset) for (topic, partition), offset in offsets.items()],
+    )
+
+
+# The position only moves forward (a replayed batch still counts its events).
+_WRITE_PROGRESS = (
+    "INSERT INTO cdc.table_progress AS t (target_schema, target_table, events, commit_lsn, lsn, source_ts) "
+    "VALUES %s ON CONFLICT (target_schema, target_table) DO UPDATE SET "
+    "events = t.events + EXCLUDED.events, applied_at = now(), "
+    "(commit_lsn, lsn, source_ts) = (SELECT * FROM (VALUES (t.commit_lsn, t.lsn, t.source_ts), "
+    "(EXCLUDED.commit_lsn, EXCLUDED.lsn, EXCLUDED.source_ts)) AS v (c, l, s) ORDER BY c DESC, l DESC LIMIT 1)"
+)
+
+
+def write_progress(cur: Any, progress: dict[stmt.Target, Progress]) -> None:
+    """Per table, the events applied and the newest change's position, in the flush's transaction:
+    what `cdc status` reports, true to the rows whether or not cdc sync still runs."""
+    if not progress:
+        return
+    execute_values(
+        cur,
+        _WRITE_PROGRESS,
+        [
+            (
+                target.schema,
+                target.table,
+                sum(p.ops.values()),
+                p.newest.commit_lsn,
+                p.newest.lsn,
+                None if p.newest_ts_ms is None else p.newest_ts_ms / 1000,
+            )
+            # In one order, so that two members flushing the same tables wait rather than deadlock.
+            for target, p in sorted(progress.items(), key=lambda item: (item[0].schema, item[0].table))
+            if p.newest is not None
+        ],
+        template="(%s, %s, %s, %s, %s, to_timestamp(%s))",
     )
 
 

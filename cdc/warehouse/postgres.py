@@ -29,6 +29,7 @@ from cdc.warehouse import (
     Flush,
     FlushResult,
     Hold,
+    Progress,
     StoredLetter,
     TopicPartition,
     bootstrap,
@@ -182,6 +183,7 @@ class PostgresWarehouse:
                 for batch in sorted(flush.tables, key=lambda b: b.schema.table != DDL_TABLE):
                     self._apply_table(cur, batch, work, replaying=bool(flush.replaying))
                 ledger.write_dead(cur, self._group, work.dead)
+                ledger.write_progress(cur, work.progress)
                 ledger.write_offsets(cur, self._group, _held_back(flush.offsets, work.held))
                 if flush.replaying:
                     failed = {d.origin for d in work.dead}
@@ -205,6 +207,7 @@ class PostgresWarehouse:
             skipped=work.skipped,
             held=work.held,
             schema_changes=len(announcements),
+            progress={str(t): p for t, p in work.progress.items()},
         )
 
     def _apply_table(self, cur: Any, batch: TableBatch, work: _Work, *, replaying: bool) -> None:
@@ -225,6 +228,7 @@ class PostgresWarehouse:
         if isinstance(schema, Held):
             work.hold(batch, events)
             return
+        work.progressed(target, batch)
         if batch.truncated_at is not None:
             version = batch.truncated_at
             params: tuple[int, ...] = (version.commit_lsn, version.lsn)
@@ -576,6 +580,12 @@ class _Work:
     held: dict[TopicPartition, Hold] = field(default_factory=dict)  # partition -> first offset not applied
     held_tables: set[TableId] = field(default_factory=set)
     handovers: dict[TableId, handover.Handover] = field(default_factory=dict)  # tables backfilled
+    progress: dict[stmt.Target, Progress] = field(default_factory=dict)  # per table applied
+
+    def progressed(self, target: stmt.Target, batch: TableBatch) -> None:
+        newest = batch.newest()
+        if newest is not None:
+            self.progress.setdefault(target, Progress()).add(batch.ops, *newest)
 
     def hold(self, batch: TableBatch, events: list[ChangeEvent]) -> None:
         """Nothing of this batch is applied, and the offsets of its partitions stop before it."""
