@@ -16,8 +16,12 @@ import psycopg2
 
 from cdc import capture, pgerrors
 from cdc.errors import CdcError
+from cdc.ops.kafka_view import KafkaView
+from cdc.ops.text import human_bytes
 from cdc.schema.install import TRIGGERS
 from cdc.settings import Settings
+from cdc.warehouse import ledger
+from cdc.warehouse.naming import table_of_topic
 
 
 class Verdict(StrEnum):
@@ -40,18 +44,30 @@ class Check:
 
 def run(settings: Settings) -> list[Check]:
     checks: list[Check] = []
-    checks += _guarded("source", "connect to the source", lambda: list(_source_checks(settings)))
+    checks += _guarded(
+        "source",
+        "connect to the source",
+        lambda: list(_source_checks(settings)),
+        "check CDC_SOURCE_URL and that the source is up",
+    )
     checks += _guarded("connector", "read Kafka Connect's status", lambda: list(_connector_checks(settings)))
+    checks += _guarded("kafka", "reach Kafka", lambda: list(_kafka_checks(settings)))
+    warehouse_fix = "check CDC_WAREHOUSE_URL and that the warehouse is up"
+    checks += _guarded("warehouse", "reach the warehouse", lambda: list(_warehouse_checks(settings)), warehouse_fix)
+    if checks[-1].name != "reach the warehouse":
+        checks += _guarded(
+            "offsets", "compare stored offsets with Kafka", lambda: list(_offset_checks(settings)), warehouse_fix
+        )
     return checks
 
 
-def _guarded(area: str, what: str, checks: Callable[[], list[Check]]) -> list[Check]:
+def _guarded(area: str, what: str, checks: Callable[[], list[Check]], fix: str = "") -> list[Check]:
     try:
         return checks()
     except CdcError as exc:
-        return [Check(area, what, Verdict.FAIL, exc.problem, exc.fix or "")]
+        return [Check(area, what, Verdict.FAIL, exc.problem, exc.fix or fix)]
     except psycopg2.Error as exc:
-        return [Check(area, what, Verdict.FAIL, pgerrors.describe(exc), "")]
+        return [Check(area, what, Verdict.FAIL, pgerrors.describe(exc), fix)]
 
 
 # -- the source -----------------------------------------------------------------------------------
@@ -61,7 +77,7 @@ def _source_checks(settings: Settings) -> Iterator[Check]:
         with conn.cursor() as cur:
             yield _wal_level(cur)
             yield _replication_role(cur)
-            yield from _slot(cur, settings.slot_name)
+            yield from _slot(cur, settings.slot_name, settings.slot_retained_warn_bytes)
             yield _wal_keep(cur)
         selection = capture.survey(conn, settings)
         with conn.cursor() as cur:
@@ -107,7 +123,7 @@ def _replication_role(cur: Any) -> Check:
     )
 
 
-def _slot(cur: Any, slot: str) -> Iterator[Check]:
+def _slot(cur: Any, slot: str, limit: int) -> Iterator[Check]:
     cur.execute(
         "SELECT active, wal_status, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, safe_wal_size "
         "FROM pg_replication_slots WHERE slot_name = %s",
@@ -126,7 +142,9 @@ def _slot(cur: Any, slot: str) -> Iterator[Check]:
         )
         return
     active, wal_status, retained, safe = row
-    retained_text = f"{_bytes(retained)} of WAL retained" + (f", {_bytes(safe)} more before loss" if safe else "")
+    retained_text = f"{human_bytes(retained)} of WAL retained" + (
+        f", {human_bytes(safe)} more before loss" if safe else ""
+    )
     if wal_status == "lost":
         yield Check(
             "source",
@@ -146,6 +164,14 @@ def _slot(cur: Any, slot: str) -> Iterator[Check]:
         )
     else:
         yield Check("source", "replication slot", Verdict.PASS, f"slot {slot}: {wal_status}, {retained_text}")
+    if retained is not None and retained > limit > 0:
+        yield Check(
+            "source",
+            "retained WAL",
+            Verdict.WARN,
+            f"slot {slot} retains {human_bytes(retained)} of WAL, above the limit of {human_bytes(limit)}",
+            "get Debezium streaming again (see the connector checks); the limit is CDC_SLOT_RETAINED_WARN_BYTES",
+        )
     if not active:
         yield Check(
             "source",
@@ -154,15 +180,6 @@ def _slot(cur: Any, slot: str) -> Iterator[Check]:
             f"nobody streams from slot {slot}: WAL piles up on the source until Debezium reads it again",
             "check cdc connector status (a stopped or failed task)",
         )
-
-
-def _bytes(value: int | None) -> str:
-    size = float(value or 0)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"
 
 
 def _wal_keep(cur: Any) -> Check:
@@ -281,10 +298,134 @@ def _connector_checks(settings: Settings) -> Iterator[Check]:
             yield Check("connector", f"{name} task {number}", Verdict.PASS, "RUNNING")
         else:
             why = f": {first_line[0]}" if task_state == "FAILED" and first_line else ""
-            yield Check(
-                "connector",
-                f"{name} task {number}",
-                Verdict.FAIL,
-                f"task {number} is {task_state}{why}",
-                "fix the cause in the trace (cdc connector status), then cdc connector apply to restart it",
+            fix = "fix the cause in the trace (cdc connector status), then cdc connector apply to restart it"
+            if "no longer available on the server" in why:
+                fix = "the slot lost the connector's position: cdc connector resnapshot, then cdc verify --fix"
+            yield Check("connector", f"{name} task {number}", Verdict.FAIL, f"task {number} is {task_state}{why}", fix)
+
+
+# -- Kafka ----------------------------------------------------------------------------------------
+def _kafka_checks(settings: Settings) -> Iterator[Check]:
+    bootstrap = settings.require_kafka()
+    with KafkaView(bootstrap) as kafka:
+        topics = kafka.topics(f"{settings.topic_prefix}.")
+    changes = [t for t in topics if table_of_topic(t, settings.topic_prefix) is not None]
+    yield Check("kafka", "broker", Verdict.PASS, f"{bootstrap} answers; {len(changes)} change topics")
+    if not changes:
+        yield Check(
+            "kafka",
+            "change topics",
+            Verdict.WARN,
+            f"no topic {settings.topic_prefix}.<schema>.<table> yet: Debezium has sent no change",
+            "cdc connector apply; a table's topic appears with its first change",
+        )
+
+
+def _warehouse(settings: Settings) -> Any:
+    try:
+        return psycopg2.connect(settings.require_warehouse_url(), connect_timeout=10)
+    except psycopg2.Error as exc:
+        raise pgerrors.translate(exc, "connecting", "warehouse") from exc
+
+
+# -- the warehouse --------------------------------------------------------------------------------
+def _warehouse_checks(settings: Settings) -> Iterator[Check]:
+    conn = _warehouse(settings)
+    try:
+        with conn.cursor() as cur:
+            read_only = _one(cur, "SELECT current_setting('transaction_read_only') = 'on' OR pg_is_in_recovery()")
+            if read_only:
+                yield Check(
+                    "warehouse",
+                    "writable",
+                    Verdict.FAIL,
+                    "the warehouse is read-only (a standby, or default_transaction_read_only)",
+                    "point CDC_WAREHOUSE_URL at the primary",
+                )
+                return
+            schema = settings.warehouse_schema
+            cur.execute(
+                "SELECT current_user, to_regnamespace(%s) IS NULL OR has_schema_privilege(%s, 'CREATE'), "
+                "to_regclass('cdc.kafka_offsets') IS NOT NULL "
+                "AND has_table_privilege('cdc.kafka_offsets', 'INSERT, UPDATE'), "
+                "has_database_privilege(current_database(), 'CREATE')",
+                (schema, schema),
             )
+            user, schema_ok, ledger_ok, database_ok = cur.fetchall()[0]
+    finally:
+        conn.close()
+    problems = []
+    if not schema_ok:
+        problems.append(f"role {user} may not create tables in schema {schema}")
+    if not ledger_ok and not database_ok:
+        problems.append(f"role {user} can neither write cdc.kafka_offsets nor create cdc's schema")
+    if problems:
+        yield Check(
+            "warehouse",
+            "writable",
+            Verdict.FAIL,
+            "; ".join(problems),
+            f'GRANT CREATE ON SCHEMA "{schema}" TO "{user}"; GRANT CREATE ON DATABASE ... TO "{user}"',
+        )
+    else:
+        yield Check("warehouse", "writable", Verdict.PASS, f"role {user} writes schema {schema} and cdc's ledger")
+
+
+# -- stored offsets against what Kafka retains ----------------------------------------------------
+def _offset_checks(settings: Settings) -> Iterator[Check]:
+    group = settings.consumer_group
+    conn = _warehouse(settings)
+    try:
+        with conn.cursor() as cur:
+            if not _one(cur, "SELECT to_regclass('cdc.kafka_offsets') IS NOT NULL"):
+                stored = {}
+            else:
+                stored = ledger.stored_offsets(cur, group)
+    finally:
+        conn.close()
+    if not stored:
+        yield Check("offsets", "stored offsets", Verdict.PASS, f"consumer group {group} has stored none yet")
+        return
+    with KafkaView(settings.require_kafka()) as kafka:
+        retained = kafka.retained(sorted({topic for topic, _ in stored}))
+    lost, gone, ahead = [], [], []
+    for (topic, partition), offset in sorted(stored.items()):
+        found = retained.get((topic, partition))
+        if found is None:
+            gone.append(f"{topic}[{partition}]")
+        elif offset < found.begin:
+            lost.append(f"{topic}[{partition}] offsets {offset}..{found.begin - 1}")
+        elif offset > found.end:
+            ahead.append(f"{topic}[{partition}] stored {offset}, end {found.end}")
+    if lost:
+        yield Check(
+            "offsets",
+            "stored offsets",
+            Verdict.FAIL,
+            f"changes deleted from Kafka before cdc sync applied them: {'; '.join(lost[:5])}",
+            "cdc backfill the tables of these topics (their rows come again from the source), then cdc verify "
+            "--fix; lengthen the topics' retention.ms",
+        )
+    if ahead:
+        yield Check(
+            "offsets",
+            "stored offsets",
+            Verdict.FAIL,
+            f"stored offsets past the topic's end (the topic was deleted and made again): {'; '.join(ahead[:5])}",
+            "cdc backfill the tables of these topics, then cdc verify --fix",
+        )
+    if gone:
+        yield Check(
+            "offsets",
+            "topics of stored offsets",
+            Verdict.WARN,
+            f"offsets are stored for topics Kafka no longer has: {', '.join(gone[:5])}",
+            "if their tables are still captured, cdc backfill them; otherwise nothing to do",
+        )
+    if not lost and not ahead:
+        yield Check(
+            "offsets",
+            "stored offsets",
+            Verdict.PASS,
+            f"{len(stored)} partitions of group {group}, each within what Kafka retains",
+        )
