@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import traceback
 from enum import StrEnum
 from pathlib import Path
@@ -168,6 +169,16 @@ def connector_apply(
     say(f"connector {report.name}: {report.state.state}; {len(report.tables)} tables captured")
 
 
+@connector_app.command("resnapshot")
+def connector_resnapshot() -> None:
+    """Forget the connector's offsets and take a new initial snapshot from the slot as it is now:
+    the repair after the slot was lost or recreated (then cdc verify --fix)."""
+    from cdc import connector
+
+    state = connector.resnapshot(_settings(), say)
+    say(f"connector {state.name}: {state.state}; Debezium is taking a new snapshot of every captured table")
+
+
 @connector_app.command("status")
 def connector_status() -> None:
     """The connector's state, its tasks, and the tables it captures."""
@@ -249,6 +260,10 @@ def sync(
             min=1,
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve Prometheus metrics on this port (/metrics; 0 picks a free one).", min=0, max=65535),
+    ] = None,
 ) -> None:
     """Apply the change events from Kafka to the warehouse, continuously, exactly once in effect."""
     from cdc import logs
@@ -263,6 +278,7 @@ def sync(
         until_idle=until_idle,
         progress_every=progress_every,
         stall_seconds=stall_seconds,
+        metrics_port=metrics_port,
     )
     say(stopped_line(stats))
 
@@ -547,6 +563,25 @@ def verify(
             say(line)
     if any(not r.equal for r in reports):
         raise typer.Exit(1)
+    if not table and _gap_repaired(settings):
+        tell("every replicated table is equal: the recorded gap in the changes is repaired, cdc sync may run again")
+
+
+def _gap_repaired(settings: Settings) -> bool:
+    """A slot gap recorded for this warehouse schema is repaired once verify proves every table equal."""
+    import psycopg2
+
+    from cdc.sync.slot_guard import clear_gap
+
+    conn = psycopg2.connect(settings.require_warehouse_url())
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('cdc.slot_watch') IS NOT NULL")
+            cleared = clear_gap(cur, settings.warehouse_schema) if cur.fetchall()[0][0] else 0
+        conn.commit()
+    finally:
+        conn.close()
+    return cleared > 0
 
 
 @app.command()
@@ -569,6 +604,39 @@ def doctor(
         out.print(table)
     if any(c.verdict is Verdict.FAIL for c in checks):
         raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    table: Annotated[
+        list[str] | None, typer.Option("--table", help="Only tables matching this schema.table glob (repeatable).")
+    ] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh in place until Ctrl-C.")] = False,
+    every: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.", min=0.5)] = 2.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one reading as JSON.")] = False,
+) -> None:
+    """The connector, the slot and, per table, lag (messages, seconds), what was applied, dead
+    letters, drift holds and backfills. Reads only; works whether cdc sync runs or not."""
+    from cdc.ops import status_view
+    from cdc.ops.status import collect
+
+    settings = _settings()
+    patterns = tuple(table or ())
+    if json_out:
+        typer.echo(json.dumps(collect(settings, patterns).as_json()))
+        return
+    if not watch:
+        out.print(status_view.render(collect(settings, patterns)))
+        return
+    from rich.live import Live
+
+    with Live(status_view.render(collect(settings, patterns)), console=out, auto_refresh=False) as live:
+        try:
+            while True:
+                time.sleep(every)
+                live.update(status_view.render(collect(settings, patterns)), refresh=True)
+        except KeyboardInterrupt:
+            pass
 
 
 @app.command()

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tenacity import (
     RetryCallState,
@@ -46,8 +46,13 @@ from cdc.errors import CdcError, TransientError
 from cdc.events import DDL_TABLE, ChangeEvent, Op, Origin, TableId, new_tuple
 from cdc.sync.consume import BATCH, Partition, Record, change_topics, topic_safe
 from cdc.sync.positions import Positions
+from cdc.sync.slot_guard import SlotGapError
 from cdc.sync.stall import StallDetector, StallError
-from cdc.warehouse import DeadLetter, Flush, Hold, Warehouse, naming
+from cdc.warehouse import DeadLetter, Flush, FlushResult, Hold, Warehouse, naming
+
+if TYPE_CHECKING:
+    from cdc.sync.metrics import Metrics
+    from cdc.sync.slot_guard import SlotGuard
 
 log = logging.getLogger("cdc.sync")
 
@@ -125,6 +130,8 @@ class Sync:
         # Partitions of tables their schema policy holds: paused, positioned at the first change not applied.
         self._held: dict[Partition, TableId] = {}
         self.on_schema_change: Callable[[], None] = lambda: None  # a flush recorded schema changes
+        self.metrics: Metrics | None = None  # --metrics-port
+        self.guard: SlotGuard | None = None  # the replication slot's, when the source is known
         # Schema drift reads the source's DDL log to tell a rename from a drop and an add: a batch
         # with a new schema waits (briefly) until this member has read that log as far as it goes.
         self._schemas: dict[TableId, Any] = {}  # each table's newest event schema
@@ -153,7 +160,7 @@ class Sync:
             return self.stats
         try:
             self._loop()
-        except StallError:
+        except (StallError, SlotGapError):
             self._final_flush()  # what was read is good: store it before stopping
             raise
         finally:
@@ -235,7 +242,7 @@ class Sync:
                 break  # stopping while the warehouse fails: _final_flush says what was not stored
             if now - last_check >= check_every:
                 last_check = now
-                self._check_stall()
+                self._checks()
             if self._held and now - last_release >= _RELEASE_EVERY:
                 last_release = now
                 self._release_accepted()
@@ -410,13 +417,21 @@ class Sync:
             self._first_buffered = None
             return
         flush = Flush(self._buffer.batches(), moved, self._dead)
+        events = len(self._buffer)
         self._buffer = Buffer()
         self._dead = []
         self._first_buffered = None
-        future = self._flusher.submit(self._retrying, lambda: self.warehouse.apply(flush), "flush", give_up_after)
+        future = self._flusher.submit(self._retrying, lambda: self._apply(flush, events), "flush", give_up_after)
         self._in_flight = (future, moved)
         if wait:
             self._await_flush()
+
+    def _apply(self, flush: Flush, events: int) -> FlushResult:
+        started = time.monotonic()
+        result = self.warehouse.apply(flush)
+        if self.metrics is not None:
+            self.metrics.flushed(result, time.monotonic() - started, events)
+        return result
 
     def _await_flush(self) -> None:
         """Wait for the flush in flight; its failure is raised here (and the flushed buffer is
@@ -449,7 +464,7 @@ class Sync:
             wait=wait_exponential_jitter(initial=0.5, max=30, jitter=1),
             stop=stop | stop_when_event_set(self._stop),
             sleep=self._wait,  # a stop asked for during a wait ends it at once
-            before_sleep=_log_retry(what),
+            before_sleep=_log_retry(what, self.metrics),
             reraise=True,
         ):
             with attempt:
@@ -579,6 +594,20 @@ class Sync:
         nexts = self._positions.next
         return sum(max(0, end - nexts.get(p, 0)) for p, end in ends.items() if p not in self._held)
 
+    def _checks(self) -> None:
+        if self.guard is not None:
+            self.guard.check()  # a gap in the changes: stop (what was read is flushed first)
+        self._check_stall()
+        if self.metrics is not None:
+            self._sample_lag(self.metrics)
+
+    def _sample_lag(self, metrics: Metrics) -> None:
+        assigned = self._source.assignment()
+        ends = self._source.end_offsets(assigned) if assigned else None
+        if ends:
+            nexts = self._positions.next
+            metrics.consumer_lags({p: max(0, end - nexts.get(p, end)) for p, end in ends.items()})
+
     def _check_stall(self) -> None:
         limit = self.options.stall_seconds
         if self._rebalance_began is not None:
@@ -635,8 +664,10 @@ class Sync:
         )
 
 
-def _log_retry(what: str) -> Callable[[RetryCallState], None]:
+def _log_retry(what: str, metrics: Metrics | None) -> Callable[[RetryCallState], None]:
     def before_sleep(state: RetryCallState) -> None:
+        if metrics is not None:
+            metrics.retried(what)
         error = state.outcome.exception() if state.outcome else None
         cause = error.problem if isinstance(error, CdcError) else error
         delay = state.next_action.sleep if state.next_action else 0

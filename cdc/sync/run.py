@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from cdc.errors import ConfigError
@@ -10,7 +11,10 @@ from cdc.schema.policy import policies_of
 from cdc.settings import Settings
 from cdc.sync.consume import KafkaSource, change_topics
 from cdc.sync.loop import Sync, SyncOptions, SyncStats, stop_on_signals
+from cdc.sync.slot_guard import SlotGapError, SlotGuard
 from cdc.warehouse.postgres import PostgresWarehouse
+
+log = logging.getLogger("cdc.sync")
 
 
 def run_sync(
@@ -21,6 +25,7 @@ def run_sync(
     until_idle: float | None = None,
     progress_every: float = 10.0,
     stall_seconds: float | None = None,
+    metrics_port: int | None = None,
 ) -> SyncStats:
     """Run the loop until it is stopped (SIGINT/SIGTERM), idle (with until_idle) or fails."""
     group_id = group or settings.consumer_group
@@ -60,6 +65,14 @@ def run_sync(
             group_instance_id=settings.kafka_group_instance_id,
         ),
     )
+    metrics = None
+    if metrics_port is not None:
+        from cdc.sync.metrics import Metrics
+
+        metrics = runner.metrics = Metrics()
+        source_url = settings.source_url.get_secret_value() if settings.source_url else None
+        metrics.serve(metrics_port, source_url=source_url, slot=settings.slot_name)
+    guard = _slot_guard(settings, queue_alerts=settings.alert_webhook_url is not None)
     sender = None
     if settings.alert_webhook_url is not None:
         sender = WebhookSender(
@@ -71,12 +84,42 @@ def run_sync(
         runner.on_schema_change = sender.wake
         sender.start()  # also delivers what an earlier run left pending
     try:
+        if guard is not None:
+            if sender is not None:
+                guard.on_alert = sender.wake
+            guard.start()
+            runner.guard = guard
         with stop_on_signals(runner):
             return runner.run()
+    except SlotGapError:
+        if sender is not None:
+            sender.drain()  # the alert of the gap, before the process ends
+        raise
     finally:
+        if guard is not None:
+            guard.stop()
         if sender is not None:
             sender.stop()
+        if metrics is not None:
+            metrics.close()
         warehouse.close()
+
+
+def _slot_guard(settings: Settings, *, queue_alerts: bool) -> SlotGuard | None:
+    if settings.source_url is None:
+        log.warning("CDC_SOURCE_URL is not set: the replication slot is not watched (a lost slot goes unnoticed)")
+        return None
+    return SlotGuard(
+        source_url=settings.source_url.get_secret_value(),
+        warehouse_url=settings.require_warehouse_url(),
+        connect_url=settings.connect_url,
+        connector=settings.connector_name,
+        slot=settings.slot_name,
+        scope=settings.warehouse_schema,
+        retained_limit=settings.slot_retained_warn_bytes,
+        queue_alerts=queue_alerts,
+        every=settings.slot_check_seconds,
+    )
 
 
 def _source_class(settings: Settings) -> Any:

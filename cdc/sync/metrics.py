@@ -1,0 +1,155 @@
+"""`cdc sync --metrics-port N`: Prometheus metrics, served over HTTP from a thread of the process.
+
+Names follow Prometheus' conventions (`_total` counters, base units: seconds, bytes). Everything is
+recorded from the sync loop's own thread at moments it already has the figure (a flush committed,
+a retry, a progress tick), so the hot path pays nothing per event. The slot's retained WAL is
+sampled by a thread of its own, from the source, every SLOT_EVERY seconds.
+
+The metrics (docs/grafana-dashboard.json is built on these):
+- cdc_events_applied_total{table, op}: change events applied (op c, u, d, r, t), counted before
+  compaction, as `cdc status` counts them;
+- cdc_flush_events, cdc_flush_seconds: histograms of the events per flush and its commit time;
+- cdc_end_to_end_lag_seconds{table}: at the last flush of the table, how long its newest change
+  took from its source commit to the warehouse commit; cdc_end_to_end_lag_seconds_hist the same,
+  every flush, as a histogram;
+- cdc_consumer_lag_messages{topic, partition}: messages behind the end of each partition read;
+- cdc_retries_total{what}, cdc_dead_letters_total, cdc_schema_changes_total, cdc_flushes_total;
+- cdc_slot_retained_wal_bytes, cdc_slot_safe_wal_size_bytes: the replication slot, sampled;
+- process_resident_memory_bytes and the rest of prometheus-client's process collector.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
+
+from cdc.warehouse import FlushResult
+
+log = logging.getLogger("cdc.sync.metrics")
+
+SLOT_EVERY = 15.0
+_FLUSH_EVENTS = (10, 100, 1_000, 5_000, 10_000, 20_000, 50_000, 100_000)
+_SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        ProcessCollector(registry=r)
+        self.events = Counter(
+            "cdc_events_applied", "Change events applied, by table and op", ["table", "op"], registry=r
+        )
+        self.flush_events = Histogram("cdc_flush_events", "Events per flush", buckets=_FLUSH_EVENTS, registry=r)
+        self.flush_seconds = Histogram("cdc_flush_seconds", "Flush commit time", buckets=_SECONDS, registry=r)
+        self.flushes = Counter("cdc_flushes", "Flushes committed", registry=r)
+        self.lag = Gauge(
+            "cdc_end_to_end_lag_seconds",
+            "Source commit to warehouse commit of the newest change of the last flush, per table",
+            ["table"],
+            registry=r,
+        )
+        self.lag_hist = Histogram(
+            "cdc_end_to_end_lag_seconds_hist",
+            "Source commit to warehouse commit of each flush's newest change per table",
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "cdc_consumer_lag_messages", "Messages behind the partition's end", ["topic", "partition"], registry=r
+        )
+        self.retries = Counter("cdc_retries", "Transient failures retried", ["what"], registry=r)
+        self.dead = Counter("cdc_dead_letters", "Messages sent to the dead-letter table", registry=r)
+        self.schema_changes = Counter("cdc_schema_changes", "Source schema changes recorded", registry=r)
+        self.slot_retained = Gauge(
+            "cdc_slot_retained_wal_bytes", "WAL the replication slot holds on the source (sampled)", registry=r
+        )
+        self.slot_safe = Gauge(
+            "cdc_slot_safe_wal_size_bytes",
+            "WAL that may still be written before the slot is lost (sampled; absent when unlimited)",
+            registry=r,
+        )
+        self._server: Any = None
+        self._sampler: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # -- recorded by the sync loop --------------------------------------------------------------
+    def flushed(self, result: FlushResult, seconds: float, events: int) -> None:
+        now_ms = time.time() * 1000
+        self.flushes.inc()
+        self.flush_events.observe(events)
+        self.flush_seconds.observe(seconds)
+        for table, progress in result.progress.items():
+            for op, count in progress.ops.items():
+                self.events.labels(table, op).inc(count)
+            if progress.newest_ts_ms is not None:
+                lag = max(0.0, (now_ms - progress.newest_ts_ms) / 1000)
+                self.lag.labels(table).set(lag)
+                self.lag_hist.observe(lag)
+        if result.dead:
+            self.dead.inc(result.dead)
+        if result.schema_changes:
+            self.schema_changes.inc(result.schema_changes)
+
+    def retried(self, what: str) -> None:
+        self.retries.labels(what).inc()
+
+    def consumer_lags(self, behind: dict[tuple[str, int], int]) -> None:
+        for (topic, partition), count in behind.items():
+            self.consumer_lag.labels(topic, str(partition)).set(count)
+
+    # -- serving and sampling --------------------------------------------------------------------
+    def serve(self, port: int, addr: str = "0.0.0.0", source_url: str | None = None, slot: str = "") -> None:  # noqa: S104
+        self._server, _ = start_http_server(port, addr=addr, registry=self.registry)
+        log.info("serving Prometheus metrics on http://%s:%d/metrics", addr, self._server.server_port)
+        if source_url:
+            self._sampler = threading.Thread(
+                target=self._sample_slot, args=(source_url, slot), name="cdc-metrics-slot", daemon=True
+            )
+            self._sampler.start()
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_port) if self._server is not None else 0
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._sampler is not None:
+            self._sampler.join(timeout=5)
+
+    def _sample_slot(self, source_url: str, slot: str) -> None:
+        import psycopg2
+
+        conn: Any = None
+        while not self._stop.is_set():
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg2.connect(source_url, connect_timeout=10, application_name="cdc sync metrics")
+                    conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute(
+                        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, safe_wal_size "
+                        "FROM pg_replication_slots WHERE slot_name = %s",
+                        (slot,),
+                    )
+                    row = cur.fetchone()
+                if row is not None:
+                    self.slot_retained.set(row[0] or 0)
+                    if row[1] is not None:
+                        self.slot_safe.set(row[1])
+            except psycopg2.Error as exc:
+                # A metric is not worth stopping the sync: say why it is stale, try again later.
+                log.warning("could not sample the replication slot: %s", str(exc).strip().splitlines()[0])
+                if conn is not None:
+                    conn.close()
+                conn = None
+            self._stop.wait(SLOT_EVERY)
+        if conn is not None:
+            conn.close()
