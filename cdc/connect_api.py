@@ -82,6 +82,32 @@ class ConnectClient:
         result: dict[str, str] = resp.json()
         return result
 
+    def stop(self, name: str) -> None:
+        """Stop the connector and its tasks (Kafka Connect 3.5+): its slot is released."""
+        resp = self._request("PUT", f"/connectors/{name}/stop")
+        if resp.status_code >= 400:
+            raise ConnectorError(f"stopping connector {name} failed: {_message(resp)}")
+
+    def resume(self, name: str) -> None:
+        resp = self._request("PUT", f"/connectors/{name}/resume")
+        if resp.status_code >= 400:
+            raise ConnectorError(f"resuming connector {name} failed: {_message(resp)}")
+
+    def reset_offsets(self, name: str) -> None:
+        """Forget the (stopped) connector's committed offsets (Kafka Connect 3.6+)."""
+        resp = self._request("DELETE", f"/connectors/{name}/offsets")
+        if resp.status_code >= 400:
+            raise ConnectorError(f"resetting the offsets of connector {name} failed: {_message(resp)}")
+
+    def offsets(self, name: str) -> dict[str, Any] | None:
+        """The connector's committed source offsets (Kafka Connect 3.6+), None if it does not exist."""
+        resp = self._request("GET", f"/connectors/{name}/offsets")
+        if resp.status_code == 404:
+            return None
+        resp.raise_for_status()
+        result: dict[str, Any] = resp.json()
+        return result
+
     def status(self, name: str) -> ConnectorState:
         resp = self._request("GET", f"/connectors/{name}/status")
         if resp.status_code == 404:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from sqlalchemy.engine import make_url
 
 from cdc import capture
 from cdc.connect_api import ConnectClient, ConnectorState
-from cdc.errors import CdcError, ConfigError, ConnectorError
+from cdc.errors import CdcError, ConfigError, ConnectorError, NotFoundError
 from cdc.events import DDL_TABLE, TableId
 from cdc.resources import repo_file
 from cdc.settings import Settings
@@ -192,6 +193,30 @@ def check_names(settings: Settings, tables: list[capture.SourceTable], say: Call
             )
     captured = [TableId(t.schema, t.name) for t in tables if not t.internal]
     naming.plan(captured, settings.warehouse_schema, settings.table_name_format, existing)
+
+
+def resnapshot(settings: Settings, say: Callable[[str], None]) -> ConnectorState:
+    """Stop the connector, forget its committed offsets and resume it: Debezium takes a new initial
+    snapshot of every captured table and streams from the slot as it is now. The repair once its
+    slot was lost or recreated (Debezium then refuses its old offsets: "... no longer available on
+    the server"); rows deleted meanwhile are not in any snapshot, which `cdc verify --fix` repairs."""
+    name = settings.connector_name
+    client = ConnectClient(settings.require_connect_url())
+    try:
+        if client.status(name).state == "MISSING":
+            raise NotFoundError(f"Kafka Connect has no connector named {name!r}.", "cdc connector apply")
+        client.stop(name)
+        deadline = time.monotonic() + 60
+        while client.status(name).state != "STOPPED":
+            if time.monotonic() > deadline:
+                raise ConnectorError(f"connector {name} did not stop within 60 s.", "see the Connect worker's log")
+            time.sleep(0.3)
+        client.reset_offsets(name)
+        say(f"connector {name}: stopped, its offsets forgotten; resuming with a new snapshot")
+        client.resume(name)
+        return client.wait_running(name)
+    finally:
+        client.close()
 
 
 def status(settings: Settings) -> tuple[ConnectorState, dict[str, str] | None]:

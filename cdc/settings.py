@@ -106,6 +106,11 @@ class Settings(BaseModel):
     stall_seconds: float = Field(
         default=60, gt=0, description="stop with an error when lag stays above zero and nothing is read this long"
     )
+    # The replication slot's guard (cdc/sync/slot_guard.py), on when CDC_SOURCE_URL is set.
+    slot_retained_warn_bytes: int = Field(
+        default=10 * 1024**3, ge=0, description="WARN in doctor/status and alert once above this; 0 = never"
+    )
+    slot_check_seconds: float = Field(default=2.0, gt=0, description="how often cdc sync looks at the slot")
 
     # Schema drift (cdc/schema/policy.py): the default policy, and per-table ones by name or glob
     # pattern: in cdc.toml a [schema_policies] table, in the environment "shop.orders=halt,audit.*=alert".

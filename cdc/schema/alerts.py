@@ -148,6 +148,29 @@ class WebhookSender:
         """A new alert was committed: look for it now rather than at the next poll."""
         self._wakeup.set()
 
+    def drain(self, timeout: float = 10.0) -> None:
+        """Before stopping on an error just alerted: give the thread up to `timeout` seconds to post
+        this schema's pending alerts (those it cannot post stay in the outbox for the next start)."""
+        self.wake()
+        deadline = time.monotonic() + timeout
+        try:
+            conn = psycopg2.connect(self._warehouse_url, connect_timeout=5)
+        except psycopg2.Error:
+            return
+        try:
+            conn.autocommit = True
+            while time.monotonic() < deadline:
+                with conn.cursor() as cur:
+                    cur.execute(_PENDING + " AND scope = %s", (self._scope,))
+                    row = cur.fetchone()
+                if not row or not row[0]:
+                    return
+                time.sleep(0.2)
+        except psycopg2.Error:
+            return
+        finally:
+            conn.close()
+
     def stop(self, timeout: float = 5.0) -> bool:
         """Stop, waiting at most `timeout` seconds; True if the thread has ended."""
         self._stopping.set()
