@@ -24,6 +24,7 @@ stack-up: install system-deps
 
 stack-down: install
 	$(CDC) stack down
+	$(BIN)/python -m tests.second_stack down
 
 # Start the stack, create the demo shop and capture it, fill it, run a live workload while `cdc sync`
 # replicates it into the warehouse (schema `replica`); sync exits once the workload is over and
@@ -40,9 +41,12 @@ demo: stack-up
 	  status=$$?; wait; exit $$status
 	$(CDC) topics --prefix cdc.shop.
 
-# Every test: unit, then integration against the real stack (started here if it is not running).
+# Every test, unit and integration, against the real stack (started here if it is not running),
+# two at a time: pytest-xdist with two workers, each on a stack of its own (tests/second_stack.py),
+# the tests of one module on one worker. `$(BIN)/pytest` alone runs them one at a time on one stack.
 test: stack-up
-	$(BIN)/pytest
+	$(BIN)/python -m tests.second_stack up
+	$(BIN)/pytest -n 2 --dist loadfile
 
 unit: install
 	$(BIN)/pytest tests/unit

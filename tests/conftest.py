@@ -3,6 +3,7 @@ when it is not reachable: start it with `cdc stack up` (.ci/run does)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import psycopg2
@@ -14,7 +15,13 @@ from cdc.settings import Settings
 from cdc.stack.kafka import broker_answers
 from cdc.stack.state import load_local_settings
 from tests.db import execute
+from tests.second_stack import use_for_worker
 from tests.syncing import Lane
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Under pytest-xdist (make test), each worker has a stack of its own: tests/second_stack.py.
+    use_for_worker(os.environ.get("PYTEST_XDIST_WORKER"))
 
 
 def _probe(settings: Settings) -> list[str]:

@@ -34,7 +34,8 @@ class Lane:
 
 
 def sync_env(stack: Settings, lane: Lane, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CDC_")}
+    # The stack's own settings (its ports, under pytest-xdist's second worker) pass through.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDC_") or k.startswith("CDC_STACK_")}
     env |= {
         # The exact endpoints the tests use, whatever ports the stack was started on.
         "CDC_SOURCE_URL": stack.require_source_url(),
