@@ -44,7 +44,10 @@ demo: stack-up
 # Every test, unit and integration, against the real stack (started here if it is not running),
 # two at a time: pytest-xdist with two workers, each on a stack of its own (tests/second_stack.py),
 # the tests of one module on one worker. `$(BIN)/pytest` alone runs them one at a time on one stack.
+# Both stacks get the source's DDL capture (cdc schema install), which the schema-drift tests use.
 test: stack-up
+	$(CDC) schema install --local-stack
+	$(CDC) connector apply
 	$(BIN)/python -m tests.second_stack up
 	$(BIN)/pytest -n 2 --dist loadfile
 

@@ -3,6 +3,7 @@ worker): its own directory and ports, so that no test shares a Connect worker, a
 with a test running at the same time. Tests of one module stay on one worker (--dist loadfile).
 
     python -m tests.second_stack up|down|status    # `cdc stack ...` of the second stack
+                                                   # (up: also cdc schema install, connector apply)
 
 The first worker (and a plain `pytest`, without xdist) uses the default stack (.cdc-stack).
 """
@@ -34,7 +35,12 @@ def use_for_worker(worker: str | None) -> None:
 
 def main(argv: list[str]) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDC_")} | ENV
-    return subprocess.run([*cdc_command(), "stack", *argv], env=env, check=False).returncode
+    status = subprocess.run([*cdc_command(), "stack", *argv], env=env, check=False).returncode
+    if status == 0 and argv == ["up"]:
+        # As `make test` sets up the first stack: the source's DDL capture installed and captured.
+        for command in (["schema", "install", "--local-stack"], ["connector", "apply"]):
+            status = status or subprocess.run([*cdc_command(), *command], env=env, check=False).returncode
+    return status
 
 
 if __name__ == "__main__":

@@ -174,6 +174,9 @@ class Sync:
         """The warehouse first (a wrong password ends the command before it joins the group), then
         Kafka; both retried while their failures are transient."""
         self._retrying(self.warehouse.prepare, "connecting to the warehouse")
+        if self.guard is not None:
+            # After the warehouse's bootstrap made cdc.slot_watch; a gap recorded before ends it here.
+            self._retrying(self.guard.start, "reading the replication slot's record")
         self._source = self._retrying(
             lambda: self._source_factory(self._on_revoked, self._on_assigned), "connecting to Kafka"
         )

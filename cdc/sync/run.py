@@ -87,8 +87,7 @@ def run_sync(
         if guard is not None:
             if sender is not None:
                 guard.on_alert = sender.wake
-            guard.start()
-            runner.guard = guard
+            runner.guard = guard  # started by the loop, once the warehouse is ready
         with stop_on_signals(runner):
             return runner.run()
     except SlotGapError:

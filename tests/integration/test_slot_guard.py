@@ -32,6 +32,18 @@ def _set_state(client: ConnectClient, name: str, verb: str, state: str) -> None:
     wait_until(lambda: client.status(name).state == state, 60, f"connector {name} {state}")
 
 
+def _released(src: str, slot: str) -> None:
+    """A stopped task's replication connection ends a moment after Connect says STOPPED."""
+    active = "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s AND active"
+    wait_until(lambda: query(src, active, (slot,))[0][0] == 0, 30, f"slot {slot} released")
+
+
+def _slot_alerts(hook: Endpoint) -> list[dict[str, str]]:
+    """The slot's alerts (the webhook also gets the schema changes, a new table among them)."""
+    alerts = [json.loads(r.body) for r in hook.requests]
+    return [a for a in alerts if str(a.get("kind", "")).startswith("slot_")]
+
+
 def test_a_slot_recreated_under_a_running_sync_stops_it_with_one_alert_until_repaired(
     stack: Settings, lane: Lane, tmp_path: Path
 ) -> None:
@@ -60,6 +72,7 @@ def test_a_slot_recreated_under_a_running_sync_stops_it_with_one_alert_until_rep
         # Debezium stopped; the slot dropped, changes made, a new slot made after them: those
         # changes never reach Kafka. Then Debezium streams again, from the new slot.
         _set_state(client, stack.connector_name, "stop", "STOPPED")
+        _released(src, stack.slot_name)
         execute(src, f"INSERT INTO {items} SELECT g, 'lost' FROM generate_series(11, 15) g")
         with psycopg2.connect(src) as conn:
             conn.autocommit = True
@@ -81,9 +94,9 @@ def test_a_slot_recreated_under_a_running_sync_stops_it_with_one_alert_until_rep
         assert "fix: cdc connector resnapshot (Debezium refuses its old position" in output
         assert "then cdc verify --fix (or cdc backfill the tables)" in output
         assert "Traceback" not in output
-        wait_until(lambda: len(hook.answered(200)) >= 1, 30, "the alert")
+        wait_until(lambda: len(_slot_alerts(hook)) >= 1, 30, "the alert")
         time.sleep(2)
-        alerts = [json.loads(r.body) for r in hook.requests]
+        alerts = _slot_alerts(hook)
         assert [a["kind"] for a in alerts] == ["slot_gap"], alerts
         assert ("was recreated" if recreated else "is gone") in alerts[0]["problem"] and "cdc verify" in alerts[0][
             "fix"
@@ -112,7 +125,7 @@ def test_a_slot_recreated_under_a_running_sync_stops_it_with_one_alert_until_rep
         resumed = run_sync(stack, lane, **settings)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert run_cdc(stack, lane, "verify").returncode == 0
-        assert len(hook.requests) == 1  # one alert, however often the gap was looked at
+        assert len(_slot_alerts(hook)) == 1  # one alert, however often the gap was looked at
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -120,4 +133,71 @@ def test_a_slot_recreated_under_a_running_sync_stops_it_with_one_alert_until_rep
         if not client.status(stack.connector_name).running:
             run_cdc(stack, lane, "connector", "resnapshot")  # whatever failed, the stack streams again
         client.close()
+        hook.close()
+
+
+def _retained(src: str, slot: str) -> int:
+    return int(
+        query(
+            src,
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint FROM pg_replication_slots "
+            "WHERE slot_name = %s",
+            (slot,),
+        )[0][0]
+    )
+
+
+def test_retained_wal_above_the_limit_warns_and_alerts_once_per_crossing(
+    stack: Settings, lane: Lane, tmp_path: Path
+) -> None:
+    src = stack.require_source_url()
+    execute(src, f"CREATE SCHEMA {lane.source_schema}; CREATE TABLE {lane.source_schema}.pad (id int, v text)")
+    apply_connector(stack)
+    client = ConnectClient(stack.require_connect_url())
+    limit = _retained(src, stack.slot_name) + 4 * 1024 * 1024
+    hook = Endpoint()
+    log = tmp_path / "sync.log"
+    settings = {
+        "CDC_ALERT_WEBHOOK_URL": hook.url,
+        "CDC_SLOT_CHECK_SECONDS": "0.5",
+        "CDC_SLOT_RETAINED_WARN_BYTES": str(limit),
+    }
+    proc = start_sync(stack, lane, log=log, **settings)
+
+    def grow_past_the_limit() -> None:
+        # Debezium stopped: the slot holds every byte of WAL written meanwhile.
+        _set_state(client, stack.connector_name, "stop", "STOPPED")
+        while _retained(src, stack.slot_name) <= limit:
+            execute(
+                src, f"INSERT INTO {lane.source_schema}.pad SELECT g, repeat('x', 500) FROM generate_series(1, 5000) g"
+            )
+
+    try:
+        grow_past_the_limit()
+        wait_until(lambda: len(_slot_alerts(hook)) == 1, 30, "the alert")
+        checks = json.loads(run_cdc(stack, lane, "doctor", "--json", CDC_SLOT_RETAINED_WARN_BYTES=str(limit)).stdout)
+        (warn,) = [c for c in checks["checks"] if c["name"] == "retained WAL"]
+        assert warn["verdict"] == "WARN" and "above the limit of" in warn["detail"], warn
+        status = json.loads(run_cdc(stack, lane, "status", "--json", CDC_SLOT_RETAINED_WARN_BYTES=str(limit)).stdout)
+        assert status["slot"]["retained_above_limit"] is True
+        time.sleep(3)  # six more looks above the limit: no second alert
+        assert len(_slot_alerts(hook)) == 1
+
+        # Streaming again: below the limit; above it once more: one more alert.
+        _set_state(client, stack.connector_name, "resume", "RUNNING")
+        wait_until(lambda: _retained(src, stack.slot_name) < limit, 90, "the slot to catch up")
+        time.sleep(2)
+        assert len(_slot_alerts(hook)) == 1
+        grow_past_the_limit()
+        wait_until(lambda: len(_slot_alerts(hook)) == 2, 30, "the second alert")
+        alerts = _slot_alerts(hook)
+        assert [a["kind"] for a in alerts] == ["slot_retained_wal"] * 2, alerts
+        assert "above the limit of" in alerts[0]["problem"]
+        assert proc.poll() is None, log.read_text()[-3000:]  # a warning, not a reason to stop
+    finally:
+        if client.status(stack.connector_name).state != "RUNNING":
+            _set_state(client, stack.connector_name, "resume", "RUNNING")
+        client.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
         hook.close()
