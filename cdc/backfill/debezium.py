@@ -16,7 +16,6 @@ offsets cdc sync stored in the warehouse (cdc.kafka_offsets, in the same transac
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 
 from cdc import capture
 from cdc.backfill import ranges, sessions, tables
+from cdc.decode.json_message import payload_of
 from cdc.errors import ConfigError, TerminalError
 from cdc.events import TableId
 from cdc.kafka_errors import check_resolvable, kafka_error
@@ -280,7 +280,7 @@ def _follow(
     while True:
         for records in consumer.poll(timeout_ms=500).values():
             for record in records:
-                note = _notification(record.value)
+                note = payload_of(record.value)
                 if note is None or note.get("aggregate_type") != INCREMENTAL:
                     continue
                 data = note.get("additional_data") or {}
@@ -336,18 +336,6 @@ def _plain(by_name: dict[str, Scanned], identifier: object) -> str:
     """The schema.table of a table a notification names (some versions put the database in front)."""
     text = str(identifier).strip()
     return text if text in by_name else text.partition(".")[2]
-
-
-def _notification(value: bytes | None) -> dict[str, Any] | None:
-    if not value:
-        return None
-    try:
-        message = json.loads(value)
-    except ValueError:
-        return None
-    if isinstance(message, dict) and isinstance(message.get("payload"), dict):
-        message = message["payload"]  # JsonConverter with schemas.enable
-    return message if isinstance(message, dict) else None
 
 
 def wait_applied(settings: Settings, topics: list[str], say: Callable[[str], None]) -> bool:

@@ -20,6 +20,7 @@ from cdc.ops.kafka_view import KafkaView
 from cdc.ops.text import human_bytes
 from cdc.schema.install import TRIGGERS
 from cdc.settings import Settings
+from cdc.slot import read_slot
 from cdc.warehouse import ledger
 from cdc.warehouse.naming import table_of_topic
 
@@ -124,24 +125,24 @@ def _replication_role(cur: Any) -> Check:
 
 
 def _slot(cur: Any, slot: str, limit: int) -> Iterator[Check]:
-    cur.execute(
-        "SELECT active, wal_status, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, safe_wal_size "
-        "FROM pg_replication_slots WHERE slot_name = %s",
-        (slot,),
-    )
-    row = cur.fetchone()
-    if row is None:
+    reading = read_slot(cur, slot)
+    if not reading.exists:
         yield Check(
             "source",
             "replication slot",
             Verdict.FAIL,
             f"slot {slot} does not exist: Debezium has not started, or the slot was dropped (changes made since "
             "are not in Kafka)",
-            "cdc connector apply (Debezium creates the slot); if it existed before, backfill the tables and run "
-            "cdc verify --fix",
+            "cdc connector apply (Debezium creates the slot); if it existed before: cdc connector resnapshot, "
+            "then cdc verify --fix",
         )
         return
-    active, wal_status, retained, safe = row
+    active, wal_status, retained, safe = (
+        reading.active,
+        reading.wal_status,
+        reading.retained_bytes,
+        reading.safe_wal_size,
+    )
     retained_text = f"{human_bytes(retained)} of WAL retained" + (
         f", {human_bytes(safe)} more before loss" if safe else ""
     )
@@ -151,8 +152,7 @@ def _slot(cur: Any, slot: str, limit: int) -> Iterator[Check]:
             "replication slot",
             Verdict.FAIL,
             f"slot {slot} is lost (wal_status lost): WAL it needed was removed, changes are missing",
-            "recreate the connector's slot (cdc connector apply after dropping it), then cdc backfill the tables "
-            "and cdc verify --fix",
+            "cdc connector resnapshot (Debezium makes a new slot and snapshot), then cdc verify --fix",
         )
     elif wal_status == "unreserved":
         yield Check(

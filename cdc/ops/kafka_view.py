@@ -7,12 +7,12 @@ assigns itself partitions, so it neither triggers a rebalance nor commits anythi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
+from cdc.decode.json_message import payload_of
 from cdc.kafka_errors import check_resolvable, kafka_error
 
 _T = TypeVar("_T")
@@ -93,13 +93,7 @@ class KafkaView:
 
 
 def _source_ms(value: bytes | None) -> int | None:
-    if not value:
-        return None
-    try:
-        message = json.loads(value)
-    except ValueError:
-        return None
-    payload = message.get("payload", message) if isinstance(message, dict) else None
-    source = payload.get("source") if isinstance(payload, dict) else None
+    payload = payload_of(value)
+    source = payload.get("source") if payload is not None else None
     stamp = source.get("ts_ms") if isinstance(source, dict) else None
     return stamp if isinstance(stamp, int) else None

@@ -29,6 +29,7 @@ from cdc.errors import CdcError
 from cdc.events import TableId
 from cdc.ops.kafka_view import KafkaView, Retained
 from cdc.settings import Settings
+from cdc.slot import lsn_text, read_slot
 from cdc.warehouse import ledger
 from cdc.warehouse.naming import table_of_topic
 
@@ -104,10 +105,6 @@ def _guard(status: Status, part: str, read: Callable[[], _T]) -> _T | None:
     return None
 
 
-def lsn_text(value: int | None) -> str | None:
-    return None if value is None else f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
-
-
 # -- Kafka Connect and the slot -------------------------------------------------------------------
 def _connector(settings: Settings) -> dict[str, Any]:
     from cdc.connect_api import ConnectClient
@@ -130,26 +127,21 @@ def _slot(settings: Settings) -> dict[str, Any]:
     conn = capture.connect(settings.require_source_url())
     try:
         with conn.cursor() as cur:
-            cur.execute(
-                "SELECT active, wal_status, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, "
-                "safe_wal_size, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
-                (settings.slot_name,),
-            )
-            row = cur.fetchone()
+            slot = read_slot(cur, settings.slot_name)
     finally:
         conn.close()
-    if row is None:
+    if not slot.exists:
         return {"name": settings.slot_name, "exists": False}
-    active, wal_status, retained, safe, confirmed = row
+    limit = settings.slot_retained_warn_bytes
     return {
         "name": settings.slot_name,
         "exists": True,
-        "active": active,
-        "wal_status": wal_status,
-        "retained_bytes": retained,
-        "retained_above_limit": retained is not None and retained > settings.slot_retained_warn_bytes > 0,
-        "safe_wal_size": safe,
-        "confirmed_flush_lsn": confirmed,
+        "active": slot.active,
+        "wal_status": slot.wal_status,
+        "retained_bytes": slot.retained_bytes,
+        "retained_above_limit": slot.retained_bytes > limit > 0,
+        "safe_wal_size": slot.safe_wal_size,
+        "confirmed_flush_lsn": lsn_text(slot.confirmed_flush_lsn),
     }
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
 
+from cdc.slot import read_slot
 from cdc.warehouse import FlushResult
 
 log = logging.getLogger("cdc.sync.metrics")
@@ -134,16 +135,11 @@ class Metrics:
                     conn = psycopg2.connect(source_url, connect_timeout=10, application_name="cdc sync metrics")
                     conn.autocommit = True
                 with conn.cursor() as cur:
-                    cur.execute(
-                        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, safe_wal_size "
-                        "FROM pg_replication_slots WHERE slot_name = %s",
-                        (slot,),
-                    )
-                    row = cur.fetchone()
-                if row is not None:
-                    self.slot_retained.set(row[0] or 0)
-                    if row[1] is not None:
-                        self.slot_safe.set(row[1])
+                    slot_now = read_slot(cur, slot)
+                if slot_now.exists:
+                    self.slot_retained.set(slot_now.retained_bytes)
+                    if slot_now.safe_wal_size is not None:
+                        self.slot_safe.set(slot_now.safe_wal_size)
             except psycopg2.Error as exc:
                 # A metric is not worth stopping the sync: say why it is stale, try again later.
                 log.warning("could not sample the replication slot: %s", str(exc).strip().splitlines()[0])

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
@@ -33,6 +32,7 @@ from psycopg2.extras import Json
 from cdc import pgerrors
 from cdc.errors import CdcError
 from cdc.ops.text import human_bytes
+from cdc.slot import SlotReading, lsn_text, read_slot
 
 log = logging.getLogger("cdc.sync.slot")
 
@@ -45,30 +45,6 @@ REPAIR = (
 
 class SlotGapError(CdcError):
     """Changes never reached Kafka: the slot was lost, invalidated or recreated."""
-
-
-@dataclass(frozen=True, slots=True)
-class SlotReading:
-    exists: bool
-    wal_status: str | None = None
-    confirmed_flush_lsn: int | None = None
-    retained_bytes: int = 0
-
-
-def lsn_text(value: int | None) -> str:
-    return "-" if value is None else f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
-
-
-def read_slot(cur: Any, slot: str) -> SlotReading:
-    cur.execute(
-        "SELECT wal_status, (confirmed_flush_lsn - '0/0'::pg_lsn)::bigint, "
-        "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint FROM pg_replication_slots WHERE slot_name = %s",
-        (slot,),
-    )
-    row = cur.fetchone()
-    if row is None:
-        return SlotReading(exists=False)
-    return SlotReading(True, row[0], row[1], row[2] or 0)
 
 
 def connector_lsn(offsets: dict[str, Any]) -> int | None:

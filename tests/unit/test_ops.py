@@ -8,8 +8,9 @@ import orjson
 from cdc.buffer import Buffer
 from cdc.events import Op, Version
 from cdc.ops.kafka_view import _source_ms
+from cdc.slot import SlotReading, lsn_text
 from cdc.sync.metrics import Metrics
-from cdc.sync.slot_guard import SlotGuard, SlotReading, connector_lsn, lsn_text
+from cdc.sync.slot_guard import SlotGuard, connector_lsn
 from cdc.warehouse import FlushResult, Progress
 from tests.unit.test_buffer import KEYED, event
 
@@ -56,16 +57,20 @@ def _guard(seen: bool = True) -> SlotGuard:
 
 
 def test_the_slot_guard_calls_a_gap_only_what_loses_changes() -> None:
-    healthy = SlotReading(True, "reserved", confirmed_flush_lsn=100, retained_bytes=10)
+    healthy = SlotReading(True, True, "reserved", confirmed_flush_lsn=100, retained_bytes=10)
     assert _guard()._gap_in(healthy, committed=100) is None
     assert _guard()._gap_in(healthy, committed=150) is None  # Debezium read further; confirms later
     assert _guard()._gap_in(healthy, committed=None) is None  # no offsets committed yet
-    recreated = _guard()._gap_in(SlotReading(True, "reserved", confirmed_flush_lsn=0x1_0000_0200), committed=0x1F0)
+    recreated = _guard()._gap_in(
+        SlotReading(True, True, "reserved", confirmed_flush_lsn=0x1_0000_0200), committed=0x1F0
+    )
     assert recreated == (
         "the replication slot cdc_slot was recreated: it starts at 1/200, but Debezium had read only up to 0/1F0; "
         "the changes between never reached Kafka"
     )
-    assert "is lost (wal_status lost)" in (_guard()._gap_in(SlotReading(True, "lost", 100), committed=100) or "")
+    assert "is lost (wal_status lost)" in (
+        _guard()._gap_in(SlotReading(True, False, "lost", confirmed_flush_lsn=100), committed=100) or ""
+    )
     assert _guard()._gap_in(SlotReading(False), committed=None) == (
         "the replication slot cdc_slot is gone: changes made since were never captured"
     )
