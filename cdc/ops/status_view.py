@@ -13,7 +13,10 @@ from cdc.ops.text import human_bytes
 def render(status: Status) -> RenderableType:
     parts: list[RenderableType] = [Text(f"cdc status at {status.taken_at}", style="bold")]
     parts.append(_pipeline(status))
-    parts.append(_tables(status.tables))
+    if status.tables:
+        parts.append(_tables(status.tables))
+    elif not status.problems:
+        parts.append(Text("no change topic (of the tables asked for) in Kafka yet, and nothing applied"))
     parts.extend(Text(f"could not read {p}", style="bold red") for p in status.problems)
     return Group(*parts)
 
