@@ -616,17 +616,21 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="Print one reading as JSON.")] = False,
 ) -> None:
     """The connector, the slot and, per table, lag (messages, seconds), what was applied, dead
-    letters, drift holds and backfills. Reads only; works whether cdc sync runs or not."""
+    letters, drift holds and backfills. Reads only; works whether cdc sync runs or not. Exit 1
+    when a part (Connect, the source, Kafka, the warehouse) could not be read."""
     from cdc.ops import status_view
     from cdc.ops.status import collect
 
     settings = _settings()
     patterns = tuple(table or ())
-    if json_out:
-        typer.echo(json.dumps(collect(settings, patterns).as_json()))
-        return
     if not watch:
-        out.print(status_view.render(collect(settings, patterns)))
+        found = collect(settings, patterns)
+        if json_out:
+            typer.echo(json.dumps(found.as_json()))
+        else:
+            out.print(status_view.render(found))
+        if found.problems:
+            raise typer.Exit(1)  # a part could not be read: what is shown is not the whole truth
         return
     from rich.live import Live
 

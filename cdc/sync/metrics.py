@@ -27,6 +27,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
 
+from cdc.errors import ConfigError
 from cdc.slot import read_slot
 from cdc.warehouse import FlushResult
 
@@ -105,7 +106,13 @@ class Metrics:
 
     # -- serving and sampling --------------------------------------------------------------------
     def serve(self, port: int, addr: str = "0.0.0.0", source_url: str | None = None, slot: str = "") -> None:  # noqa: S104
-        self._server, _ = start_http_server(port, addr=addr, registry=self.registry)
+        try:
+            self._server, _ = start_http_server(port, addr=addr, registry=self.registry)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}",
+                "choose a free port with --metrics-port (0 picks one)",
+            ) from exc
         log.info("serving Prometheus metrics on http://%s:%d/metrics", addr, self._server.server_port)
         if source_url:
             self._sampler = threading.Thread(

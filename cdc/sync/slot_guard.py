@@ -100,6 +100,7 @@ class SlotGuard:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._seen = False  # the slot existed at some reading: its disappearance is a loss
+        self._last_failure: str | None = None
         self.on_alert: Any = lambda: None  # an alert was queued: wake the webhook sender
 
     def start(self) -> None:
@@ -134,7 +135,11 @@ class SlotGuard:
                     text = pgerrors.describe(exc)
                 else:
                     text = exc.problem if isinstance(exc, CdcError) else f"{exc.__class__.__name__}: {exc}"
-                log.warning("could not check the replication slot %s: %s", self._slot, text)
+                if text != self._last_failure:  # once per kind of failure, not every round
+                    log.warning("could not check the replication slot %s: %s", self._slot, text)
+                self._last_failure = text
+            else:
+                self._last_failure = None
             self._stop.wait(self._every)
 
     def _round(self) -> None:

@@ -156,3 +156,20 @@ def test_metrics_count_the_rows_applied_and_their_lag_matches_status(
         ) == [(250,)]
     finally:
         stop_and_wait(proc, signal.SIGTERM, log)
+
+
+def test_status_names_each_part_it_could_not_read_and_exits_1(stack: Settings, lane: Lane) -> None:
+    done = run_cdc(
+        stack,
+        lane,
+        "status",
+        "--json",
+        timeout=120,
+        CDC_WAREHOUSE_URL="postgresql://cdc:secret-pw@127.0.0.1:1/cdc",
+        CDC_CONNECT_URL="http://127.0.0.1:1",
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    status = json.loads(done.stdout)
+    assert [p.split(":", 1)[0] for p in status["problems"]] == ["Kafka Connect", "the warehouse"], status
+    assert "secret-pw" not in done.stdout
+    assert status["slot"]["exists"] is True  # the parts that answer are still reported

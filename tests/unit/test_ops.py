@@ -110,3 +110,20 @@ def test_the_grafana_dashboard_uses_only_metrics_cdc_sync_serves() -> None:
     used = {name for e in exprs for name in re.findall(r"\b(?:cdc|process)_[a-z_]+\b", e)}
     assert used and used <= served, used - served
     assert len(dashboard["panels"]) >= 10
+
+
+def test_a_metrics_port_in_use_is_a_clear_error() -> None:
+    import socket
+
+    import pytest
+
+    from cdc.errors import ConfigError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError) as raised:
+            Metrics().serve(port, addr="127.0.0.1")
+    assert raised.value.problem.startswith(f"cannot serve metrics on 127.0.0.1:{port}: ")
+    assert raised.value.fix == "choose a free port with --metrics-port (0 picks one)"
