@@ -66,8 +66,7 @@ def up(settings: Settings, say: Say) -> None:
     for cluster in (parts.source, parts.warehouse):
         created = postgres.init(cluster)
         was_running = cluster.running()
-        postgres.start(cluster)
-        postgres.wait_ready(cluster)
+        postgres.wait_ready(cluster, started=postgres.start(cluster))
         _say_part(say, f"postgres ({cluster.name})", was_running, f"127.0.0.1:{cluster.port}", created)
     postgres.ensure_database(
         parts.source,
@@ -206,8 +205,7 @@ def restart_postgres(settings: Settings, name: str, down_seconds: float = 0) -> 
     cluster = {"source": parts.source, "warehouse": parts.warehouse}[name]
     postgres.stop(cluster)
     time.sleep(down_seconds)
-    postgres.start(cluster)
-    postgres.wait_ready(cluster)
+    postgres.wait_ready(cluster, started=postgres.start(cluster))
 
 
 def env_lines(settings: Settings) -> list[str]:

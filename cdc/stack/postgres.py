@@ -147,11 +147,12 @@ def _chown_tree(root: Path, user: str) -> None:
         os.chown(directory, entry.pw_uid, entry.pw_gid)
 
 
-def start(cluster: Cluster) -> None:
+def start(cluster: Cluster) -> int | None:
+    """Start the cluster unless it runs; the pid of the postmaster started, None if it ran already."""
     if cluster.running():
-        return
+        return None
     cluster.pidfile.unlink(missing_ok=True)  # stale after a crash; postgres would refuse to start
-    process.spawn(
+    return process.spawn(
         [
             str(cluster.bindir / "postgres"),
             "-D",
@@ -167,12 +168,16 @@ def start(cluster: Cluster) -> None:
     )
 
 
-def wait_ready(cluster: Cluster, timeout: float = 60) -> None:
+def wait_ready(cluster: Cluster, timeout: float = 60, started: int | None = None) -> None:
+    """Wait until the cluster accepts connections; a postmaster `started` now that exits meanwhile
+    (its port taken, a bad setting) ends the wait at once, with the reason from its log."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             admin_connect(cluster).close()
         except psycopg2.OperationalError as exc:
+            if started is not None and not process.is_running(started, "postgres"):
+                raise _exited(cluster) from exc
             if time.monotonic() > deadline:
                 raise StackError(
                     f"the {cluster.name} PostgreSQL did not accept connections within {timeout:.0f}s "
@@ -182,6 +187,20 @@ def wait_ready(cluster: Cluster, timeout: float = 60) -> None:
             time.sleep(0.3)
         else:
             return
+
+
+def _exited(cluster: Cluster) -> StackError:
+    try:
+        lines = cluster.log.read_text(errors="replace").splitlines()[-50:]
+    except FileNotFoundError:
+        lines = []
+    fatal = [line for line in lines if "FATAL:" in line or "ERROR:" in line]
+    reason = fatal[-1].split("FATAL:", 1)[-1].split("ERROR:", 1)[-1].strip() if fatal else "no reason in its log"
+    fix = f"read its log: {cluster.log}"
+    if "Address already in use" in " ".join(lines[-10:]) or "could not create any TCP/IP sockets" in reason:
+        setting = f"CDC_STACK_{cluster.name.upper()}_PORT"
+        fix = f"another program holds port {cluster.port}: stop it, or set {setting} to a free port"
+    return StackError(f"the {cluster.name} PostgreSQL exited as it started: {reason}", fix)
 
 
 def admin_connect(cluster: Cluster, dbname: str = "postgres") -> psycopg2.extensions.connection:
@@ -234,5 +253,4 @@ def stop(cluster: Cluster) -> bool:
 
 def restart(cluster: Cluster) -> None:
     stop(cluster)
-    start(cluster)
-    wait_ready(cluster)
+    wait_ready(cluster, started=start(cluster))
