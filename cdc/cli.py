@@ -634,13 +634,17 @@ def status(
         return
     from rich.live import Live
 
-    with Live(status_view.render(collect(settings, patterns)), console=out, auto_refresh=False) as live:
-        try:
+    try:
+        if not out.is_terminal:  # a pipe or a file: each reading after the other, not redrawn
+            while True:
+                out.print(status_view.render(collect(settings, patterns)))
+                time.sleep(every)
+        with Live(status_view.render(collect(settings, patterns)), console=out, auto_refresh=False) as live:
             while True:
                 time.sleep(every)
                 live.update(status_view.render(collect(settings, patterns)), refresh=True)
-        except KeyboardInterrupt:
-            pass
+    except KeyboardInterrupt:
+        pass
 
 
 @app.command()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
+from cdc.resources import cdc_command
 from cdc.settings import Settings
 from tests.db import execute, query
-from tests.processes import apply_connector, stop_and_wait, wait_for_log
-from tests.syncing import Lane, run_cdc, run_sync, start_sync, wait_for_events
+from tests.processes import apply_connector, stop_and_wait, wait_for_log, wait_until
+from tests.syncing import Lane, run_cdc, run_sync, start_sync, sync_env, wait_for_events
 
 pytestmark = [pytest.mark.stack, pytest.mark.serial]
 
@@ -173,3 +175,18 @@ def test_status_names_each_part_it_could_not_read_and_exits_1(stack: Settings, l
     assert [p.split(":", 1)[0] for p in status["problems"]] == ["Kafka Connect", "the warehouse"], status
     assert "secret-pw" not in done.stdout
     assert status["slot"]["exists"] is True  # the parts that answer are still reported
+
+
+def test_watch_prints_a_reading_every_interval_until_ctrl_c(stack: Settings, lane: Lane, tmp_path: Path) -> None:
+    out = tmp_path / "watch.out"
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            [*cdc_command(), "status", "--watch", "--every", "0.5", "--table", f"{lane.source_schema}.*"],
+            env=sync_env(stack, lane),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(lambda: out.read_text().count("cdc status at") >= 3, 60, "three readings")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    assert "Traceback" not in out.read_text()
