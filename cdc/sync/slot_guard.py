@@ -206,31 +206,27 @@ class SlotGuard:
         above = slot.retained_bytes > self._limit > 0
         with self._warehouse() as cur:
             cur.execute(
-                "INSERT INTO cdc.slot_watch (slot_name, scope, confirmed_flush_lsn, retained_bytes, retained_above) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (slot_name, scope) DO UPDATE SET "
+                "INSERT INTO cdc.slot_watch (slot_name, scope, confirmed_flush_lsn, retained_bytes) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (slot_name, scope) DO UPDATE SET "
                 "confirmed_flush_lsn = EXCLUDED.confirmed_flush_lsn, retained_bytes = EXCLUDED.retained_bytes, "
-                "retained_above = EXCLUDED.retained_above, seen_at = now() "
-                "RETURNING (SELECT retained_above FROM cdc.slot_watch WHERE slot_name = %s AND scope = %s)",
-                (
-                    self._slot,
-                    self._scope,
-                    slot.confirmed_flush_lsn,
-                    slot.retained_bytes,
-                    above,
-                    self._slot,
-                    self._scope,
-                ),
+                "seen_at = now()",
+                (self._slot, self._scope, slot.confirmed_flush_lsn, slot.retained_bytes),
             )
-            row = cur.fetchone()
-            was_above = bool(row and row[0])
-            if above and not was_above:
+            # A crossing is the row's flag flipping: of several members looking at once, one flips it.
+            cur.execute(
+                "UPDATE cdc.slot_watch SET retained_above = %s WHERE slot_name = %s AND scope = %s "
+                "AND retained_above <> %s RETURNING 1",
+                (above, self._slot, self._scope, above),
+            )
+            crossed_up = above and cur.fetchone() is not None
+            if crossed_up:
                 problem = (
                     f"the replication slot {self._slot} retains {human_bytes(slot.retained_bytes)} of WAL on the "
                     f"source, above the limit of {human_bytes(self._limit)} (CDC_SLOT_RETAINED_WARN_BYTES)"
                 )
                 log.warning("%s", problem)
                 self._alert(cur, "slot_retained_wal", problem, "get Debezium streaming again (cdc doctor)")
-        if above and not was_above:
+        if crossed_up:
             self.on_alert()
 
     def _alert(self, cur: Any, kind: str, problem: str, fix: str) -> None:
