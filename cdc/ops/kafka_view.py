@@ -66,19 +66,24 @@ class KafkaView:
 
         return self._call(read)
 
-    def source_ms_at(self, topic: str, partition: int, offset: int) -> int | None:
-        """The source commit time (Debezium's source.ts_ms) of the message at `offset`, or None if
-        there is none there (yet) or it carries none (a tombstone, a truncate's key...)."""
+    def source_ms_at(self, topic: str, partition: int, offset: int, scan: int = 20) -> int | None:
+        """The source commit time (Debezium's source.ts_ms) of the first message from `offset` on
+        that carries one (a tombstone or a truncate's key carries none), looking at most `scan`
+        messages; None if there is none."""
         from kafka import TopicPartition
 
         def read() -> int | None:
             part = TopicPartition(topic, partition)
             self._consumer.assign([part])
             self._consumer.seek(part, offset)
+            seen = 0
             for _ in range(5):
-                for records in self._consumer.poll(timeout_ms=1000, max_records=1).values():
+                for records in self._consumer.poll(timeout_ms=1000, max_records=scan).values():
                     for record in records:
-                        return _source_ms(record.value)
+                        stamp = _source_ms(record.value)
+                        seen += 1
+                        if stamp is not None or seen >= scan:
+                            return stamp
             return None
 
         return self._call(read)
