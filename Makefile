@@ -8,10 +8,18 @@ DEMO_RATE ?= 50
 
 .PHONY: install system-deps stack-up stack-down demo test unit lint typecheck check fixtures
 
-$(BIN)/.installed: pyproject.toml
+# The compiled hot path (rust/cdc_fastpath) is built where cargo is present; without it cdc runs
+# on the Python path (the only one `cdc sync` takes so far: cdc/fastpath.py).
+$(BIN)/.installed: pyproject.toml rust/cdc_fastpath/Cargo.toml rust/cdc_fastpath/Cargo.lock rust/cdc_fastpath/src/lib.rs
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev,confluent]'
+	@if command -v cargo >/dev/null 2>&1; then \
+	  $(BIN)/pip install -q ./rust/cdc_fastpath \
+	    || echo "warning: the fast path extension (rust/cdc_fastpath) did not build: cdc runs on the Python path"; \
+	else \
+	  echo "no cargo: the fast path extension is not built, cdc runs on the Python path"; \
+	fi
 	touch $@
 
 install: $(BIN)/.installed
