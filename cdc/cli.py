@@ -569,11 +569,10 @@ def verify(
 
 def _gap_repaired(settings: Settings) -> bool:
     """A slot gap recorded for this warehouse schema is repaired once verify proves every table equal."""
-    import psycopg2
-
+    from cdc import pgerrors
     from cdc.sync.slot_guard import clear_gap
 
-    conn = psycopg2.connect(settings.require_warehouse_url())
+    conn = pgerrors.connect(settings.require_warehouse_url(), "warehouse", "cdc verify")
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT to_regclass('cdc.slot_watch') IS NOT NULL")

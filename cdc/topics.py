@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdc.kafka_errors import check_resolvable, kafka_error
+from cdc.ops.kafka_view import KafkaView
 
 
 @dataclass(frozen=True)
@@ -15,22 +15,11 @@ class TopicCount:
 
 
 def count(bootstrap: str, prefix: str) -> list[TopicCount]:
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError
-
-    check_resolvable(bootstrap)
-    try:
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, request_timeout_ms=10000)
-    except KafkaError as exc:
-        raise kafka_error(exc, bootstrap) from exc
-    try:
-        result = []
-        for topic in sorted(t for t in consumer.topics() if t.startswith(prefix)):
-            parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-            begin, end = consumer.beginning_offsets(parts), consumer.end_offsets(parts)
-            result.append(TopicCount(topic, len(parts), sum(end[p] - begin[p] for p in parts)))
-    except KafkaError as exc:
-        raise kafka_error(exc, bootstrap) from exc
-    finally:
-        consumer.close()
+    with KafkaView(bootstrap) as kafka:
+        names = kafka.topics(prefix)
+        retained = kafka.retained(names)
+    result = []
+    for topic in names:
+        kept = [r for (name, _), r in retained.items() if name == topic]
+        result.append(TopicCount(topic, len(kept), sum(r.end - r.begin for r in kept)))
     return result

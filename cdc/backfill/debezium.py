@@ -27,6 +27,7 @@ from cdc.decode.json_message import payload_of
 from cdc.errors import ConfigError, TerminalError
 from cdc.events import TableId
 from cdc.kafka_errors import check_resolvable, kafka_error
+from cdc.ops.kafka_view import KafkaView
 from cdc.settings import Settings
 from cdc.sync.consume import topic_safe
 from cdc.warehouse import statements as stmt
@@ -377,19 +378,8 @@ def wait_applied(settings: Settings, topics: list[str], say: Callable[[str], Non
 
 
 def _end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError
-
-    bootstrap = settings.require_kafka()
-    try:
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-        try:
-            parts = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
-            return {(tp.topic, tp.partition): end for tp, end in consumer.end_offsets(parts).items()}
-        finally:
-            consumer.close()
-    except KafkaError as exc:
-        raise kafka_error(exc, bootstrap) from exc
+    with KafkaView(settings.require_kafka()) as kafka:
+        return {part: kept.end for part, kept in kafka.retained(topics).items()}
 
 
 def _group_has_members(settings: Settings, group: str) -> bool:

@@ -321,16 +321,9 @@ def _kafka_checks(settings: Settings) -> Iterator[Check]:
         )
 
 
-def _warehouse(settings: Settings) -> Any:
-    try:
-        return psycopg2.connect(settings.require_warehouse_url(), connect_timeout=10)
-    except psycopg2.Error as exc:
-        raise pgerrors.translate(exc, "connecting", "warehouse") from exc
-
-
 # -- the warehouse --------------------------------------------------------------------------------
 def _warehouse_checks(settings: Settings) -> Iterator[Check]:
-    conn = _warehouse(settings)
+    conn = pgerrors.connect(settings.require_warehouse_url(), "warehouse", "cdc doctor")
     try:
         with conn.cursor() as cur:
             read_only = _one(cur, "SELECT current_setting('transaction_read_only') = 'on' OR pg_is_in_recovery()")
@@ -374,7 +367,7 @@ def _warehouse_checks(settings: Settings) -> Iterator[Check]:
 # -- stored offsets against what Kafka retains ----------------------------------------------------
 def _offset_checks(settings: Settings) -> Iterator[Check]:
     group = settings.consumer_group
-    conn = _warehouse(settings)
+    conn = pgerrors.connect(settings.require_warehouse_url(), "warehouse", "cdc doctor")
     try:
         with conn.cursor() as cur:
             if not _one(cur, "SELECT to_regclass('cdc.kafka_offsets') IS NOT NULL"):

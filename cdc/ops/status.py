@@ -157,10 +157,7 @@ class _Applied:
 
 
 def _applied(settings: Settings) -> _Applied:
-    try:
-        conn = psycopg2.connect(settings.require_warehouse_url(), connect_timeout=10)
-    except psycopg2.Error as exc:
-        raise pgerrors.translate(exc, "connecting", "warehouse") from exc
+    conn = pgerrors.connect(settings.require_warehouse_url(), "warehouse", "cdc status")
     schema, group = settings.warehouse_schema, settings.consumer_group
     found = _Applied()
     try:

@@ -1,9 +1,8 @@
 """`cdc sync --metrics-port N`: Prometheus metrics, served over HTTP from a thread of the process.
 
 Names follow Prometheus' conventions (`_total` counters, base units: seconds, bytes). Everything is
-recorded from the sync loop's own thread at moments it already has the figure (a flush committed,
-a retry, a progress tick), so the hot path pays nothing per event. The slot's retained WAL is
-sampled by a thread of its own, from the source, every SLOT_EVERY seconds.
+recorded where cdc sync already has the figure (a flush committed, a retry, a progress tick, the
+slot guard's look at the replication slot), so the hot path pays nothing per event.
 
 The metrics (docs/grafana-dashboard.json is built on these):
 - cdc_events_applied_total{table, op}: change events applied (op c, u, d, r, t), counted before
@@ -14,26 +13,25 @@ The metrics (docs/grafana-dashboard.json is built on these):
   every flush, as a histogram;
 - cdc_consumer_lag_messages{topic, partition}: messages behind the end of each partition read;
 - cdc_retries_total{what}, cdc_dead_letters_total, cdc_schema_changes_total, cdc_flushes_total;
-- cdc_slot_retained_wal_bytes, cdc_slot_safe_wal_size_bytes: the replication slot, sampled;
+- cdc_slot_retained_wal_bytes, cdc_slot_safe_wal_size_bytes: the replication slot, as the slot guard
+  last saw it (cdc/sync/slot_guard.py);
 - process_resident_memory_bytes and the rest of prometheus-client's process collector.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
 
 from cdc.errors import ConfigError
-from cdc.slot import read_slot
+from cdc.slot import SlotReading
 from cdc.warehouse import FlushResult
 
 log = logging.getLogger("cdc.sync.metrics")
 
-SLOT_EVERY = 15.0
 _FLUSH_EVENTS = (10, 100, 1_000, 5_000, 10_000, 20_000, 50_000, 100_000)
 _SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
@@ -76,8 +74,6 @@ class Metrics:
             registry=r,
         )
         self._server: Any = None
-        self._sampler: threading.Thread | None = None
-        self._stop = threading.Event()
 
     # -- recorded by the sync loop --------------------------------------------------------------
     def flushed(self, result: FlushResult, seconds: float, events: int) -> None:
@@ -105,7 +101,15 @@ class Metrics:
             self.consumer_lag.labels(topic, str(partition)).set(count)
 
     # -- serving and sampling --------------------------------------------------------------------
-    def serve(self, port: int, addr: str = "0.0.0.0", source_url: str | None = None, slot: str = "") -> None:  # noqa: S104
+    def slot_seen(self, slot: SlotReading) -> None:
+        """A reading of the replication slot, by the slot guard (every CDC_SLOT_CHECK_SECONDS)."""
+        if slot.exists:
+            self.slot_retained.set(slot.retained_bytes)
+            if slot.safe_wal_size is not None:
+                self.slot_safe.set(slot.safe_wal_size)
+
+    # -- serving ---------------------------------------------------------------------------------
+    def serve(self, port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104
         try:
             self._server, _ = start_http_server(port, addr=addr, registry=self.registry)
         except OSError as exc:
@@ -114,45 +118,12 @@ class Metrics:
                 "choose a free port with --metrics-port (0 picks one)",
             ) from exc
         log.info("serving Prometheus metrics on http://%s:%d/metrics", addr, self._server.server_port)
-        if source_url:
-            self._sampler = threading.Thread(
-                target=self._sample_slot, args=(source_url, slot), name="cdc-metrics-slot", daemon=True
-            )
-            self._sampler.start()
 
     @property
     def port(self) -> int:
         return int(self._server.server_port) if self._server is not None else 0
 
     def close(self) -> None:
-        self._stop.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
-        if self._sampler is not None:
-            self._sampler.join(timeout=5)
-
-    def _sample_slot(self, source_url: str, slot: str) -> None:
-        import psycopg2
-
-        conn: Any = None
-        while not self._stop.is_set():
-            try:
-                if conn is None or conn.closed:
-                    conn = psycopg2.connect(source_url, connect_timeout=10, application_name="cdc sync metrics")
-                    conn.autocommit = True
-                with conn.cursor() as cur:
-                    slot_now = read_slot(cur, slot)
-                if slot_now.exists:
-                    self.slot_retained.set(slot_now.retained_bytes)
-                    if slot_now.safe_wal_size is not None:
-                        self.slot_safe.set(slot_now.safe_wal_size)
-            except psycopg2.Error as exc:
-                # A metric is not worth stopping the sync: say why it is stale, try again later.
-                log.warning("could not sample the replication slot: %s", str(exc).strip().splitlines()[0])
-                if conn is not None:
-                    conn.close()
-                conn = None
-            self._stop.wait(SLOT_EVERY)
-        if conn is not None:
-            conn.close()

@@ -70,8 +70,7 @@ def run_sync(
         from cdc.sync.metrics import Metrics
 
         metrics = runner.metrics = Metrics()
-        source_url = settings.source_url.get_secret_value() if settings.source_url else None
-        metrics.serve(metrics_port, source_url=source_url, slot=settings.slot_name)
+        metrics.serve(metrics_port)
     guard = _slot_guard(settings, queue_alerts=settings.alert_webhook_url is not None)
     sender = None
     if settings.alert_webhook_url is not None:
@@ -87,6 +86,8 @@ def run_sync(
         if guard is not None:
             if sender is not None:
                 guard.on_alert = sender.wake
+            if metrics is not None:
+                guard.on_reading = metrics.slot_seen
             runner.guard = guard  # started by the loop, once the warehouse is ready
         with stop_on_signals(runner):
             return runner.run()

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg2
@@ -37,6 +39,7 @@ from cdc.slot import SlotReading, lsn_text, read_slot
 log = logging.getLogger("cdc.sync.slot")
 
 CHECK_EVERY = 2.0
+_NAME = "cdc sync slot guard"  # its sessions' application_name
 REPAIR = (
     "cdc connector resnapshot (Debezium refuses its old position and streams again from the slot as it is), "
     "then cdc verify --fix (or cdc backfill the tables); once cdc verify finds every table equal, cdc sync runs again"
@@ -101,7 +104,8 @@ class SlotGuard:
         self._thread: threading.Thread | None = None
         self._seen = False  # the slot existed at some reading: its disappearance is a loss
         self._last_failure: str | None = None
-        self.on_alert: Any = lambda: None  # an alert was queued: wake the webhook sender
+        self.on_alert: Callable[[], None] = lambda: None  # an alert was queued: wake the webhook sender
+        self.on_reading: Callable[[SlotReading], None] = lambda _: None  # each look (the metrics take it)
 
     def start(self) -> None:
         """Refuse to start over a gap recorded before; then watch."""
@@ -143,13 +147,14 @@ class SlotGuard:
             self._stop.wait(self._every)
 
     def _round(self) -> None:
-        conn = psycopg2.connect(self._source_url, connect_timeout=10, application_name="cdc sync slot guard")
+        conn = pgerrors.connect(self._source_url, "source", _NAME)
         try:
             conn.autocommit = True
             with conn.cursor() as cur:
                 slot = read_slot(cur, self._slot)
         finally:
             conn.close()
+        self.on_reading(slot)
         committed = self._committed_lsn() if slot.exists else None  # after the slot: see the module doc
         problem = self._gap_in(slot, committed)
         if problem is not None:
@@ -185,8 +190,16 @@ class SlotGuard:
             client.close()
         return None if offsets is None else connector_lsn(offsets)
 
-    def _warehouse(self) -> Any:
-        return _WarehouseCursor(self._warehouse_url)
+    @contextmanager
+    def _warehouse(self) -> Iterator[Any]:
+        """A cursor in a transaction of its own connection, committed on leaving without error."""
+        conn = pgerrors.connect(self._warehouse_url, "warehouse", _NAME)
+        try:
+            with conn.cursor() as cur:
+                yield cur
+            conn.commit()
+        finally:
+            conn.close()
 
     def _record_gap(self, problem: str) -> None:
         with self._warehouse() as cur:
@@ -241,25 +254,3 @@ class SlotGuard:
             "fix": fix,
         }
         cur.execute("INSERT INTO cdc.alert_outbox (payload, scope) VALUES (%s, %s)", (Json(payload), self._scope))
-
-
-class _WarehouseCursor:
-    """A cursor in a transaction of its own connection, committed on leaving without error."""
-
-    def __init__(self, url: str) -> None:
-        self._url = url
-        self._conn: Any = None
-
-    def __enter__(self) -> Any:
-        try:
-            self._conn = psycopg2.connect(self._url, connect_timeout=10, application_name="cdc sync slot guard")
-        except psycopg2.Error as exc:
-            raise pgerrors.translate(exc, "checking the replication slot", "warehouse") from exc
-        return self._conn.cursor()
-
-    def __exit__(self, kind: object, *_: object) -> None:
-        try:
-            if kind is None:
-                self._conn.commit()
-        finally:
-            self._conn.close()
