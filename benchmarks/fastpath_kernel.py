@@ -120,7 +120,7 @@ def kernel(  # noqa: PLR0917 - one measurement's inputs
     fast: Extension, prefix: bytes, columns: tuple[Column, ...], key: tuple[str, ...], values: list[bytes], threads: int
 ) -> tuple[list[str], float]:
     """Per flush of FLUSH values: the kernel's COPY text, the flush split across `threads`."""
-    kinds = [(col.name, kind_of(col) or "") for col in columns]
+    kinds = [(col.name, kind_of(col) or "", col.varlena) for col in columns]
     texts, took = [], 0.0
     with ThreadPoolExecutor(threads) as pool:
         for first in range(0, len(values), FLUSH):

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cdc.decode.envelope import materialize
 from cdc.decode.toast import UNAVAILABLE, is_unavailable
 from cdc.events import ChangeEvent, Op, Origin, TableId, TableSchema, Version
 
@@ -140,6 +141,10 @@ def _upsert(batch: TableBatch, event: ChangeEvent, key: tuple[Any, ...]) -> None
     if older is not None:
         if older.version > event.version:
             return  # a replayed or duplicate event: the buffer already holds newer state
+        if older.staged is not None and (event.op is Op.DELETE or event.staged is None):
+            # Its image is needed: kept by a delete, or to fill a Python event's placeholders
+            # (a fast-path event never has one).
+            materialize(older)
         if event.op is Op.DELETE:
             event.prior = older.prior if older.op is Op.DELETE else older.after
         elif event.after is not None and older.after is not None and older.op is not Op.DELETE:
@@ -151,6 +156,7 @@ def _fill_from_old_key(batch: TableBatch, event: ChangeEvent, old_key: tuple[Any
     old = batch.rows.get(old_key)
     if old is None or event.after is None:
         return  # the warehouse fills what is left from the old key's stored row
+    materialize(old)
     image = old.prior if old.op is Op.DELETE else old.after
     if image is not None:
         _fill_unchanged(event.after, image)

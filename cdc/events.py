@@ -114,6 +114,10 @@ class ChangeEvent:
     # changes of this table. Rows one statement wrote in one WAL record (COPY's multi-insert) share
     # an LSN, so only this tells them apart; None without transaction metadata (snapshot reads).
     order: int | None = None
+    # Decoded by the compiled fast path (cdc/fastpath.py): the staging row's columns, COPY text
+    # ready, and no row images (before/after stay None until materialize() reads them from
+    # raw_payload, for the rare stage that needs them).
+    staged: str | None = None
 
     @property
     def raw_value(self) -> bytes | None:

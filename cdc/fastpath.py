@@ -23,28 +23,58 @@ from cdc.decode import structured as s
 from cdc.decode import temporal as t
 from cdc.events import Column
 
+Kinds = list[tuple[str, str, bool]]  # (column name, kind, varlena) per staging column
+# Per message of decode_run: None (left to Python), or (staged columns, op, commit LSN, LSN,
+# source.ts_ms, transaction.data_collection_order, key values).
+Decoded = tuple[str, str, int, int, int | None, int | None, tuple[Any, ...]] | None
+
 
 class Extension(Protocol):
     def staging_lines(
-        self, prefix: bytes, columns: list[tuple[str, str]], key: list[str], values: list[bytes], /
+        self, prefix: bytes, columns: Kinds, key: list[str], values: list[bytes], /
     ) -> tuple[str, list[int]]: ...
+
+    def decode_run(  # noqa: PLR0917 - the extension's signature
+        self,
+        prefix: bytes,
+        key_prefix: bytes,
+        columns: Kinds,
+        key: list[str],
+        schema: str,
+        table: str,
+        keys: list[bytes | None],
+        values: list[bytes | None],
+        /,
+    ) -> list[Decoded]: ...
 
 
 def load() -> Extension | None:
     """The extension, or None when CDC_FASTPATH=off or it is not built."""
+    return chosen()[0]
+
+
+def chosen() -> tuple[Extension | None, str]:
+    """The extension (None: the Python path), and a sentence saying which path runs and why."""
     if os.environ.get("CDC_FASTPATH", "").lower() in ("off", "0", "false"):
-        return None
+        return None, "decoding on the Python path (CDC_FASTPATH=off)"
     try:
         module: Any = importlib.import_module("cdc_fastpath")
     except ImportError:
-        return None
-    return cast(Extension, module)
+        return None, (
+            "decoding on the Python path: the compiled fast path is not built "
+            "(make install builds it where cargo is present)"
+        )
+    return cast(Extension, module), (
+        "decoding on the compiled fast path (cdc_fastpath; CDC_FASTPATH=off selects the Python path)"
+    )
 
 
 _INTEGER_TYPES = frozenset({"smallint", "integer", "bigint", "oid"})
 # Encoder -> kind, by identity: the extension reproduces exactly these functions.
 _KINDS = {
     s.encode_float: "float",
+    s.encode_numeric_text: "numeric_text",
+    s.encode_money_text: "money_text",
     s.encode_bool: "bool",
     t.encode_micro_timestamp: "ts_us",
     t.encode_milli_timestamp: "ts_ms",
@@ -63,6 +93,20 @@ def kind_of(column: Column) -> str | None:
             return "int"
         return "text" if column.varlena else "str"
     kind = _KINDS.get(encode)
+    if kind is None:
+        scale = s.DECIMAL_SCALES.get(encode)
+        return None if scale is None else f"decimal:{scale}"
     if kind == "bool" and column.varlena:
         return None
     return kind
+
+
+def kinds_of(columns: tuple[Column, ...]) -> Kinds | None:
+    """The extension's column list for a table shape, or None when it cannot write one of them."""
+    kinds: Kinds = []
+    for column in columns:
+        kind = kind_of(column)
+        if kind is None:
+            return None
+        kinds.append((column.name, kind, column.varlena))
+    return kinds

@@ -38,6 +38,16 @@ class _ValueSchema:
 
 
 @dataclass(frozen=True, slots=True)
+class Route:
+    """What the fast path needs of a topic's table shape: messages starting with these prefixes,
+    of this table, decode to events of this schema."""
+
+    prefix: bytes
+    key_prefix: bytes
+    table: TableSchema
+
+
+@dataclass(frozen=True, slots=True)
 class _KeySchema:
     prefix: bytes
     fields: tuple[str, ...]
@@ -56,6 +66,7 @@ class EnvelopeDecoder:
         self._tables: dict[tuple[str, str, tuple[str, ...], int], TableSchema] = {}
         self._schemas: dict[tuple[TableId, tuple[Column, ...], tuple[str, ...]], TableSchema] = {}
         self._keyed: set[TableId] = set()  # tables seen with a primary key
+        self._routes: dict[str, Route] = {}  # by topic: the shape its last change event had
 
     def decode(
         self, origin: Origin, key: bytes | None, value: bytes | None, headers: Headers = None
@@ -84,6 +95,7 @@ class EnvelopeDecoder:
         table = table_schema.table
         if key_values is not None:
             self._keyed.add(table)
+            self._note_route(origin.topic, schema, table_schema)
         elif op is not Op.TRUNCATE and table in self._keyed:
             raise PoisonMessage(f"missing key: {table} has a primary key, this {op.value} event has none")
         before, after = payload.get("before"), payload.get("after")
@@ -92,12 +104,12 @@ class EnvelopeDecoder:
         if op is Op.DELETE:
             if type(before) is not dict:
                 raise PoisonMessage("op d without a 'before' row image")
-            moves_away = headers is not None and _header(headers, NEW_KEY_HEADER) is not None
+            moves_away = headers is not None and read_header(headers, NEW_KEY_HEADER) is not None
         elif op is not Op.TRUNCATE:
             if type(after) is not dict:
                 raise PoisonMessage(f"op {op.value} without an 'after' row image")
             if op is Op.CREATE and headers is not None and maybe_unavailable(raw_payload):
-                header = _header(headers, OLD_KEY_HEADER)
+                header = read_header(headers, OLD_KEY_HEADER)
                 old_key = None if header is None else _moved_key(header, key_fields)
         # Positional: this runs for every message, and keyword passing costs measurably more.
         return ChangeEvent(
@@ -119,6 +131,19 @@ class EnvelopeDecoder:
             None,
             _order(payload),
         )
+
+    def route(self, topic: str) -> Route | None:
+        """The shape of the topic's last keyed change event, when both its value and its key came
+        in the converter's compact form: what the compiled fast path decodes."""
+        return self._routes.get(topic)
+
+    def _note_route(self, topic: str, schema: _ValueSchema, table: TableSchema) -> None:
+        known = self._routes.get(topic)
+        if known is not None and known.table is table:
+            return
+        key = self._last_key.get(topic)
+        if schema.prefix and key is not None and key.fields == table.key and self._last_value.get(topic) is schema:
+            self._routes[topic] = Route(schema.prefix, key.prefix, table)
 
     def _split_value(self, topic: str, value: bytes) -> tuple[_ValueSchema, Any, bytes]:
         """(schema, parsed payload, the payload's bytes: the value without the schema's prefix and
@@ -193,7 +218,7 @@ NEW_KEY_HEADER = "__debezium.newkey"
 Headers = Iterable[tuple[str, bytes | None]] | Callable[[], Iterable[tuple[str, bytes | None]] | None] | None
 
 
-def _header(headers: Headers, name: str) -> bytes | None:
+def read_header(headers: Headers, name: str) -> bytes | None:
     pairs = headers() if callable(headers) else headers
     for key, value in pairs or ():
         if key == name:
@@ -211,6 +236,16 @@ def _moved_key(header: bytes, fields: tuple[str, ...]) -> tuple[Any, ...] | None
     if not isinstance(payload, dict) or not fields or any(f not in payload for f in fields):
         return None
     return tuple(payload[f] for f in fields)
+
+
+def materialize(event: ChangeEvent) -> None:
+    """Give an event the fast path decoded its row images, as the Python path would have them,
+    and drop its staged columns (a stage that needs the images may change them)."""
+    if event.staged is None:
+        return
+    payload = orjson.loads(event.raw_payload or b"{}")
+    event.before, event.after = payload.get("before"), payload.get("after")
+    event.staged = None
 
 
 def _order(payload: dict[str, Any]) -> int | None:

@@ -39,9 +39,23 @@ def _scaled(unscaled: int, scale: int) -> str:
     return digits[:-scale] + "." + digits[-scale:]
 
 
+# Each decimal encoder made, and its scale: the compiled fast path (cdc/fastpath.py) writes
+# exactly these. One encoder per scale, so this stays as small as the scales seen.
+DECIMAL_SCALES: dict[Encoder, int] = {}
+_DECIMALS: dict[int, Encoder] = {}
+
+
 def decimal_encoder(scale: int) -> Encoder:
     """org.apache.kafka.connect.data.Decimal: base64 of the big-endian two's-complement unscaled
     value; the scale is fixed by the schema."""
+    encode = _DECIMALS.get(scale)
+    if encode is None:
+        encode = _DECIMALS[scale] = _decimal_encoder(scale)
+        DECIMAL_SCALES[encode] = scale
+    return encode
+
+
+def _decimal_encoder(scale: int) -> Encoder:
     from_bytes = int.from_bytes
     if scale <= 0:
         factor = 10**-scale

@@ -40,8 +40,10 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from cdc import fastpath
 from cdc.buffer import Buffer
 from cdc.decode.envelope import EnvelopeDecoder, PoisonMessage
+from cdc.decode.fast import FastDecoder
 from cdc.errors import CdcError, TransientError
 from cdc.events import DDL_TABLE, ChangeEvent, Op, Origin, TableId, new_tuple
 from cdc.sync.consume import BATCH, Partition, Record, change_topics, topic_safe
@@ -144,12 +146,17 @@ class Sync:
         self._ddl_topic = f"{options.topic_prefix}.{DDL_TABLE}"
         self._source_factory = source_factory
         self._source: Source  # connected by run(), retried like any other transient failure
+        extension, self._path = fastpath.chosen()
+        self._fast = (
+            FastDecoder(self._decoder, extension, frozenset({self._ddl_topic})) if extension is not None else None
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
     def stop(self) -> None:
         self._stop.set()
 
     def run(self) -> SyncStats:
+        log.info("%s", self._path)
         try:
             self._connect()
         except TransientError as exc:
@@ -275,19 +282,23 @@ class Sync:
     # -- consuming ---------------------------------------------------------------------------
     def _take(self, records: list[Record]) -> None:
         take = self._positions.take
-        for record in records:
+        # Decoded by the compiled fast path where it can; None: the Python decoder's.
+        ready = self._fast.decode(records) if self._fast is not None else None
+        for i, record in enumerate(records):
             if not take((record.topic, record.partition), record.offset):
                 continue  # read again after a seek, or fetched before its position was known
             if record.topic != self._ddl_topic:  # the DDL log is bookkeeping, not the tables' events
                 self.stats.events += 1
-            origin = new_tuple(Origin, record[:3])  # (topic, partition, offset), without NamedTuple's __new__
-            try:
-                event = self._decoder.decode(origin, record.key, record.value, record.headers)
-            except PoisonMessage as exc:
-                if self._topic_wanted(record.topic):
-                    self._dead.append(DeadLetter(origin, record.key, record.value, str(exc)))
-                self._mark_buffered()
-                continue
+            event = ready[i] if ready is not None else None
+            if event is None:
+                origin = new_tuple(Origin, record[:3])  # (topic, partition, offset), without NamedTuple's __new__
+                try:
+                    event = self._decoder.decode(origin, record.key, record.value, record.headers)
+                except PoisonMessage as exc:
+                    if self._topic_wanted(record.topic):
+                        self._dead.append(DeadLetter(origin, record.key, record.value, str(exc)))
+                    self._mark_buffered()
+                    continue
             if event is None or not (self._table_wanted(event.table) or self._ddl_wanted(event)):
                 self._mark_buffered()
                 continue

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
+from cdc.decode.envelope import materialize
 from cdc.decode.toast import PLACEHOLDER_LENGTHS as _PLACEHOLDER_LENGTHS
 from cdc.decode.toast import is_unavailable
 from cdc.events import ChangeEvent, Column, Op
@@ -79,6 +80,20 @@ class StagingWriter:
         return known[1]
 
     def line(self, event: ChangeEvent) -> str:
+        staged = event.staged
+        if staged is not None:
+            if event.schema.columns is self._columns:
+                # The fast path wrote the columns for exactly these; the rest is written here, as
+                # a flush may still raise the version (cdc/backfill/handover.py).
+                version = event.version
+                ts = event.commit_ts_ms
+                return (
+                    f"{staged}\t{version.commit_lsn}\t{version.lsn}\t{event.op.value}\t"
+                    f"{NULL if ts is None else ts}\t{NULL}"
+                    if self._names
+                    else f"{version.commit_lsn}\t{version.lsn}\t{event.op.value}\t{NULL if ts is None else ts}\t{NULL}"
+                )
+            materialize(event)  # staged for another column list (schema drift): encode it here
         names = self._names
         if event.op is Op.DELETE:
             key = event.schema.key
@@ -119,6 +134,7 @@ class StagingWriter:
         return "\t".join(fields)
 
     def explain(self, event: ChangeEvent, error: Exception) -> str:
+        materialize(event)
         image = (event.before if event.op is Op.DELETE else event.after) or {}
         own = {c.name: c for c in event.schema.columns}
         for name, encode in zip(self._names, self._encoders_of(event.schema.columns), strict=True):

@@ -59,7 +59,7 @@ def _compare(  # noqa: PLR0917 - one comparison's inputs
 ) -> tuple[int, list[int]]:
     """Lines of the extension == the Python path's for every message it handled; None events
     (Python refuses them) are never handled. Returns (lines compared, indexes left to Python)."""
-    kinds = [(c.name, kind_of(c) or "") for c in columns]
+    kinds = [(c.name, kind_of(c) or "", c.varlena) for c in columns]
     text, left = fast.staging_lines(prefix, kinds, list(key), [m[2] or b"" for m in messages])
     writer = StagingWriter(columns)
     expected = [writer.line(e) + "\n" for i, e in enumerate(events) if i not in left and e is not None]

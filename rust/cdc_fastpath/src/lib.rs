@@ -19,7 +19,7 @@ use serde_json::Value;
 // ------------------------------------------------------------------------------------------------
 // Column kinds: the subset of cdc.decode.types encoders this prototype reproduces.
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Int,     // int8/16/32/64 (and oid): str(int)
     Bool,    // boolean (not bit(1)): "t"/"f"
@@ -32,6 +32,9 @@ enum Kind {
     Date,    // io.debezium.time.Date
     TimeMicro, // io.debezium.time.MicroTime
     TimeMilli, // io.debezium.time.Time
+    Decimal(u32, bool), // org.apache.kafka.connect.data.Decimal: (scale or -scale, negative scale)
+    NumericText, // decimal.handling.mode=string: encode_numeric_text
+    MoneyText,   // money in string mode: encode_money_text
 }
 
 impl Kind {
@@ -48,7 +51,15 @@ impl Kind {
             "date" => Kind::Date,
             "time_us" => Kind::TimeMicro,
             "time_ms" => Kind::TimeMilli,
-            _ => return None,
+            "numeric_text" => Kind::NumericText,
+            "money_text" => Kind::MoneyText,
+            _ => {
+                let scale: i64 = code.strip_prefix("decimal:")?.parse().ok()?;
+                if scale.unsigned_abs() > 1000 {
+                    return None;
+                }
+                Kind::Decimal(scale.unsigned_abs() as u32, scale < 0)
+            }
         })
     }
 }
@@ -56,6 +67,7 @@ impl Kind {
 struct Col {
     name: String,
     kind: Kind,
+    varlena: bool, // may hold an unchanged-TOAST placeholder (checked on string values)
     in_key: bool,
 }
 
@@ -88,10 +100,20 @@ struct Payload<'a> {
     after: Option<&'a RawValue>,
     #[serde(borrow, default)]
     source: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    transaction: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Transaction {
+    #[serde(default)]
+    data_collection_order: Option<Value>,
 }
 
 #[derive(Deserialize)]
 struct Source<'a> {
+    #[serde(default)]
+    schema: Option<Value>,
     #[serde(borrow, default)]
     table: Option<Cow<'a, str>>, // non-string table: serde error -> unhandled
     #[serde(default)]
@@ -391,6 +413,141 @@ fn push_zoned_timestamp(out: &mut String, text: &str) -> R<()> {
 }
 
 // ------------------------------------------------------------------------------------------------
+// Numerics (cdc/decode/structured.py): decimal_encoder, encode_numeric_text, encode_money_text.
+
+/// Strict base64 (what Kafka Connect writes). Python's a2b_base64 also reads sloppier forms,
+/// by rules not worth reproducing: anything but the canonical form is left to Python.
+fn base64_strict(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    if bytes.len() % 4 != 0 {
+        return None;
+    }
+    fn sextet(b: u8) -> Option<u32> {
+        Some(match b {
+            b'A'..=b'Z' => (b - b'A') as u32,
+            b'a'..=b'z' => (b - b'a' + 26) as u32,
+            b'0'..=b'9' => (b - b'0' + 52) as u32,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        })
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for (n, quad) in bytes.chunks(4).enumerate() {
+        let last = n == bytes.len() / 4 - 1;
+        let pad = quad.iter().rev().take_while(|&&b| b == b'=').count();
+        if pad > 2 || (pad > 0 && !last) {
+            return None;
+        }
+        let mut acc = 0u32;
+        for &b in &quad[..4 - pad] {
+            acc = (acc << 6) | sextet(b)?;
+        }
+        acc <<= 6 * pad as u32;
+        let three = [(acc >> 16) as u8, (acc >> 8) as u8, acc as u8];
+        // Canonical only: the bits a padded quad drops must be zero.
+        if (pad == 1 && three[2] != 0) || (pad == 2 && (three[1] != 0 || three[2] != 0)) {
+            return None;
+        }
+        out.extend_from_slice(&three[..3 - pad]);
+    }
+    Some(out)
+}
+
+/// int.from_bytes(data, "big", signed=True), for up to 16 bytes.
+fn signed_big_endian(data: &[u8]) -> Option<i128> {
+    if data.len() > 16 {
+        return None;
+    }
+    if data.is_empty() {
+        return Some(0);
+    }
+    let mut value: i128 = if data[0] & 0x80 != 0 { -1 } else { 0 };
+    for &b in data {
+        value = (value << 8) | i128::from(b);
+    }
+    Some(value)
+}
+
+/// decimal_encoder(scale)(value)
+fn push_decimal(out: &mut String, text: &str, scale: u32, negative_scale: bool) -> R<()> {
+    let unscaled = signed_big_endian(&base64_strict(text).ok_or(Unhandled)?).ok_or(Unhandled)?;
+    if negative_scale || scale == 0 {
+        let factor = 10i128.checked_pow(scale).ok_or(Unhandled)?;
+        write!(out, "{}", unscaled.checked_mul(factor).ok_or(Unhandled)?)?;
+        return Ok(());
+    }
+    let width = scale as usize + 1;
+    let digits = unscaled.unsigned_abs().to_string();
+    if unscaled < 0 {
+        out.push('-');
+    }
+    let padded = if digits.len() < width { "0".repeat(width - digits.len()) + &digits } else { digits };
+    let point = padded.len() - scale as usize;
+    out.push_str(&padded[..point]);
+    out.push('.');
+    out.push_str(&padded[point..]);
+    Ok(())
+}
+
+/// _NUMBER_TEXT.fullmatch: [-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]{1,4})?
+fn is_number_text(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut i = 0;
+    if i < b.len() && (b[i] == b'-' || b[i] == b'+') {
+        i += 1;
+    }
+    let int_start = i;
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    let int_digits = i - int_start;
+    let mut frac_digits = 0;
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        let frac_start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        frac_digits = i - frac_start;
+    }
+    if int_digits == 0 && frac_digits == 0 {
+        return false;
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        i += 1;
+        if i < b.len() && (b[i] == b'-' || b[i] == b'+') {
+            i += 1;
+        }
+        let exp_start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if !(1..=4).contains(&(i - exp_start)) {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+fn push_numeric_text(out: &mut String, text: &str, money: bool) -> R<()> {
+    if is_number_text(text) {
+        out.push_str(text);
+        return Ok(());
+    }
+    if money {
+        return Err(Unhandled); // Python: ValueError, a dead letter at the flush
+    }
+    out.push_str(match text {
+        "NAN" | "NaN" => "NaN",
+        "POSITIVE_INFINITY" | "Infinity" => "Infinity",
+        "NEGATIVE_INFINITY" | "-Infinity" => "-Infinity",
+        _ => return Err(Unhandled),
+    });
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------------
 // Unchanged-TOAST placeholders (cdc/decode/toast.py), string forms only.
 
 const UNAVAILABLE: &str = "__debezium_unavailable_value";
@@ -484,6 +641,9 @@ fn push_string(out: &mut String, kind: Kind, s: &str) -> R<()> {
     match kind {
         Kind::Text | Kind::Str | Kind::Float => push_escaped(out, s),
         Kind::TsZoned => push_zoned_timestamp(out, s)?,
+        Kind::Decimal(scale, negative) => push_decimal(out, s, scale, negative)?,
+        Kind::NumericText => push_numeric_text(out, s, false)?,
+        Kind::MoneyText => push_numeric_text(out, s, true)?,
         _ => return Err(Unhandled),
     }
     Ok(())
@@ -520,19 +680,45 @@ fn push_value(out: &mut String, kind: Kind, value: &Value) -> R<()> {
         Kind::Date => push_date(out, json_int(value).ok_or(Unhandled)?),
         Kind::TimeMicro => push_time(out, json_int(value).ok_or(Unhandled)?, 1_000_000, 6),
         Kind::TimeMilli => push_time(out, json_int(value).ok_or(Unhandled)?, 1_000, 3),
+        Kind::Decimal(..) | Kind::NumericText | Kind::MoneyText => match value {
+            Value::String(s) => push_string(out, kind, s)?,
+            _ => return Err(Unhandled),
+        },
     }
     Ok(())
 }
 
-fn line(out: &mut String, columns: &[Col], index: &HashMap<&str, usize>, payload_text: &[u8]) -> R<()> {
-    let text = std::str::from_utf8(payload_text).map_err(|_| Unhandled)?;
+/// What a handled message is, besides its staged columns.
+struct Meta<'a> {
+    op: &'static str,
+    commit_lsn: String,
+    lsn: String,
+    ts_ms: Option<i128>,
+    order: Option<i128>,
+    table: Cow<'a, str>,
+    schema: String, // str(source.schema or "")
+}
+
+/// One message's staging columns (tab-separated, COPY-escaped) appended to out, the names of the
+/// columns holding an unchanged-TOAST placeholder, and what the message is; or Unhandled (out is
+/// then truncated by the caller).
+fn row<'p>(
+    out: &mut String,
+    columns: &'p [Col],
+    index: &HashMap<&str, usize>,
+    text: &'p str,
+    unchanged: &mut Vec<&'p str>,
+) -> R<Meta<'p>> {
     if !is_object(text) {
         return Err(Unhandled); // Python: "the value's payload is not a JSON object"
     }
     let payload: Payload = serde_json::from_str(text)?;
     let op = payload.op.ok_or(Unhandled)?;
-    let op: &str = match op.as_ref() {
-        o @ ("c" | "u" | "r" | "d") => o,
+    let op: &'static str = match op.as_ref() {
+        "c" => "c",
+        "u" => "u",
+        "r" => "r",
+        "d" => "d",
         _ => return Err(Unhandled), // truncate "t", unknown op: Python
     };
     let source_raw = payload.source.ok_or(Unhandled)?;
@@ -540,9 +726,28 @@ fn line(out: &mut String, columns: &[Col], index: &HashMap<&str, usize>, payload
         return Err(Unhandled);
     }
     let source: Source = serde_json::from_str(source_raw.get())?;
-    match &source.table {
-        Some(t) if !t.is_empty() => {}
+    let table = match source.table.clone() {
+        Some(t) if !t.is_empty() => t,
         _ => return Err(Unhandled), // Python: poison (no table)
+    };
+    let schema = match &source.schema {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        _ => return Err(Unhandled), // str() of another JSON type: Python
+    };
+    // _order: transaction.data_collection_order when it is an int (not a bool).
+    let mut order = None;
+    if let Some(raw) = payload.transaction {
+        if is_object(raw.get()) {
+            let t: Transaction = serde_json::from_str(raw.get())?;
+            if let Some(v @ Value::Number(n)) = &t.data_collection_order {
+                if n.is_i64() || n.is_u64() {
+                    order = Some(json_int(v).ok_or(Unhandled)?);
+                } else if n.as_f64().map_or(false, |f| f.fract() == 0.0 && f.abs() >= 9.0e18) {
+                    return Err(Unhandled); // an integer beyond 64 bits: a Python int there
+                }
+            }
+        }
     }
     let deleting = op == "d";
     let image_raw = if deleting { payload.before } else { payload.after }.ok_or(Unhandled)?;
@@ -568,8 +773,11 @@ fn line(out: &mut String, columns: &[Col], index: &HashMap<&str, usize>, payload
         }
     }
     let (commit_lsn, lsn) = version_of(&source)?;
+    let ts_ms = match &source.ts_ms {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(json_int(v).ok_or(Unhandled)?),
+    };
 
-    let mut unchanged: Vec<&str> = Vec::new();
     for (i, col) in columns.iter().enumerate() {
         if i > 0 {
             out.push('\t');
@@ -580,7 +788,7 @@ fn line(out: &mut String, columns: &[Col], index: &HashMap<&str, usize>, payload
         };
         match value {
             Cell::Null => out.push_str("\\N"),
-            Cell::Str(s) if col.kind == Kind::Text && is_placeholder(&s) => {
+            Cell::Str(s) if col.varlena && is_placeholder(&s) => {
                 out.push_str("\\N");
                 unchanged.push(&col.name);
             }
@@ -588,38 +796,72 @@ fn line(out: &mut String, columns: &[Col], index: &HashMap<&str, usize>, payload
             Cell::Other(v) => push_value(out, col.kind, &v)?,
         }
     }
+    Ok(Meta { op, commit_lsn, lsn, ts_ms, order, table, schema })
+}
+
+/// The staging line's tail after the columns: version, op, commit time, unchanged-TOAST list.
+fn push_tail(out: &mut String, columns: &[Col], meta: &Meta, unchanged: &[&str]) {
     if !columns.is_empty() {
         out.push('\t');
     }
-    out.push_str(&commit_lsn);
+    out.push_str(&meta.commit_lsn);
     out.push('\t');
-    out.push_str(&lsn);
+    out.push_str(&meta.lsn);
     out.push('\t');
-    out.push_str(op);
+    out.push_str(meta.op);
     out.push('\t');
-    match &source.ts_ms {
-        None | Some(Value::Null) => out.push_str("\\N"),
-        Some(v) => write!(out, "{}", json_int(v).ok_or(Unhandled)?)?,
+    match meta.ts_ms {
+        None => out.push_str("\\N"),
+        Some(ts) => {
+            let _ = write!(out, "{}", ts);
+        }
     }
     out.push('\t');
     if unchanged.is_empty() {
         out.push_str("\\N");
     } else {
-        push_unchanged(out, &unchanged);
+        push_unchanged(out, unchanged);
     }
-    out.push('\n');
-    Ok(())
+}
+
+fn payload_of<'v>(prefix: &[u8], value: &'v [u8]) -> Option<&'v str> {
+    if value.len() > prefix.len() && value.starts_with(prefix) {
+        std::str::from_utf8(&value[prefix.len()..value.len() - 1]).ok()
+    } else {
+        None
+    }
+}
+
+fn columns_of(columns: Vec<(String, String, bool)>, key: &[String]) -> PyResult<Vec<Col>> {
+    let mut cols = Vec::with_capacity(columns.len());
+    for (name, code, varlena) in columns {
+        let kind = Kind::parse(&code)
+            .ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("unknown column kind {code:?}")))?;
+        let in_key = key.iter().any(|k| *k == name);
+        cols.push(Col { name, kind, varlena, in_key });
+    }
+    Ok(cols)
 }
 
 fn run(prefix: &[u8], columns: &[Col], values: &[&[u8]]) -> (String, Vec<usize>) {
     let mut out = String::with_capacity(values.len() * 64);
     let mut leftovers = Vec::new();
     let index: HashMap<&str, usize> = columns.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
+    let mut unchanged = Vec::new();
     for (i, value) in values.iter().enumerate() {
         let start = out.len();
-        let ok = value.len() > prefix.len()
-            && value.starts_with(prefix)
-            && line(&mut out, columns, &index, &value[prefix.len()..value.len() - 1]).is_ok();
+        unchanged.clear();
+        let ok = match payload_of(prefix, value) {
+            Some(text) => match row(&mut out, columns, &index, text, &mut unchanged) {
+                Ok(meta) => {
+                    push_tail(&mut out, columns, &meta, &unchanged);
+                    out.push('\n');
+                    true
+                }
+                Err(_) => false,
+            },
+            None => false,
+        };
         if !ok {
             out.truncate(start);
             leftovers.push(i);
@@ -631,8 +873,9 @@ fn run(prefix: &[u8], columns: &[Col], values: &[&[u8]]) -> (String, Vec<usize>)
 /// staging_lines(prefix, columns, key, values, as_bytes=False) -> (str | bytes, list[int])
 ///
 /// prefix:  the schema half of the values, up to and including `,"payload":`.
-/// columns: (name, kind) per staging column, kind one of int, bool, float, text (varlena string),
-///          str (non-varlena string), ts_us, ts_ms, tstz, date, time_us, time_ms.
+/// columns: (name, kind, varlena) per staging column, kind one of int, bool, float, text (varlena
+///          string), str (non-varlena string), ts_us, ts_ms, tstz, date, time_us, time_ms,
+///          decimal:<scale>, numeric_text, money_text.
 /// key:     the primary-key column names (the Kafka key's fields); deletes write only these.
 /// values:  whole Kafka message values.
 /// Returns the staging lines ("\n"-terminated) of the handled messages, in input order, and the
@@ -642,18 +885,12 @@ fn run(prefix: &[u8], columns: &[Col], values: &[&[u8]]) -> (String, Vec<usize>)
 fn staging_lines<'py>(
     py: Python<'py>,
     prefix: &[u8],
-    columns: Vec<(String, String)>,
+    columns: Vec<(String, String, bool)>,
     key: Vec<String>,
     values: Vec<Bound<'py, PyBytes>>,
     as_bytes: bool,
 ) -> PyResult<(Bound<'py, PyAny>, Vec<usize>)> {
-    let mut cols = Vec::with_capacity(columns.len());
-    for (name, code) in columns {
-        let kind = Kind::parse(&code)
-            .ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("unknown column kind {code:?}")))?;
-        let in_key = key.iter().any(|k| *k == name);
-        cols.push(Col { name, kind, in_key });
-    }
+    let cols = columns_of(columns, &key)?;
     let slices: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
     // Python bytes are immutable and `values` holds a reference to each: the slices stay valid
     // while other threads run Python.
@@ -666,8 +903,162 @@ fn staging_lines<'py>(
     Ok((out, leftovers))
 }
 
+// ------------------------------------------------------------------------------------------------
+// decode_run: what `cdc sync` calls. A run of one topic's messages, all of one known table shape.
+
+// cdc.decode.toast.maybe_unavailable: the placeholder's forms as they appear in JSON text.
+const MAYBE_UNAVAILABLE: [&str; 4] = [
+    "\"__debezium_unavailable_value\"",
+    "\"X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ==\"",
+    "\"b68a35a7-17ad-35b3-af2a-ae46edb4545a\"",
+    "[95,95,100,101",
+];
+
+enum KeyValue {
+    Int(i128),
+    Str(String),
+}
+
+struct Decoded {
+    start: usize, // the staged columns: out[start..end]
+    end: usize,
+    op: &'static str,
+    commit_lsn: u64,
+    lsn: u64,
+    ts_ms: Option<i64>,
+    order: Option<i64>,
+    key: Vec<KeyValue>,
+}
+
+/// The Kafka key's payload as values in key-field order: only integers and strings (anything
+/// else, or a key that is missing or of another shape, is left to Python).
+fn key_values(key_prefix: &[u8], key: &[u8], fields: &[String]) -> R<Vec<KeyValue>> {
+    let text = payload_of(key_prefix, key).ok_or(Unhandled)?;
+    if !is_object(text) {
+        return Err(Unhandled);
+    }
+    let image: Image = serde_json::from_str(text)?;
+    let mut values = Vec::with_capacity(fields.len());
+    for field in fields {
+        // The last of a name given twice counts, as in a Python dict.
+        let raw = image.0.iter().rev().find(|(name, _)| name.as_ref() == field.as_str()).ok_or(Unhandled)?.1;
+        values.push(match cell(raw)? {
+            Cell::Str(s) => KeyValue::Str(s.into_owned()),
+            Cell::Other(v @ Value::Number(_)) => KeyValue::Int(json_int(&v).ok_or(Unhandled)?),
+            _ => return Err(Unhandled),
+        });
+    }
+    Ok(values)
+}
+
+struct Shape<'s> {
+    prefix: &'s [u8],
+    key_prefix: &'s [u8],
+    columns: &'s [Col],
+    key: &'s [String],
+    schema: &'s str,
+    table: &'s str,
+}
+
+fn decode_one(out: &mut String, shape: &Shape, index: &HashMap<&str, usize>, key: &[u8], value: &[u8]) -> R<Decoded> {
+    let text = payload_of(shape.prefix, value).ok_or(Unhandled)?;
+    // A placeholder (or what may be one) needs the Python path: the buffer fills it from the
+    // image it replaces, and a key change's create reads its old key from the headers.
+    if MAYBE_UNAVAILABLE.iter().any(|p| memchr::memmem::find(text.as_bytes(), p.as_bytes()).is_some()) {
+        return Err(Unhandled);
+    }
+    let key = key_values(shape.key_prefix, key, shape.key)?;
+    let start = out.len();
+    let mut unchanged = Vec::new();
+    let meta = row(out, shape.columns, index, text, &mut unchanged)?;
+    if !unchanged.is_empty() || meta.table != shape.table || meta.schema != shape.schema {
+        return Err(Unhandled);
+    }
+    let u64_of = |digits: &str| digits.parse::<u64>().map_err(|_| Unhandled);
+    let i64_of = |n: Option<i128>| n.map(|n| i64::try_from(n).map_err(|_| Unhandled)).transpose();
+    Ok(Decoded {
+        start,
+        end: out.len(),
+        op: meta.op,
+        commit_lsn: u64_of(&meta.commit_lsn)?,
+        lsn: u64_of(&meta.lsn)?,
+        ts_ms: i64_of(meta.ts_ms)?,
+        order: i64_of(meta.order)?,
+        key,
+    })
+}
+
+/// decode_run(prefix, key_prefix, columns, key, schema, table, keys, values)
+///     -> list[tuple[str, str, int, int, int | None, int | None, tuple] | None]
+///
+/// For each message, in order: None when it is left to the Python path (anything unusual, any
+/// placeholder, a value of another shape or table), else (staged columns, op, commit LSN, LSN,
+/// source.ts_ms, transaction.data_collection_order, key values).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn decode_run<'py>(
+    py: Python<'py>,
+    prefix: &[u8],
+    key_prefix: &[u8],
+    columns: Vec<(String, String, bool)>,
+    key: Vec<String>,
+    schema: String,
+    table: String,
+    keys: Vec<Option<Bound<'py, PyBytes>>>,
+    values: Vec<Option<Bound<'py, PyBytes>>>,
+) -> PyResult<Bound<'py, pyo3::types::PyList>> {
+    if keys.len() != values.len() {
+        return Err(pyo3::exceptions::PyValueError::new_err("keys and values differ in length"));
+    }
+    let cols = columns_of(columns, &key)?;
+    let pairs: Vec<(Option<&[u8]>, Option<&[u8]>)> =
+        keys.iter().zip(values.iter()).map(|(k, v)| (k.as_ref().map(|k| k.as_bytes()), v.as_ref().map(|v| v.as_bytes()))).collect();
+    let shape = Shape { prefix, key_prefix, columns: &cols, key: &key, schema: &schema, table: &table };
+    let (out, decoded) = py.detach(|| {
+        let index: HashMap<&str, usize> = cols.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
+        let mut out = String::with_capacity(pairs.len() * 128);
+        let decoded: Vec<Option<Decoded>> = pairs
+            .iter()
+            .map(|(k, v)| match (k, v) {
+                (Some(k), Some(v)) => {
+                    let start = out.len();
+                    let got = decode_one(&mut out, &shape, &index, k, v).ok();
+                    if got.is_none() {
+                        out.truncate(start);
+                    }
+                    got
+                }
+                _ => None,
+            })
+            .collect();
+        (out, decoded)
+    });
+    let list = pyo3::types::PyList::empty(py);
+    for d in decoded {
+        match d {
+            None => list.append(py.None())?,
+            Some(d) => {
+                let key = pyo3::types::PyTuple::new(
+                    py,
+                    d.key.iter().map(|k| match k {
+                        KeyValue::Int(n) => match n.into_pyobject(py) {
+                            Ok(o) => o.into_any(),
+                            Err(never) => match never {},
+                        },
+                        KeyValue::Str(s) => PyString::new(py, s).into_any(),
+                    }),
+                )?;
+                let item = (PyString::new(py, &out[d.start..d.end]), d.op, d.commit_lsn, d.lsn, d.ts_ms, d.order, key);
+                list.append(item)?;
+            }
+        }
+    }
+    Ok(list)
+}
+
 #[pymodule]
 fn cdc_fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(staging_lines, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_run, m)?)?;
     Ok(())
 }
