@@ -119,6 +119,62 @@ def proc_status(pid: int) -> dict[str, str]:
     return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
 
 
+def _cpu_seconds(pid: int, reaped: bool = False) -> float:
+    """User + system CPU of a process (all its threads), and with reaped of its children that
+    ended, in seconds; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if reaped else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_part(stack: Stack, sync_pid: int | None = None) -> dict[str, float]:
+    """CPU seconds used so far by each part of the machine: cdc sync, each PostgreSQL cluster
+    (postmaster and every child), the Kafka broker, Kafka Connect, and the whole machine. Read
+    twice around a measurement, the difference says where each core-second of it went."""
+    parts: dict[str, float] = {}
+    if sync_pid is not None:
+        parts["cdc sync"] = _cpu_seconds(sync_pid)
+    data = stack.settings.stack_dir / "postgres"
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    for cluster in ("source", "warehouse"):
+        try:
+            postmaster = int((data / cluster / "data" / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        live = sum(_cpu_seconds(p) for p in children.get(postmaster, []))
+        parts[f"PostgreSQL ({cluster})"] = _cpu_seconds(postmaster, reaped=True) + live
+    for name, main_class in (("Kafka broker", "kafka.Kafka"), ("Kafka Connect", "ConnectDistributed")):
+        for pid in children.get(1, []):
+            try:
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(a.endswith(main_class.encode()) for a in args) and any(
+                str(stack.settings.stack_dir.resolve()).encode() in a for a in args
+            ):
+                parts[name] = _cpu_seconds(pid)
+    total = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    busy = sum(int(v) for i, v in enumerate(total[:8]) if i not in (3, 4))  # all but idle and iowait
+    parts["machine (all cores)"] = busy / os.sysconf("SC_CLK_TCK")
+    return parts
+
+
+def cpu_per_event(before: dict[str, float], after: dict[str, float], events: int) -> dict[str, float]:
+    """CPU µs per event each part used between two cpu_by_part readings (a part missing from the
+    first reading, like the cdc sync process, started from zero)."""
+    return {part: round((used - before.get(part, 0.0)) / events * 1e6, 1) for part, used in after.items()}
+
+
 def peak_rss_mb(pid: int) -> float | None:
     """VmHWM (peak resident set) of a live process, in MiB."""
     value = proc_status(pid).get("VmHWM")
@@ -151,6 +207,19 @@ def connect_worker_pid(stack: Stack) -> int | None:
 
 
 # -- machine facts ---------------------------------------------------------------------------------
+def cpu_facts() -> dict[str, Any]:
+    """The machine, for a benchmark that needs no stack."""
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    return {
+        "cpu_model": model.group(1).strip() if model else platform.processor(),
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_avg_at_start": os.getloadavg(),
+        "cdc": git_state(),
+    }
+
+
 def machine_facts(stack: Stack) -> dict[str, Any]:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)

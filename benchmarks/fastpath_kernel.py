@@ -18,14 +18,11 @@ import argparse
 import copy
 import gc
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -144,18 +141,10 @@ def main() -> int:
     if fast is None:
         print("the extension is not built: make install (needs cargo), or pip install ./rust/cdc_fastpath")
         return 2
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "")
     results: dict[str, Any] = {
         "benchmark": "fastpath_kernel",
         "options": vars(args),
-        "machine": {
-            "cpu_model": model or platform.processor(),
-            "nproc": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_avg_at_start": os.getloadavg(),
-            "cdc": c.git_state(),
-        },
+        "machine": c.cpu_facts(),
         "tables": {},
     }
     cases = (

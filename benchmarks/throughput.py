@@ -24,8 +24,10 @@ from benchmarks import common as c
 from benchmarks.events import COLUMNS, OrdersStream, check_sql, column_digests, expected_after
 from cdc.resources import cdc_command
 
-CONSUMERS = ("cdc", "cdc-confluent", "jdbc", "naive")
-DEFAULT_CONSUMERS = "cdc,cdc-confluent,jdbc,naive"
+# cdc and cdc-confluent run the compiled fast path (when built); cdc-python is cdc sync on the
+# Python path alone (CDC_FASTPATH=off, kafka-python), the reference implementation.
+CONSUMERS = ("cdc", "cdc-confluent", "cdc-python", "jdbc", "naive")
+DEFAULT_CONSUMERS = "cdc-confluent,cdc,cdc-python,jdbc,naive"
 # What Debezium 3.4 puts on every message (the run id varies); consumers parse them too.
 DEBEZIUM_HEADERS = [
     ("__debezium.context.connectorLogicalName", b"cdc"),
@@ -120,13 +122,15 @@ def run_cdc(  # noqa: PLR0915
     args: argparse.Namespace,
     attempt: int = 1,
     client: str = "kafka-python",
+    fastpath: bool = True,
 ) -> Outcome:
-    name = "cdc" if client == "kafka-python" else "cdc-confluent"
+    name = "cdc-python" if not fastpath else "cdc" if client == "kafka-python" else "cdc-confluent"
     label = (name if attempt == 1 else f"{name}{attempt}").replace("-", "_")
     schema = f"bench_{run}_{label}"
     group = f"bench_{run}_{label}"
-    out = Outcome(name, f"cdc sync ({client})")
+    out = Outcome(name, f"cdc sync ({client}{', Python path' if not fastpath else ''})")
     extra_env = {"CDC_WAREHOUSE_SCHEMA": schema, "CDC_CONSUMER_GROUP": group, "CDC_KAFKA_CLIENT": client}
+    extra_env["CDC_FASTPATH"] = "on" if fastpath else "off"
     out.extra["cdc_commit"] = c.git_state()
     # cdc.table_map keeps one warehouse table per source table for all sync processes: a retry
     # must not write into the table of the attempt before.
@@ -146,6 +150,7 @@ def run_cdc(  # noqa: PLR0915
     offsets = c.OffsetWatch(stack, group, topic)
     offset = 0
     with log_path.open("wb") as log:
+        cpu_before = c.cpu_by_part(stack)
         started = time.monotonic()
         proc = subprocess.Popen(
             command, env=stack.sync_env(**extra_env), cwd=c.REPO, stdout=log, stderr=subprocess.STDOUT
@@ -156,6 +161,7 @@ def run_cdc(  # noqa: PLR0915
                 offset = offsets.read()
                 if offset >= end:
                     out.elapsed_s = time.monotonic() - started
+                    out.extra["cpu_us_per_event"] = c.cpu_per_event(cpu_before, c.cpu_by_part(stack, proc.pid), events)
                     break
                 if proc.poll() is not None:
                     out.error = f"cdc sync exited with {proc.returncode} at offset {offset} of {end} (see {log_path})"
@@ -176,6 +182,8 @@ def run_cdc(  # noqa: PLR0915
     offsets.close()
     out.extra.update(schema=schema, group=group)
     out.events, out.messages = (events, end) if out.error is None else (None, offset)
+    paths = [line for line in log_path.read_text(errors="replace").splitlines() if "decoding on the" in line]
+    out.extra["path"] = paths[0].split("decoding on the ", 1)[1] if paths else "unknown"
     out.extra["progress"] = [
         line.split(": ", 1)[-1] for line in log_path.read_text(errors="replace").splitlines() if "events/s" in line
     ][-3:]
@@ -242,6 +250,7 @@ def run_jdbc(  # noqa: PLR0915
     rss_max = rss_before
     client = httpx.Client(base_url=stack.connect_url, timeout=30)
     admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap)
+    cpu_before = c.cpu_by_part(stack)
     started = time.monotonic()
     offset = 0
     try:
@@ -256,6 +265,7 @@ def run_jdbc(  # noqa: PLR0915
             now = time.monotonic()
             if offset >= end:
                 out.elapsed_s = now - started
+                out.extra["cpu_us_per_event"] = c.cpu_per_event(cpu_before, c.cpu_by_part(stack), events)
                 break
             if worker:
                 rss_max = max(rss_max or 0, c.rss_mb(worker) or 0)
@@ -457,6 +467,11 @@ def print_report(result: dict[str, Any], outcomes: list[Outcome]) -> None:
         print("  * measured on a prefix of the topic (see the note above)")
     for name, ratio in result["ratios"].items():
         print(f"  ratio {name}: {ratio}")
+    for o in outcomes:
+        cpu = o.extra.get("cpu_us_per_event")
+        if cpu:
+            shown = ", ".join(f"{part} {us:.1f}" for part, us in cpu.items())
+            print(f"  {o.label}: CPU µs per event: {shown}")
     corr = result["correctness"]
     print(
         f"  expected final rows: {corr['expected_rows']:,}; same ids in every complete table: "
@@ -519,10 +534,18 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
             for attempt in range(1, args.attempts + 1):
                 print(f"draining with {name} (attempt {attempt}) ...", flush=True)
                 before = c.warehouse_started(stack)
-                if name in ("cdc", "cdc-confluent"):
-                    client = "kafka-python" if name == "cdc" else "confluent"
+                if name in ("cdc", "cdc-confluent", "cdc-python"):
+                    client = "confluent" if name == "cdc-confluent" else "kafka-python"
                     o = run_cdc(
-                        stack, run, topic, end=end, events=args.events, args=args, attempt=attempt, client=client
+                        stack,
+                        run,
+                        topic,
+                        end=end,
+                        events=args.events,
+                        args=args,
+                        attempt=attempt,
+                        client=client,
+                        fastpath=name != "cdc-python",
                     )
                     if others:
                         o.notes.append(
@@ -552,7 +575,15 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
             cleanup(stack, run, topic, outcomes)
     by = {o.name: o for o in outcomes}
     ratios: dict[str, str] = {}
-    pairs = (("cdc", "jdbc"), ("cdc", "naive"), ("cdc-confluent", "jdbc"), ("cdc-confluent", "cdc"), ("jdbc", "naive"))
+    pairs = (
+        ("cdc-confluent", "jdbc"),
+        ("cdc-confluent", "cdc-python"),
+        ("cdc", "jdbc"),
+        ("cdc", "cdc-python"),
+        ("cdc-python", "jdbc"),
+        ("cdc", "naive"),
+        ("jdbc", "naive"),
+    )
     for a, b in pairs:
         ra = by[a].events_per_s if a in by else None
         rb = by[b].events_per_s if b in by else None
