@@ -24,6 +24,14 @@ class Op(StrEnum):
 class TableId:
     schema: str
     name: str
+    # Looked up in dicts several times per event: the hash is computed once, not in Python each time.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.schema, self.name)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __str__(self) -> str:
         return f"{self.schema}.{self.name}"

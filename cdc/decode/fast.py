@@ -11,9 +11,10 @@ stays the one that decides what is poison and why, and the one schema drift sees
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from contextlib import suppress
+from typing import TYPE_CHECKING, cast
 
-from cdc.decode.envelope import NEW_KEY_HEADER, EnvelopeDecoder, read_header
+from cdc.decode.envelope import NEW_KEY_HEADER, EnvelopeDecoder, Headers, PoisonMessage, read_header
 from cdc.events import ChangeEvent, Op, Origin, TableSchema, Version, new_tuple
 from cdc.fastpath import Extension, Kinds, kinds_of
 
@@ -21,8 +22,11 @@ if TYPE_CHECKING:
     from cdc.sync.consume import Record
 
 _OPS = {op.value: op for op in Op}
+DELETE = Op.DELETE
+_Handled = tuple[str, int, int, bytes, bytes, Headers]
 # Below this many messages of one topic in a poll, the call's fixed cost outweighs its gain.
 MIN_RUN = 4
+LEARN = 8  # messages of a new topic the Python decoder reads, at most, to learn its shape
 
 
 class FastDecoder:
@@ -48,18 +52,36 @@ class FastDecoder:
         for i, record in enumerate(records):
             runs.setdefault(record.topic, []).append(i)
         route = self._decoder.route
-        for topic, indexes in runs.items():
-            if len(indexes) < self._min_run or topic in self._skip:
+        for topic, run_indexes in runs.items():
+            if len(run_indexes) < self._min_run or topic in self._skip:
                 continue
+            indexes = run_indexes
             shape = route(topic)
             if shape is None:
-                continue
+                # A topic not seen yet: the Python decoder reads its first messages (in order, as
+                # the loop would) until it knows the shape; the extension takes the rest.
+                indexes = run_indexes[self._learn(topic, records, run_indexes, ready) :]
+                shape = route(topic)
+                if shape is None or len(indexes) < self._min_run:
+                    continue
             kinds = self._kinds_of(shape.table)
             if kinds is None:
                 continue
             run = [records[i] for i in indexes]
             self._decode_run(shape.prefix, shape.key_prefix, shape.table, kinds, run, indexes, ready)
         return ready
+
+    def _learn(self, topic: str, records: Sequence[Record], indexes: list[int], ready: list[ChangeEvent | None]) -> int:
+        """Decode the run's first messages in Python until the topic's shape is known (at most
+        LEARN of them); returns how many were decoded. Poison is left for the loop to decode again
+        and dead-letter (decoding is pure: the same reason comes out)."""
+        for taken, i in enumerate(indexes[:LEARN], start=1):
+            record = records[i]
+            with suppress(PoisonMessage):
+                ready[i] = self._decoder.decode(new_tuple(Origin, record[:3]), record.key, record.value, record.headers)
+            if self._decoder.route(topic) is not None:
+                return taken
+        return min(len(indexes), LEARN)
 
     def _kinds_of(self, table: TableSchema) -> Kinds | None:
         columns = table.columns
@@ -89,11 +111,10 @@ class FastDecoder:
         for i, record, got in zip(indexes, records, results, strict=True):
             if got is None:
                 continue
+            # The extension leaves keyless messages and tombstones: key and value are bytes here.
+            topic, partition, offset, key_bytes, value, headers = cast(_Handled, record)
             staged, op_letter, commit_lsn, lsn, ts_ms, order, key = got
             op = _OPS[op_letter]
-            key_bytes = record.key or b""  # the extension leaves keyless messages and tombstones
-            value = record.value or b""
-            headers = record.headers
             ready[i] = ChangeEvent(
                 op,
                 table_id,
@@ -103,13 +124,13 @@ class FastDecoder:
                 None,
                 new_tuple(Version, (commit_lsn, lsn)),
                 ts_ms,
-                new_tuple(Origin, (record.topic, record.partition, record.offset)),
+                new_tuple(Origin, (topic, partition, offset)),
                 len(value) + len(key_bytes),
                 key_bytes,
                 value[cut:-1],
                 prefix,
                 None,
-                op is Op.DELETE and headers is not None and read_header(headers, NEW_KEY_HEADER) is not None,
+                op is DELETE and headers is not None and read_header(headers, NEW_KEY_HEADER) is not None,
                 None,
                 order,
                 staged,

@@ -112,12 +112,13 @@ struct Transaction {
 
 #[derive(Deserialize)]
 struct Source<'a> {
-    #[serde(default)]
-    schema: Option<Value>,
+    // Raw, and read only as far as needed: a string is borrowed unless it holds an escape.
     #[serde(borrow, default)]
-    table: Option<Cow<'a, str>>, // non-string table: serde error -> unhandled
-    #[serde(default)]
-    sequence: Option<Value>,
+    schema: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    table: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    sequence: Option<&'a RawValue>,
     #[serde(default)]
     lsn: Option<Value>,
     #[serde(default)]
@@ -577,38 +578,62 @@ fn push_unchanged(out: &mut String, names: &[&str]) {
 // Version: cdc.decode.envelope.version_of
 
 /// Python int(text) for the decimal strings Debezium writes, as canonical digits.
-fn canonical_digits(text: &str) -> Option<String> {
+fn canonical_digits(text: &str) -> Option<Cow<'_, str>> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let trimmed = text.trim_start_matches('0');
-    Some(if trimmed.is_empty() { "0".to_string() } else { trimmed.to_string() })
+    Some(Cow::Borrowed(if trimmed.is_empty() { "0" } else { trimmed }))
 }
 
 /// int(x or 0) for one element of a sequence parsed as JSON; None: left to Python.
-fn sequence_part(v: &Value) -> Option<String> {
+fn sequence_part(v: &Value) -> Option<Cow<'static, str>> {
     match v {
         Value::Null => Some("0".into()),
         Value::Bool(b) => Some(if *b { "1" } else { "0" }.into()),
-        Value::Number(_) => json_int(v).map(|n| n.to_string()),
+        Value::Number(_) => json_int(v).map(|n| n.to_string().into()),
         Value::String(s) if s.is_empty() => Some("0".into()),
-        Value::String(s) => canonical_digits(s), // int(" 12 "), int("1_2"), int("+1")...: Python
+        // int(" 12 "), int("1_2"), int("+1")...: Python
+        Value::String(s) => canonical_digits(s).map(|d| Cow::Owned(d.into_owned())),
         _ => None,
     }
 }
 
-fn version_of(source: &Source) -> R<(String, String)> {
-    if let Some(Value::String(seq)) = &source.sequence {
-        if seq.len() >= 4 && seq.starts_with("[\"") && seq.ends_with("\"]") {
-            let inner = &seq[2..seq.len() - 2];
-            if let Some((commit, change)) = inner.split_once("\",\"") {
-                if let (Some(c), Some(l)) = (canonical_digits(commit), canonical_digits(change)) {
-                    return Ok((c, l));
+/// A raw JSON value that is a string, borrowed unless it holds an escape; None for another type.
+fn raw_str(raw: &RawValue) -> R<Option<Cow<'_, str>>> {
+    Ok(if raw.get().starts_with('"') { Some(serde_json::from_str::<Name>(raw.get())?.0) } else { None })
+}
+
+type Version<'a> = (Cow<'a, str>, Cow<'a, str>);
+
+/// Debezium's '["<digits>","<digits>"]', as canonical digits borrowed from the text.
+fn sequence_digits(seq: &str) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
+    if seq.len() >= 4 && seq.starts_with("[\"") && seq.ends_with("\"]") {
+        let (commit, change) = seq[2..seq.len() - 2].split_once("\",\"")?;
+        return Some((canonical_digits(commit)?, canonical_digits(change)?));
+    }
+    None
+}
+
+fn version_of<'a>(source: &Source<'a>) -> R<Version<'a>> {
+    if let Some(seq) = match source.sequence {
+        Some(raw) => raw_str(raw)?,
+        None => None,
+    } {
+        match &seq {
+            Cow::Borrowed(text) => {
+                if let Some(found) = sequence_digits(text) {
+                    return Ok(found); // slices of the message itself
+                }
+            }
+            Cow::Owned(text) => {
+                if let Some((c, l)) = sequence_digits(text) {
+                    return Ok((Cow::Owned(c.into_owned()), Cow::Owned(l.into_owned())));
                 }
             }
         }
         // orjson.loads(sequence) unpacked into two: only a two-element array is reproduced.
-        let parsed: Value = serde_json::from_str(seq)?;
+        let parsed: Value = serde_json::from_str(&seq)?;
         if let Value::Array(items) = &parsed {
             if items.len() == 2 {
                 if let (Some(c), Some(l)) = (sequence_part(&items[0]), sequence_part(&items[1])) {
@@ -626,7 +651,7 @@ fn version_of(source: &Source) -> R<(String, String)> {
             (n.into(), n.into())
         }
         Some(v @ Value::Number(_)) => match json_int(v) {
-            Some(n) => (n.to_string(), n.to_string()),
+            Some(n) => (n.to_string().into(), n.to_string().into()),
             None => ("0".into(), "0".into()),
         },
         _ => ("0".into(), "0".into()),
@@ -691,12 +716,12 @@ fn push_value(out: &mut String, kind: Kind, value: &Value) -> R<()> {
 /// What a handled message is, besides its staged columns.
 struct Meta<'a> {
     op: &'static str,
-    commit_lsn: String,
-    lsn: String,
+    commit_lsn: Cow<'a, str>,
+    lsn: Cow<'a, str>,
     ts_ms: Option<i128>,
     order: Option<i128>,
     table: Cow<'a, str>,
-    schema: String, // str(source.schema or "")
+    schema: Cow<'a, str>, // str(source.schema or "")
 }
 
 /// One message's staging columns (tab-separated, COPY-escaped) appended to out, the names of the
@@ -708,6 +733,7 @@ fn row<'p>(
     index: &HashMap<&str, usize>,
     text: &'p str,
     unchanged: &mut Vec<&'p str>,
+    found: &mut Vec<Option<&'p RawValue>>,
 ) -> R<Meta<'p>> {
     if !is_object(text) {
         return Err(Unhandled); // Python: "the value's payload is not a JSON object"
@@ -726,14 +752,14 @@ fn row<'p>(
         return Err(Unhandled);
     }
     let source: Source = serde_json::from_str(source_raw.get())?;
-    let table = match source.table.clone() {
+    let table = match source.table.map(raw_str).transpose()?.flatten() {
         Some(t) if !t.is_empty() => t,
-        _ => return Err(Unhandled), // Python: poison (no table)
+        _ => return Err(Unhandled), // Python: poison (no table), or str() of another JSON type
     };
-    let schema = match &source.schema {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        _ => return Err(Unhandled), // str() of another JSON type: Python
+    let schema = match source.schema {
+        None => Cow::Borrowed(""),
+        Some(raw) if raw.get() == "null" => Cow::Borrowed(""),
+        Some(raw) => raw_str(raw)?.ok_or(Unhandled)?, // str() of another JSON type: Python
     };
     // _order: transaction.data_collection_order when it is an int (not a bool).
     let mut order = None;
@@ -759,7 +785,8 @@ fn row<'p>(
     // Each staged column's value with Python's dict semantics: a missing name is None, and of a
     // name given twice the last one counts (later pairs overwrite). Debezium writes the columns in
     // schema order, so the next column is tried before the hash lookup.
-    let mut found: Vec<Option<&RawValue>> = vec![None; columns.len()];
+    found.clear();
+    found.resize(columns.len(), None);
     let mut guess = 0usize;
     for (name, raw) in pairs {
         let j = if guess < columns.len() && columns[guess].name == name.as_ref() {
@@ -848,11 +875,12 @@ fn run(prefix: &[u8], columns: &[Col], values: &[&[u8]]) -> (String, Vec<usize>)
     let mut leftovers = Vec::new();
     let index: HashMap<&str, usize> = columns.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
     let mut unchanged = Vec::new();
+    let mut found = Vec::new();
     for (i, value) in values.iter().enumerate() {
         let start = out.len();
         unchanged.clear();
         let ok = match payload_of(prefix, value) {
-            Some(text) => match row(&mut out, columns, &index, text, &mut unchanged) {
+            Some(text) => match row(&mut out, columns, &index, text, &mut unchanged, &mut found) {
                 Ok(meta) => {
                     push_tail(&mut out, columns, &meta, &unchanged);
                     out.push('\n');
@@ -960,17 +988,23 @@ struct Shape<'s> {
     table: &'s str,
 }
 
-fn decode_one(out: &mut String, shape: &Shape, index: &HashMap<&str, usize>, key: &[u8], value: &[u8]) -> R<Decoded> {
+struct Scratch<'v> {
+    index: HashMap<&'v str, usize>,
+    placeholders: Vec<memchr::memmem::Finder<'static>>,
+    found: Vec<Option<&'v RawValue>>,
+}
+
+fn decode_one<'v>(out: &mut String, shape: &Shape<'v>, scratch: &mut Scratch<'v>, key: &'v [u8], value: &'v [u8]) -> R<Decoded> {
     let text = payload_of(shape.prefix, value).ok_or(Unhandled)?;
     // A placeholder (or what may be one) needs the Python path: the buffer fills it from the
     // image it replaces, and a key change's create reads its old key from the headers.
-    if MAYBE_UNAVAILABLE.iter().any(|p| memchr::memmem::find(text.as_bytes(), p.as_bytes()).is_some()) {
+    if scratch.placeholders.iter().any(|f| f.find(text.as_bytes()).is_some()) {
         return Err(Unhandled);
     }
     let key = key_values(shape.key_prefix, key, shape.key)?;
     let start = out.len();
     let mut unchanged = Vec::new();
-    let meta = row(out, shape.columns, index, text, &mut unchanged)?;
+    let meta = row(out, shape.columns, &scratch.index, text, &mut unchanged, &mut scratch.found)?;
     if !unchanged.is_empty() || meta.table != shape.table || meta.schema != shape.schema {
         return Err(Unhandled);
     }
@@ -1015,14 +1049,18 @@ fn decode_run<'py>(
         keys.iter().zip(values.iter()).map(|(k, v)| (k.as_ref().map(|k| k.as_bytes()), v.as_ref().map(|v| v.as_bytes()))).collect();
     let shape = Shape { prefix, key_prefix, columns: &cols, key: &key, schema: &schema, table: &table };
     let (out, decoded) = py.detach(|| {
-        let index: HashMap<&str, usize> = cols.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
+        let mut scratch = Scratch {
+            index: cols.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect(),
+            placeholders: MAYBE_UNAVAILABLE.iter().map(|p| memchr::memmem::Finder::new(p.as_bytes())).collect(),
+            found: Vec::new(),
+        };
         let mut out = String::with_capacity(pairs.len() * 128);
         let decoded: Vec<Option<Decoded>> = pairs
             .iter()
             .map(|(k, v)| match (k, v) {
                 (Some(k), Some(v)) => {
                     let start = out.len();
-                    let got = decode_one(&mut out, &shape, &index, k, v).ok();
+                    let got = decode_one(&mut out, &shape, &mut scratch, k, v).ok();
                     if got.is_none() {
                         out.truncate(start);
                     }
