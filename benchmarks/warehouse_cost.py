@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import sys
 import time
 import uuid
@@ -29,6 +30,8 @@ from cdc.decode.fast import FastDecoder
 from cdc.events import Origin, new_tuple
 from cdc.fastpath import load
 from cdc.warehouse import Flush
+from cdc.warehouse import statements as stmt
+from cdc.warehouse.copy import staging_text
 from cdc.warehouse.postgres import PostgresWarehouse
 
 FLUSH = 20_000
@@ -39,8 +42,7 @@ class TimedCursor(psycopg2.extensions.cursor):
     """Times each statement at the client, by its kind."""
 
     def execute(self, query: Any, vars: Any = None) -> None:
-        text = query if isinstance(query, str) else query.as_string(self)
-        kind = "MERGE" if text.startswith("MERGE") else "other statements"
+        kind = "MERGE" if _text(query, self).startswith("MERGE") else "other statements"
         started = time.perf_counter()
         try:
             super().execute(query, vars)
@@ -97,19 +99,20 @@ def main(argv: list[str] | None = None) -> int:
         SPENT.clear()
         before = c.cpu_by_part(stack)
         started = time.perf_counter()
-        for flush in prepared[1:]:
+        for flush in prepared[1:-1]:
             warehouse.apply(flush)
         wall = time.perf_counter() - started
         after = c.cpu_by_part(stack)
-        timed = sum(len(b.events()) for f in prepared[1:] for b in f.tables)
-        explain = _explain(conn, warehouse, prepared[-1])
+        timed = sum(len(b.events()) for f in prepared[1:-1] for b in f.tables)
+        explain = _explain(conn, warehouse, prepared[-1])  # a flush not applied yet: real work
+        formats = _copy_formats(stack, prepared[-1])
     finally:
         cleanup = c.warehouse_conn(stack)
         cleanup.cursor().execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         cleanup.cursor().execute("DELETE FROM cdc.table_map WHERE target_schema = %s", (schema,))
         cleanup.close()
         warehouse.close()
-    events = args.events * (len(prepared) - 1) // len(prepared)
+    events = args.events * (len(prepared) - 2) // len(prepared)
     result: dict[str, Any] = {
         "benchmark": "warehouse_cost",
         "started_utc": c.now_stamp(),
@@ -124,13 +127,18 @@ def main(argv: list[str] | None = None) -> int:
             (after["PostgreSQL (warehouse)"] - before["PostgreSQL (warehouse)"]) / events * 1e6, 2
         ),
         "explain_last_merge": explain,
+        "copy_text_vs_binary_us_per_row": formats,
     }
-    print(f"{events:,} events ({timed:,} staged rows after compaction) in {len(prepared) - 1} flushes")
+    print(f"{events:,} events ({timed:,} staged rows after compaction) in {len(prepared) - 2} flushes")
     for kind, us in result["client_us_per_event"].items():
         print(f"  {kind:<20} {us:6.2f} µs/event (client wall time)")
     print(f"  flush, whole:        {result['wall_us_per_event']:6.2f} µs/event")
     print(f"  warehouse CPU:       {result['warehouse_server_cpu_us_per_event']:6.2f} µs/event (server processes)")
-    print("  EXPLAIN ANALYZE of the last flush's MERGE:")
+    print(
+        f"  COPY of one flush's staging rows, server side: text {formats['text']:.2f} µs/row, "
+        f"binary {formats['binary']:.2f} µs/row (best of 5 each)"
+    )
+    print("  EXPLAIN ANALYZE of the next flush's MERGE:")
     for line in explain:
         print("    " + line)
     path = c.RESULTS / f"{result['started_utc']}-warehouse_cost.json"
@@ -146,7 +154,7 @@ def _explain(conn: Any, warehouse: PostgresWarehouse, flush: Flush) -> list[str]
 
     class Explaining(TimedCursor):
         def execute(self, query: Any, vars: Any = None) -> None:
-            text = query if isinstance(query, str) else query.as_string(self)
+            text = _text(query, self)
             if text.startswith("MERGE"):
                 super().execute("EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) " + text, vars)
                 captured.extend(row[0] for row in self.fetchall())
@@ -157,6 +165,49 @@ def _explain(conn: Any, warehouse: PostgresWarehouse, flush: Flush) -> list[str]
     with contextlib.suppress(_Done):
         warehouse.apply(flush)
     return captured
+
+
+def _copy_formats(stack: c.Stack, flush: Flush) -> dict[str, float]:
+    """The same staging rows COPYed as text (what cdc sends) and as binary (what PostgreSQL itself
+    writes for them), into a temp table like cdc's staging table: what binary would save."""
+    batch = flush.tables[0]
+    text, _ = staging_text(batch.events(), batch.schema.columns)
+    conn = c.warehouse_conn(stack)
+    conn.autocommit = False  # the staging table keeps its rows until the transaction ends, as in a flush
+    try:
+        cur = conn.cursor()
+        cur.execute(stmt.create_staging("fmt", batch.schema.columns))
+        copy = stmt.copy_into("fmt", stmt.staging_columns(batch.schema.columns)).as_string(cur)
+        cur.copy_expert(copy, io.BytesIO(text.encode()))
+        binary = io.BytesIO()
+        cur.copy_expert("COPY fmt TO STDOUT (FORMAT binary)", binary)
+        rows = len(batch.events())
+        cur.execute("SELECT count(*) FROM fmt")
+        assert cur.fetchone()[0] == rows, "the text COPY did not load the flush's rows"
+        best: dict[str, float] = {}
+        for name, data, sql_text in (
+            ("text", text.encode(), copy),
+            ("binary", binary.getvalue(), copy + " (FORMAT binary)"),
+        ):
+            times = []
+            for _ in range(5):
+                cur.execute("TRUNCATE fmt")
+                started = time.perf_counter()
+                cur.copy_expert(sql_text, io.BytesIO(data))
+                times.append(time.perf_counter() - started)
+                cur.execute("SELECT count(*) FROM fmt")
+                assert cur.fetchone()[0] == rows, f"the {name} COPY did not load the rows"
+            best[name] = round(min(times) / rows * 1e6, 2)
+        conn.rollback()
+    finally:
+        conn.close()
+    return best
+
+
+def _text(query: Any, cur: Any) -> str:
+    if isinstance(query, bytes):
+        return query.decode()
+    return query if isinstance(query, str) else str(query.as_string(cur))
 
 
 class _Done(Exception):
