@@ -1,13 +1,10 @@
 """The compiled hot path (Rust, PyO3: rust/cdc_fastpath), and which columns it can write.
 
-First slice of issue 11: `cdc_fastpath.staging_lines(prefix, columns, key, values)` turns whole
-Debezium message values of one table (sharing one schema prefix) into the COPY text lines that
-cdc.warehouse.copy.StagingWriter.line writes for the same messages, byte for byte, and returns
-the indexes of the messages it leaves to the Python path (anything outside its subset: an op it
-does not write, a malformed or unusual message, a value of another JSON type than its column's).
-It releases the GIL while it works. `cdc sync` does not call it yet: compaction, leftovers merged
-back in order and the Kafka side come next. The Python path stays the reference, and
-tests/unit/test_fastpath.py holds the two byte-identical.
+`decode_run` (what cdc sync calls, through cdc/decode/fast.py) decodes a run of one topic's
+messages of one known table shape into staging columns, versions, ops and keys, with the GIL
+released; `staging_lines` writes whole staging lines (what tests and benchmarks compare with the
+Python path's StagingWriter, byte for byte). Both leave whatever is outside their subset to the
+Python path, by index. The Python path stays the reference; docs/fastpath.md says what is where.
 
 CDC_FASTPATH=off, or an extension that is not built (no Rust toolchain at install), means the
 Python path only.
