@@ -84,7 +84,7 @@ class Buffer:
                 if older.schema.table == event.table:
                     _drop_older(older, event.version)
             _truncate(batch, event)
-        elif batch.keyed and event.key is not None:
+        elif batch.schema.key and event.key is not None:  # keyed: not the property, this runs per event
             if event.moves_away:
                 self.open_moves.add((event.table, event.key))
             elif event.old_key is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import suppress
+from operator import itemgetter
 from typing import TYPE_CHECKING, cast
 
 from cdc.decode.envelope import NEW_KEY_HEADER, EnvelopeDecoder, Headers, PoisonMessage, read_header
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 _OPS = {op.value: op for op in Op}
 DELETE = Op.DELETE
 _Handled = tuple[str, int, int, bytes, bytes, Headers]
+_KEY, _VALUE = itemgetter(3), itemgetter(4)  # a Record's key and value, without NamedTuple's properties
 # Below this many messages of one topic in a poll, the call's fixed cost outweighs its gain.
 MIN_RUN = 4
 LEARN = 8  # messages of a new topic the Python decoder reads, at most, to learn its shape
@@ -100,8 +102,8 @@ class FastDecoder:
         indexes: list[int],
         ready: list[ChangeEvent | None],
     ) -> None:
-        keys = [r.key for r in records]
-        values = [r.value for r in records]
+        keys = list(map(_KEY, records))
+        values = list(map(_VALUE, records))
         results = self._extension.decode_run(
             prefix, key_prefix, kinds, list(table.key), table.table.schema, table.table.name, keys, values
         )

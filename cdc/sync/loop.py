@@ -292,33 +292,46 @@ class Sync:
         take = self._positions.take
         # Decoded by the compiled fast path where it can; None: the Python decoder's.
         ready = self._fast.decode(records) if self._fast is not None else None
+        # Per record, so the attribute lookups are taken once per poll.
+        ddl_topic, wanted, schemas, add = self._ddl_topic, self._wanted, self._schemas, self._buffer.add
+        counted = taken = 0
         for i, record in enumerate(records):
-            if not take((record.topic, record.partition), record.offset):
+            topic = record.topic
+            if not take((topic, record.partition), record.offset):
                 continue  # read again after a seek, or fetched before its position was known
-            if record.topic != self._ddl_topic:  # the DDL log is bookkeeping, not the tables' events
-                self.stats.events += 1
+            taken += 1
+            if topic != ddl_topic:  # the DDL log is bookkeeping, not the tables' events
+                counted += 1
             event = ready[i] if ready is not None else None
             if event is None:
                 origin = new_tuple(Origin, record[:3])  # (topic, partition, offset), without NamedTuple's __new__
                 try:
                     event = self._decoder.decode(origin, record.key, record.value, record.headers)
                 except PoisonMessage as exc:
-                    if self._topic_wanted(record.topic):
+                    if self._topic_wanted(topic):
                         self._dead.append(DeadLetter(origin, record.key, record.value, str(exc)))
-                    self._mark_buffered()
                     continue
-            if event is None or not (self._table_wanted(event.table) or self._ddl_wanted(event)):
-                self._mark_buffered()
+                if event is None:
+                    continue
+            table = event.table
+            if not (wanted.get(table) or self._table_wanted(table) or self._ddl_wanted(event)):
                 continue
             if (
-                event.schema is not self._schemas.get(event.table)
-                and event.table != DDL_TABLE
+                event.schema is not schemas.get(table)
+                and table != DDL_TABLE
                 and event.op is not Op.TRUNCATE  # a truncate has no key, so a schema of its own
             ):
-                self._schemas[event.table] = event.schema
+                schemas[table] = event.schema
                 self._ddl_due = True
-            self._buffer.add(event)
-            self._mark_buffered()
+            add(event)
+        self.stats.events += counted
+        if taken:
+            self._mark_buffered()  # dead letters and skipped messages count: their offsets are stored too
+        self._report_positions()
+
+    def _report_positions(self) -> None:
+        """Say what the poll found out about positions: a partition gone back, records of a
+        partition not positioned yet (positioned now)."""
         if self._positions.rewound:
             for (topic, number), (offset, expected) in sorted(self._positions.rewound.items()):
                 log.warning(
