@@ -220,16 +220,29 @@ class Poller(threading.Thread):
             return sum(len(v) for v in self.pending.values()) + len(self.samples) - self.taken
 
 
-def wait_visible(stack: c.Stack, table: str, row_id: int, timeout: float) -> float:
+def wait_visible(stack: c.Stack, source_schema: str, row_id: int, timeout: float) -> tuple[float, str]:
+    """Seconds until the row is in the warehouse table cdc made for <source_schema>.orders (its
+    name is cdc's choice: read from cdc.table_map), and that table."""
     conn = c.warehouse_conn(stack)
     cur = conn.cursor()
     started = time.monotonic()
+    table = f'"{source_schema}"."orders"'
     try:
         while time.monotonic() - started < timeout:
             try:
+                cur.execute(
+                    "SELECT target_schema, target_table FROM cdc.table_map "
+                    "WHERE source_schema = %s AND source_table = 'orders'",
+                    (source_schema,),
+                )
+                found = cur.fetchone()
+                if found is None:
+                    time.sleep(0.2)
+                    continue
+                table = f'"{found[0]}"."{found[1]}"'
                 cur.execute(f"SELECT 1 FROM {table} WHERE id = %s", (row_id,))
                 if cur.fetchone():
-                    return time.monotonic() - started
+                    return time.monotonic() - started, table
             except psycopg2.errors.UndefinedTable:
                 pass  # cdc creates the table with its first flush
             except psycopg2.errors.InvalidSchemaName:
@@ -364,7 +377,7 @@ def measure(stack: c.Stack, args: argparse.Namespace) -> dict[str, Any]:  # noqa
                 f"INSERT INTO {schema}.orders VALUES (1, 1, 1.00, 'new', now(), now(), 'warm-up', true, NULL, "
                 "gen_random_uuid())"
             )
-        warm = wait_visible(stack, warehouse_table, 1, timeout=180)
+        warm, warehouse_table = wait_visible(stack, schema, 1, timeout=180)
         result["warm_up_visible_s"] = round(warm, 2)
         print(f"  warm-up row visible after {warm:.1f} s; loading ...", flush=True)
 
