@@ -9,34 +9,20 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from cdc.decode.envelope import EnvelopeDecoder
 from cdc.events import ChangeEvent, Column, Origin
-from cdc.fastpath import Extension, kind_of, load
+from cdc.fastpath import Extension, kind_of
 from cdc.warehouse.copy import StagingWriter
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 Message = tuple[Origin, bytes | None, bytes | None]
-
-
-@pytest.fixture(scope="module")
-def fast() -> Extension:
-    if os.environ.get("CDC_FASTPATH", "").lower() in ("off", "0", "false"):
-        pytest.skip("CDC_FASTPATH=off: the Python path only")
-    extension = load()
-    if extension is None:
-        if os.environ.get("CI"):
-            pytest.fail("the fast path extension is not built: make install builds it (needs cargo)")
-        pytest.skip("the fast path extension is not built (make install, with cargo)")
-    return extension
 
 
 def _recorded(path: Path) -> list[Message]:

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,24 +22,12 @@ from cdc.buffer import Buffer
 from cdc.decode.envelope import EnvelopeDecoder, PoisonMessage
 from cdc.decode.fast import FastDecoder
 from cdc.events import ChangeEvent, Origin, new_tuple
-from cdc.fastpath import Extension, load
+from cdc.fastpath import Extension
 from cdc.sync.consume import Record
 from cdc.warehouse.copy import staging_text
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 DDL_TOPIC = "cdc.cdc.schema_ddl"
-
-
-@pytest.fixture(scope="module")
-def fast() -> Extension:
-    if os.environ.get("CDC_FASTPATH", "").lower() in ("off", "0", "false"):
-        pytest.skip("CDC_FASTPATH=off: the Python path only")
-    extension = load()
-    if extension is None:
-        if os.environ.get("CI"):
-            pytest.fail("the fast path extension is not built: make install builds it (needs cargo)")
-        pytest.skip("the fast path extension is not built (make install, with cargo)")
-    return extension
 
 
 def _through(records: list[Record], polls: list[int], fast: Extension | None) -> tuple[Any, FastDecoder | None]:
