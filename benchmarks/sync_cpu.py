@@ -55,17 +55,17 @@ def run(messages: list[Record], fast: bool) -> tuple[dict[str, float], list[str]
     for start in range(0, len(messages), POLL):
         poll = messages[start : start + POLL]
         t0 = clock()
-        ready = fast_decoder.decode(poll) if fast_decoder is not None else None
         events: list[ChangeEvent] = []
-        for i, record in enumerate(poll):
-            event = ready[i] if ready is not None else None
-            if event is None:
+        if fast_decoder is not None:
+            events = [e for _, e in fast_decoder.events(poll) if isinstance(e, ChangeEvent)]
+        else:
+            for record in poll:
                 try:
                     event = decoder.decode(new_tuple(Origin, record[:3]), record.key, record.value, record.headers)
                 except PoisonMessage:
                     continue
-            if event is not None:
-                events.append(event)
+                if event is not None:
+                    events.append(event)
         t1 = clock()
         for event in events:
             buffer.add(event)

@@ -27,7 +27,7 @@ from benchmarks.sync_cpu import records
 from cdc.buffer import Buffer
 from cdc.decode.envelope import EnvelopeDecoder, PoisonMessage
 from cdc.decode.fast import FastDecoder
-from cdc.events import Origin, new_tuple
+from cdc.events import ChangeEvent, Origin, new_tuple
 from cdc.fastpath import load
 from cdc.warehouse import Flush
 from cdc.warehouse import statements as stmt
@@ -66,16 +66,18 @@ def flushes(events: int) -> list[Flush]:
     buffer = Buffer()
     for start in range(0, len(messages), 10_000):
         poll = messages[start : start + 10_000]
-        ready = fast.decode(poll) if fast is not None else None
-        for i, record in enumerate(poll):
-            event = ready[i] if ready is not None else None
-            if event is None:
+        if fast is not None:
+            for _, event in fast.events(poll):
+                if isinstance(event, ChangeEvent):
+                    buffer.add(event)
+        else:
+            for record in poll:
                 try:
                     event = decoder.decode(new_tuple(Origin, record[:3]), record.key, record.value, None)
                 except PoisonMessage:
                     continue
-            if event is not None:
-                buffer.add(event)
+                if event is not None:
+                    buffer.add(event)
         if len(buffer) >= FLUSH or start + 10_000 >= len(messages):
             made.append(Flush(buffer.batches(), {("cdc.bench.orders", 0): start + len(poll)}))
             buffer = Buffer()

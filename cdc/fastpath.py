@@ -66,6 +66,7 @@ def chosen() -> tuple[Extension | None, str]:
     )
 
 
+_MAX_DECIMAL_SCALE = 1000  # PostgreSQL's own limit; the extension refuses more
 _INTEGER_TYPES = frozenset({"smallint", "integer", "bigint", "oid"})
 # Encoder -> kind, by identity: the extension reproduces exactly these functions.
 _KINDS = {
@@ -92,7 +93,7 @@ def kind_of(column: Column) -> str | None:
     kind = _KINDS.get(encode)
     if kind is None:
         scale = s.DECIMAL_SCALES.get(encode)
-        return None if scale is None else f"decimal:{scale}"
+        return None if scale is None or abs(scale) > _MAX_DECIMAL_SCALE else f"decimal:{scale}"
     if kind == "bool" and column.varlena:
         return None
     return kind

@@ -138,10 +138,11 @@ class EnvelopeDecoder:
         return self._routes.get(topic)
 
     def _note_route(self, topic: str, schema: _ValueSchema, table: TableSchema) -> None:
-        known = self._routes.get(topic)
-        if known is not None and known.table is table:
-            return
         key = self._last_key.get(topic)
+        known = self._routes.get(topic)
+        same_key = key is None or (known is not None and known.key_prefix is key.prefix)
+        if known is not None and known.table is table and known.prefix is schema.prefix and same_key:
+            return
         if schema.prefix and key is not None and key.fields == table.key and self._last_value.get(topic) is schema:
             self._routes[topic] = Route(schema.prefix, key.prefix, table)
 
@@ -149,7 +150,7 @@ class EnvelopeDecoder:
         """(schema, parsed payload, the payload's bytes: the value without the schema's prefix and
         the closing brace, or the whole value when it has no known prefix)."""
         known = self._last_value.get(topic)
-        if known is not None and value.startswith(known.prefix):
+        if known is not None and value.startswith(known.prefix) and value.endswith(b"}"):
             raw = value[len(known.prefix) : -1]
             return known, _loads(raw, "value payload"), raw
         whole = _loads(value, "value")
@@ -173,7 +174,7 @@ class EnvelopeDecoder:
         if key is None:
             return (), None
         known = self._last_key.get(topic)
-        if known is not None and key.startswith(known.prefix):
+        if known is not None and key.startswith(known.prefix) and key.endswith(b"}"):
             payload = _loads(key[len(known.prefix) : -1], "key payload")
         else:
             whole = _loads(key, "key")

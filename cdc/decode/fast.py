@@ -10,13 +10,12 @@ stays the one that decides what is poison and why, and the one schema drift sees
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import suppress
+from collections.abc import Iterator, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, cast
 
-from cdc.decode.envelope import NEW_KEY_HEADER, EnvelopeDecoder, Headers, PoisonMessage, read_header
-from cdc.events import ChangeEvent, Op, Origin, TableSchema, Version, new_tuple
+from cdc.decode.envelope import NEW_KEY_HEADER, EnvelopeDecoder, Headers, PoisonMessage, Route, read_header
+from cdc.events import DDL_TABLE, ChangeEvent, Op, Origin, TableSchema, Version, new_tuple
 from cdc.fastpath import Extension, Kinds, kinds_of
 
 if TYPE_CHECKING:
@@ -28,7 +27,6 @@ _Handled = tuple[str, int, int, bytes, bytes, Headers]
 _KEY, _VALUE = itemgetter(3), itemgetter(4)  # a Record's key and value, without NamedTuple's properties
 # Below this many messages of one topic in a poll, the call's fixed cost outweighs its gain.
 MIN_RUN = 4
-LEARN = 8  # messages of a new topic the Python decoder reads, at most, to learn its shape
 
 
 class FastDecoder:
@@ -46,44 +44,62 @@ class FastDecoder:
         self._kinds: dict[int, tuple[tuple[object, ...], Kinds | None]] = {}  # by id(columns)
         self.decoded = 0  # messages the extension decoded
         self.left = 0  # messages it left to the Python decoder
+        # Of the last poll: per topic with a run, the shape it was decoded with and its records.
+        self.pending: dict[str, tuple[Route | None, list[int]]] = {}
 
     def decode(self, records: Sequence[Record]) -> list[ChangeEvent | None]:
-        """An event per record the extension decoded, None for each left to the Python decoder."""
+        """An event per record the extension decoded, None for each left to the Python decoder.
+        Each topic with a run of records waits in `pending` with the shape it was decoded with
+        (None: not known yet), until the loop's Python decoder reads one of its messages (see
+        learned)."""
         ready: list[ChangeEvent | None] = [None] * len(records)
         runs: dict[str, list[int]] = {}
         for i, record in enumerate(records):
             runs.setdefault(record.topic, []).append(i)
-        route = self._decoder.route
-        for topic, run_indexes in runs.items():
-            if len(run_indexes) < self._min_run or topic in self._skip:
+        self.pending = {}
+        for topic, indexes in runs.items():
+            if len(indexes) < self._min_run or topic in self._skip:
                 continue
-            indexes = run_indexes
-            shape = route(topic)
-            if shape is None:
-                # A topic not seen yet: the Python decoder reads its first messages (in order, as
-                # the loop would) until it knows the shape; the extension takes the rest.
-                indexes = run_indexes[self._learn(topic, records, run_indexes, ready) :]
-                shape = route(topic)
-                if shape is None or len(indexes) < self._min_run:
-                    continue
-            kinds = self._kinds_of(shape.table)
-            if kinds is None:
-                continue
-            run = [records[i] for i in indexes]
-            self._decode_run(shape.prefix, shape.key_prefix, shape.table, kinds, run, indexes, ready)
+            shape = self._decoder.route(topic)
+            self.pending[topic] = (shape, indexes)
+            if shape is not None:
+                self._decode_run(shape, records, indexes, ready)
         return ready
 
-    def _learn(self, topic: str, records: Sequence[Record], indexes: list[int], ready: list[ChangeEvent | None]) -> int:
-        """Decode the run's first messages in Python until the topic's shape is known (at most
-        LEARN of them); returns how many were decoded. Poison is left for the loop to decode again
-        and dead-letter (decoding is pure: the same reason comes out)."""
-        for taken, i in enumerate(indexes[:LEARN], start=1):
-            record = records[i]
-            with suppress(PoisonMessage):
-                ready[i] = self._decoder.decode(new_tuple(Origin, record[:3]), record.key, record.value, record.headers)
-            if self._decoder.route(topic) is not None:
-                return taken
-        return min(len(indexes), LEARN)
+    def learned(self, topic: str, records: Sequence[Record], after: int, ready: list[ChangeEvent | None]) -> None:
+        """The loop's Python decoder read records[after]: if that taught the decoder a shape for
+        the topic other than the one its run was decoded with (a new topic, a new schema text),
+        the extension takes the topic's later records it has not decoded. Decoding stays in
+        message order, so the decoder's state (which tables have a key) evolves as on the Python
+        path."""
+        shape = self._decoder.route(topic)
+        used, indexes = self.pending[topic]
+        if shape is None or shape is used:
+            return
+        later = [i for i in indexes if i > after and ready[i] is None]
+        self.pending[topic] = (shape, later)
+        if len(later) >= self._min_run:
+            self._decode_run(shape, records, later, ready)
+
+    def events(self, records: Sequence[Record]) -> Iterator[tuple[Record, ChangeEvent | PoisonMessage | None]]:
+        """Every record with its event (None: no row change), or the PoisonMessage the Python
+        decoder raised for it, in order: what cdc sync's loop does, without its position checks
+        and filters (for tests and benchmarks)."""
+        ready = self.decode(records)
+        pending = self.pending
+        for i, record in enumerate(records):
+            event = ready[i]
+            if event is None:
+                try:
+                    event = self._decoder.decode(
+                        new_tuple(Origin, record[:3]), record.key, record.value, record.headers
+                    )
+                except PoisonMessage as exc:
+                    yield record, exc
+                    continue
+                if record.topic in pending:
+                    self.learned(record.topic, records, i, ready)
+            yield record, event
 
     def _kinds_of(self, table: TableSchema) -> Kinds | None:
         columns = table.columns
@@ -92,21 +108,28 @@ class FastDecoder:
             known = self._kinds[id(columns)] = (columns, kinds_of(columns))  # the columns kept alive with it
         return known[1]
 
-    def _decode_run(  # noqa: PLR0917 - one run's parts
-        self,
-        prefix: bytes,
-        key_prefix: bytes,
-        table: TableSchema,
-        kinds: Kinds,
-        records: list[Record],
-        indexes: list[int],
-        ready: list[ChangeEvent | None],
+    def _decode_run(
+        self, shape: Route, all_records: Sequence[Record], indexes: list[int], ready: list[ChangeEvent | None]
     ) -> None:
+        table = shape.table
+        if table.table == DDL_TABLE:
+            return  # its events are read as row images (schema drift), whatever topic they come on
+        kinds = self._kinds_of(table)
+        if kinds is None:
+            return
+        records = [all_records[i] for i in indexes]
+        prefix = shape.prefix
         keys = list(map(_KEY, records))
         values = list(map(_VALUE, records))
-        results = self._extension.decode_run(
-            prefix, key_prefix, kinds, list(table.key), table.table.schema, table.table.name, keys, values
-        )
+        try:
+            results = self._extension.decode_run(
+                prefix, shape.key_prefix, kinds, list(table.key), table.table.schema, table.table.name, keys, values
+            )
+        except ValueError:
+            # A column list the extension refuses (kind_of should not have offered it): this
+            # table stays on the Python path.
+            self._kinds[id(table.columns)] = (table.columns, None)
+            return
         cut = len(prefix)
         table_id = table.table
         decoded = 0

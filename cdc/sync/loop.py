@@ -291,7 +291,9 @@ class Sync:
     def _take(self, records: list[Record]) -> None:
         take = self._positions.take
         # Decoded by the compiled fast path where it can; None: the Python decoder's.
-        ready = self._fast.decode(records) if self._fast is not None else None
+        fast = self._fast
+        ready = fast.decode(records) if fast is not None else None
+        pending = fast.pending if fast is not None else None
         # Per record, so the attribute lookups are taken once per poll.
         ddl_topic, wanted, schemas, add = self._ddl_topic, self._wanted, self._schemas, self._buffer.add
         counted = taken = 0
@@ -311,6 +313,8 @@ class Sync:
                     if self._topic_wanted(topic):
                         self._dead.append(DeadLetter(origin, record.key, record.value, str(exc)))
                     continue
+                if pending and topic in pending and fast is not None and ready is not None:
+                    fast.learned(topic, records, i, ready)  # it may have taught the decoder a new shape
                 if event is None:
                     continue
             table = event.table

@@ -688,6 +688,8 @@ fn push_value(out: &mut String, kind: Kind, value: &Value) -> R<()> {
             Value::String(s) => push_escaped(out, s),
             Value::Number(n) => match json_int(value) {
                 Some(i) => write!(out, "{}", i)?,
+                // "-0" is the int 0 in orjson, "-0.0" a float: serde_json reads both as -0.0.
+                None if n.as_f64() == Some(0.0) => return Err(Unhandled),
                 None => push_float_repr(out, n.as_f64().ok_or(Unhandled)?)?,
             },
             _ => return Err(Unhandled),
@@ -734,6 +736,7 @@ fn row<'p>(
     text: &'p str,
     unchanged: &mut Vec<&'p str>,
     found: &mut Vec<Option<&'p RawValue>>,
+    strict: bool, // any placeholder string, in any column: Unhandled (the buffer's fill is Python's)
 ) -> R<Meta<'p>> {
     if !is_object(text) {
         return Err(Unhandled); // Python: "the value's payload is not a JSON object"
@@ -769,8 +772,9 @@ fn row<'p>(
             if let Some(v @ Value::Number(n)) = &t.data_collection_order {
                 if n.is_i64() || n.is_u64() {
                     order = Some(json_int(v).ok_or(Unhandled)?);
-                } else if n.as_f64().map_or(false, |f| f.fract() == 0.0 && f.abs() >= 9.0e18) {
-                    return Err(Unhandled); // an integer beyond 64 bits: a Python int there
+                } else if n.as_f64().map_or(false, |f| f.fract() == 0.0) {
+                    // An integer beyond 64 bits or "-0": orjson may give a Python int there.
+                    return Err(Unhandled);
                 }
             }
         }
@@ -815,6 +819,7 @@ fn row<'p>(
         };
         match value {
             Cell::Null => out.push_str("\\N"),
+            Cell::Str(s) if strict && is_placeholder(&s) => return Err(Unhandled),
             Cell::Str(s) if col.varlena && is_placeholder(&s) => {
                 out.push_str("\\N");
                 unchanged.push(&col.name);
@@ -851,8 +856,10 @@ fn push_tail(out: &mut String, columns: &[Col], meta: &Meta, unchanged: &[&str])
     }
 }
 
+/// The payload of a message in the converter's compact form: after the schema prefix, before the
+/// closing brace (a value that does not end with one is not that form).
 fn payload_of<'v>(prefix: &[u8], value: &'v [u8]) -> Option<&'v str> {
-    if value.len() > prefix.len() && value.starts_with(prefix) {
+    if value.len() > prefix.len() && value.starts_with(prefix) && value.last() == Some(&b'}') {
         std::str::from_utf8(&value[prefix.len()..value.len() - 1]).ok()
     } else {
         None
@@ -880,7 +887,7 @@ fn run(prefix: &[u8], columns: &[Col], values: &[&[u8]]) -> (String, Vec<usize>)
         let start = out.len();
         unchanged.clear();
         let ok = match payload_of(prefix, value) {
-            Some(text) => match row(&mut out, columns, &index, text, &mut unchanged, &mut found) {
+            Some(text) => match row(&mut out, columns, &index, text, &mut unchanged, &mut found, false) {
                 Ok(meta) => {
                     push_tail(&mut out, columns, &meta, &unchanged);
                     out.push('\n');
@@ -988,6 +995,51 @@ struct Shape<'s> {
     table: &'s str,
 }
 
+/// No number orjson may refuse or read otherwise (an exponent, ~300 digits or more: it refuses
+/// what overflows a double), and no surrogate escape (orjson refuses a lone one). Such text is
+/// rare in Debezium's output; where it appears the Python decoder judges the message.
+fn plain_json(text: &[u8]) -> bool {
+    let mut in_string = false;
+    let mut digits = 0usize;
+    let mut i = 0;
+    while i < text.len() {
+        let b = text[i];
+        if in_string {
+            match b {
+                b'"' => in_string = false,
+                b'\\' => {
+                    if text.get(i + 1) == Some(&b'u') {
+                        let high = text.get(i + 2).map(|c| c.to_ascii_lowercase());
+                        let next = text.get(i + 3).map(|c| c.to_ascii_lowercase());
+                        if high == Some(b'd') && matches!(next, Some(b'8'..=b'9' | b'a'..=b'f')) {
+                            return false;
+                        }
+                    }
+                    i += 1; // the escaped character
+                }
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'0'..=b'9' => {
+                    digits += 1;
+                    if digits >= 300 {
+                        return false;
+                    }
+                    i += 1;
+                    continue;
+                }
+                b'e' | b'E' if i > 0 && (text[i - 1].is_ascii_digit() || text[i - 1] == b'.') => return false,
+                _ => {}
+            }
+        }
+        digits = 0;
+        i += 1;
+    }
+    true
+}
+
 struct Scratch<'v> {
     index: HashMap<&'v str, usize>,
     placeholders: Vec<memchr::memmem::Finder<'static>>,
@@ -1001,10 +1053,16 @@ fn decode_one<'v>(out: &mut String, shape: &Shape<'v>, scratch: &mut Scratch<'v>
     if scratch.placeholders.iter().any(|f| f.find(text.as_bytes()).is_some()) {
         return Err(Unhandled);
     }
+    let key_text = payload_of(shape.key_prefix, key).ok_or(Unhandled)?;
+    // serde skips what it does not read checking only syntax; orjson refuses a whole message for
+    // a value it cannot represent anywhere in it: such a message is the Python decoder's.
+    if !plain_json(text.as_bytes()) || !plain_json(key_text.as_bytes()) {
+        return Err(Unhandled);
+    }
     let key = key_values(shape.key_prefix, key, shape.key)?;
     let start = out.len();
     let mut unchanged = Vec::new();
-    let meta = row(out, shape.columns, &scratch.index, text, &mut unchanged, &mut scratch.found)?;
+    let meta = row(out, shape.columns, &scratch.index, text, &mut unchanged, &mut scratch.found, true)?;
     if !unchanged.is_empty() || meta.table != shape.table || meta.schema != shape.schema {
         return Err(Unhandled);
     }
