@@ -87,12 +87,8 @@ class StagingWriter:
                 # a flush may still raise the version (cdc/backfill/handover.py).
                 version = event.version
                 ts = event.commit_ts_ms
-                return (
-                    f"{staged}\t{version.commit_lsn}\t{version.lsn}\t{event.op.value}\t"
-                    f"{NULL if ts is None else ts}\t{NULL}"
-                    if self._names
-                    else f"{version.commit_lsn}\t{version.lsn}\t{event.op.value}\t{NULL if ts is None else ts}\t{NULL}"
-                )
+                tail = f"{version.commit_lsn}\t{version.lsn}\t{event.op.value}\t{NULL if ts is None else ts}\t{NULL}"
+                return f"{staged}\t{tail}" if self._names else tail
             materialize(event)  # staged for another column list (schema drift): encode it here
         names = self._names
         if event.op is Op.DELETE:

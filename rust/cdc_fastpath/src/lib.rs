@@ -965,10 +965,9 @@ struct Decoded {
     key: Vec<KeyValue>,
 }
 
-/// The Kafka key's payload as values in key-field order: only integers and strings (anything
+/// The Kafka key's payload (its text) as values in key-field order: only integers and strings (anything
 /// else, or a key that is missing or of another shape, is left to Python).
-fn key_values(key_prefix: &[u8], key: &[u8], fields: &[String]) -> R<Vec<KeyValue>> {
-    let text = payload_of(key_prefix, key).ok_or(Unhandled)?;
+fn key_values(text: &str, fields: &[String]) -> R<Vec<KeyValue>> {
     if !is_object(text) {
         return Err(Unhandled);
     }
@@ -1059,7 +1058,7 @@ fn decode_one<'v>(out: &mut String, shape: &Shape<'v>, scratch: &mut Scratch<'v>
     if !plain_json(text.as_bytes()) || !plain_json(key_text.as_bytes()) {
         return Err(Unhandled);
     }
-    let key = key_values(shape.key_prefix, key, shape.key)?;
+    let key = key_values(key_text, shape.key)?;
     let start = out.len();
     let mut unchanged = Vec::new();
     let meta = row(out, shape.columns, &scratch.index, text, &mut unchanged, &mut scratch.found, true)?;
