@@ -7,10 +7,10 @@ running continuously and a load generator committing ~N transactions per second.
    (cdc.connector.apply) captures it; `cdc sync --table <schema>.orders` starts in the background
    with a fresh consumer group and warehouse schema; a warm-up row must reach the warehouse before
    measuring starts (a fresh group first reads every other change topic from its beginning).
-2. Load: `--threads` psycopg2 connections, each paced to tps/threads single-statement
-   transactions (70% INSERT of a new row, 30% UPDATE of one of its earlier rows). Every
+2. Load: `--threads` psycopg2 connections in autocommit mode, each paced to tps/threads
+   single-statement transactions (70% INSERT of a new row, 30% UPDATE of one of its earlier rows). Every
    transaction writes its own client timestamp into `updated_at`; the commit time is taken when
-   COMMIT returns.
+   the statement (its own transaction) returns.
 3. Every `--sample-every`-th transaction is watched: a poller queries the warehouse every
    `--poll-ms` for the watched rows and marks each visible once the warehouse row's `updated_at`
    reaches the watched value. latency = (start of the poll that first saw it) - (commit time):
@@ -19,7 +19,11 @@ running continuously and a load generator committing ~N transactions per second.
    source commit -> Debezium's event (the envelope's ts_ms, when Debezium processed the change),
    -> the Kafka record timestamp (when Kafka Connect's producer handed it over), -> visible in
    the warehouse (cdc sync: fetch, decode, buffer until the flush, COPY + MERGE + commit).
-5. Also reported: _cdc_applied_at - _cdc_source_ts over all rows written during the load (the
+5. Where the machine's CPU went during the load, by part (cores busy: CPU seconds per second):
+   when the source side (the generator, source PostgreSQL, Kafka Connect with Debezium, the
+   broker) fills the cores, the offered rate is not achieved and the latencies measure a
+   saturated machine, not cdc sync.
+6. Also reported: _cdc_applied_at - _cdc_source_ts over all rows written during the load (the
    metadata columns); it understates visibility latency, since _cdc_applied_at is now() = the
    start of the flush transaction, not its commit.
 """
@@ -102,6 +106,10 @@ def load_thread(  # noqa: PLR0917 - a thread target
 ) -> None:
     rng = random.Random(index)  # noqa: S311 - test data
     conn = psycopg2.connect(source_url)
+    # One round trip per transaction: the statement commits when it returns. Without autocommit
+    # psycopg2 sends BEGIN, the statement and COMMIT apart, and the generator's own CPU takes
+    # more of the two cores the source side shares.
+    conn.autocommit = True
     cur = conn.cursor()
     mine: list[int] = []
     next_id = 1_000_000 * (index + 1)
@@ -147,7 +155,6 @@ def load_thread(  # noqa: PLR0917 - a thread target
                     update,
                     (rng.choice(STATUSES), f"{rng.randint(1, 2500)}.00", EPOCH + timedelta(microseconds=stamp), row_id),
                 )
-            conn.commit()
             committed = time.time()
             count += 1
             if count % sample_every == index % sample_every:
@@ -387,6 +394,8 @@ def measure(stack: c.Stack, args: argparse.Namespace) -> dict[str, Any]:  # noqa
         poller = Poller(stack, warehouse_table, samples, lock, args.poll_ms / 1000)
         poller.start()
         rss_samples: list[float] = []
+        cpu_before = c.cpu_by_part(stack, proc.pid)
+        own_before = time.process_time()
         started = time.monotonic()
         started_wall = time.time()
         until = started + args.seconds
@@ -418,6 +427,9 @@ def measure(stack: c.Stack, args: argparse.Namespace) -> dict[str, Any]:  # noqa
                 rss_samples.append(rss)
         load_s = time.monotonic() - started
         ended_wall = time.time()
+        cpu_after = c.cpu_by_part(stack, proc.pid)
+        cores = {part: round((used - cpu_before.get(part, 0.0)) / load_s, 2) for part, used in cpu_after.items()}
+        cores["load generator + poller"] = round((time.process_time() - own_before) / load_s, 2)
         print(f"  load done: {stats.transactions:,} transactions in {load_s:.1f} s; draining ...", flush=True)
         drain_started = time.monotonic()
         while poller.outstanding() and time.monotonic() - drain_started < args.drain_timeout:
@@ -483,6 +495,7 @@ def measure(stack: c.Stack, args: argparse.Namespace) -> dict[str, Any]:  # noqa
             "mean_poll_query_ms": round(1000 * poller.poll_time / max(poller.polls, 1), 1),
             "poller_reconnects": poller.reconnects,
         }
+        result["cores_busy_during_load"] = cores
         result["drain_after_load_s"] = round(drain_s, 2)
         result["cdc_sync"] = {
             "peak_rss_mb": peak,
@@ -539,6 +552,10 @@ def print_report(result: dict[str, Any]) -> None:
         "visibility times are upper bounds, at most one interval late"
     )
     print(f"  drain after the load stopped: {result['drain_after_load_s']} s")
+    cores = result["cores_busy_during_load"]
+    machine = cores.get("machine (all cores)", 0.0)
+    parts = ", ".join(f"{part} {used:.2f}" for part, used in cores.items() if part != "machine (all cores)")
+    print(f"  cores busy during the load: {machine:.2f} of {result['machine'].get('nproc', '?')} ({parts})")
     if result.get("disturbed"):
         print("  DISTURBED: the warehouse PostgreSQL was restarted (by someone else) during the measurement")
     for e in result.get("earlier_disturbed_attempts", []):
