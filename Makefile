@@ -8,8 +8,8 @@ DEMO_RATE ?= 50
 
 .PHONY: install system-deps stack-up stack-down demo test unit lint typecheck check fixtures
 
-# The compiled hot path (rust/cdc_fastpath) is built where cargo is present; without it cdc runs
-# on the Python path (the only one `cdc sync` takes so far: cdc/fastpath.py).
+# The compiled hot path (rust/cdc_fastpath) is built where cargo is present; without it cdc sync
+# runs on the Python path (cdc/fastpath.py says which path runs).
 $(BIN)/.installed: pyproject.toml rust/cdc_fastpath/Cargo.toml rust/cdc_fastpath/Cargo.lock rust/cdc_fastpath/src/lib.rs
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip

@@ -379,3 +379,99 @@ def test_a_new_schema_text_of_the_same_columns_is_taken_by_the_fast_path_again(f
     records = _records(messages)
     decoder = _same(records, [10, 10, 10, 10], fast)
     assert decoder.decoded >= 36, decoder.decoded  # all but the first message of each shape
+
+
+# -- the extension's JSON scanner: text the converter rarely or never writes ----------------------------
+# The extension reads each payload in one validating pass of its own. Whatever it accepts it must
+# read as orjson does (exponents, surrogate pairs, duplicate names: the last counts, whitespace,
+# escaped names), and whatever orjson refuses must stay the Python decoder's (a dead letter there).
+
+NUMBERS = [
+    *("0", "-0", "1.25", "-7", "123456789012345678901", "9" * 299, "9" * 300, "-0.0"),
+    *("1.0E16", "-1.7976931348623157E308", "1E+2", "1.5e-3", "0e5", "-0E0", "4.9E-324", "2.2250738585072014E-308"),
+    *("2e308", "1e400", "1e-310", "1e", "1e+", "1E1000", "01", "1.", ".5", "-", "--1", "+1", "NaN", "Infinity"),
+]
+STRINGS = [
+    *('"plain"', '"\\ud83d\\ude00"', '"\\uD83D\\uDE00 ok"', '"\\uDBFF\\uDFFF"', '"\\u00e9\\/\\b\\f\\n"', '"\\u0000"'),
+    *('"\\ud83d"', '"\\ude00"', '"\\ud83d\\u0041"', '"\\ud83dx"', '"\\ude00\\ud83d"', '"\\ud83d\\\\ude00"'),
+    *('"\\x"', '"a\tb"', '"\\u12"', '"\\u12G4"', '"unterminated', "null", "17", "true"),
+]
+EXTRAS = [
+    *("", ',"op":"c"', ',"op":"t"', ',"op":null', ',"o\\u0070":"d"', ',"after":null', ',"before":{"id":1}'),
+    *(',"source":{"schema":"public","table":"other"}', ',"source":7', ',"transaction":7', ',"transaction":{}'),
+    *(',"after":{"id":1,"f":0.5,"v":"later","v":"last"}', ',"obj":{"a":{"b":[1,{"c":null}],"d":[]}}', ",}", ",,"),
+    *(',"x":' + "[" * 127 + "]" * 127, ',"x":' + "[" * 128 + "]" * 128, ',"x":' + "[" * 300 + "]" * 300),
+    *(',"x" 1', ',"x":1 2', ',"x":[1,]', ',"x":{"a":1,}', ',"x":tru', ',"x":nul', ',"x":fals'),
+]
+IMAGE_EXTRAS = ["", ',"v":"dup"', ',"\\u0076":"escaped name"', ',"zz":[1,2]', ',"f":2.5', ',"f":"2.5"']
+KEYS = ['{"id":%d}', '{"id":%d,"id":1}', '{ "id" : %d }', '{"\\u0069d":%d}', '{"id":%d,"x":1e400}', '{"id":%d.0}']
+
+scanner_message = st.fixed_dictionaries(
+    {
+        "id": st.integers(1, 4),
+        "op": st.sampled_from(["c", "u", "d", "r"]),
+        "f": st.sampled_from(NUMBERS),
+        "v": st.sampled_from(STRINGS),
+        "extra": st.sampled_from(EXTRAS),
+        "image_extra": st.sampled_from(IMAGE_EXTRAS),
+        "extra_source": st.sampled_from(["", ',"xmin":1E2', ',"table":"t"', ',"ts_ms":1.5E3', ',"lsn":12,"lsn":13']),
+        "key": st.sampled_from(KEYS),
+        "spaced": st.booleans(),
+    }
+)
+SCANNER_FIELDS = [
+    INT64,
+    {"type": "double", "optional": True, "field": "f"},
+    {"type": "string", "optional": True, "field": "v"},
+]
+
+
+def _scanner_record(prefix: bytes, key_prefix: bytes, m: dict[str, Any], lsn: int) -> tuple[bytes, bytes]:
+    sep, colon = (" , ", " : ") if m["spaced"] else (",", ":")
+    image = f'{{"id"{colon}{m["id"]}{sep}"f"{colon}{m["f"]}{sep}"v"{colon}{m["v"]}{m["image_extra"]}}}'
+    before, after = (image, "null") if m["op"] == "d" else ("null", image)
+    source = (
+        f'{{"ts_ms":{1000 + lsn},"schema":"public","table":"t","sequence":"[\\"{lsn}\\",\\"{lsn}\\"]",'
+        f'"lsn":{lsn}{m["extra_source"]}}}'
+    )
+    payload = (
+        f'{{"before"{colon}{before}{sep}"after"{colon}{after}{sep}"source"{colon}{source}{sep}'
+        f'"transaction":{{"id":"1","total_order":1,"data_collection_order":{lsn % 3}}}{sep}'
+        f'"op"{colon}"{m["op"]}"{m["extra"]}}}'
+    )
+    return key_prefix + (m["key"] % m["id"]).encode() + b"}", prefix + payload.encode() + b"}"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    messages=st.lists(scanner_message, min_size=1, max_size=30),
+    polls=st.lists(st.integers(1, 12), min_size=1, max_size=6),
+)
+def test_the_scanner_reads_what_orjson_reads_and_leaves_what_it_refuses(
+    fast: Extension, messages: list[dict[str, Any]], polls: list[int]
+) -> None:
+    prefix, key_prefix = _small_table(SCANNER_FIELDS, "t")
+    first = key_prefix + b'{"id":1}}', _message(prefix, "c", 1, {"f": 1.5, "v": "x"}, 4)  # teaches the shape
+    records = _records([first, *(_scanner_record(prefix, key_prefix, m, 8 * (i + 1)) for i, m in enumerate(messages))])
+    _same(records, polls, fast)
+
+
+def test_exponents_surrogate_pairs_whitespace_and_duplicate_names_stay_on_the_fast_path(fast: Extension) -> None:
+    prefix, key_prefix = _small_table(SCANNER_FIELDS, "t")
+    plain = {"id": 1, "op": "u", "f": "1.25", "v": '"plain"', "extra": "", "image_extra": "", "extra_source": ""}
+    variants = [
+        {"f": "1.0E16"},
+        {"f": "-2.2250738585072014E-308"},
+        {"v": '"\\ud83d\\ude00 smile"'},
+        {"spaced": True},
+        {"extra": ',"op":"c"'},
+        {"image_extra": ',"v":"the last one"'},
+        {"extra": ',"after":{"id":1,"f":0.5,"v":"later"}'},
+        {"extra_source": ',"xmin":1E2'},
+        {"key": '{"id":%d,"id":1}'},
+    ]
+    messages = [{"spaced": False, "key": '{"id":%d}', **plain, **v} for v in variants]
+    first = key_prefix + b'{"id":1}}', _message(prefix, "c", 1, {"f": 1.5, "v": "x"}, 4)
+    records = _records([first, *(_scanner_record(prefix, key_prefix, m, 8 * (i + 1)) for i, m in enumerate(messages))])
+    decoder = _same(records, [20], fast)
+    assert decoder.decoded == len(variants), (decoder.decoded, decoder.left)

@@ -13,7 +13,6 @@ use std::fmt::Write as _;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 // ------------------------------------------------------------------------------------------------
@@ -88,64 +87,311 @@ impl From<std::fmt::Error> for Unhandled {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Payload shape. Only the fields cdc reads are materialised; the rest is skipped by serde.
+// One validating pass over a message's JSON. serde_json skips what it does not read checking only
+// its syntax, while orjson refuses a whole message for a number beyond a double (an exponent, a
+// run of 300 digits) or a lone surrogate escape anywhere in it: the scanner refuses those
+// (Unhandled: the Python decoder judges the message), and keeps the raw text of each field the
+// decoder reads, so nothing is parsed twice.
 
-#[derive(Deserialize)]
-struct Payload<'a> {
-    #[serde(borrow, default)]
-    op: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    before: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    after: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    source: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    transaction: Option<&'a RawValue>,
+/// serde_json's recursion limit: deeper text is the Python decoder's.
+const MAX_DEPTH: usize = 128;
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether any byte of w is a quote, a backslash or a control character (bit tricks exact for
+/// "any": a byte below 0x20, or a byte equal to one of the two).
+#[inline]
+fn has_string_special(w: u64) -> bool {
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
+    (zero(w ^ (ONES * b'"' as u64)) | zero(w ^ (ONES * b'\\' as u64)) | below_space) != 0
 }
 
-#[derive(Deserialize)]
-struct Transaction {
-    #[serde(default)]
-    data_collection_order: Option<Value>,
+/// The bytes that end a run of plain string content: a quote, a backslash, a control character.
+static STRING_SPECIAL: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        table[i] = true;
+        i += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+#[inline]
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
+    }
+    i
 }
 
-#[derive(Deserialize)]
-struct Source<'a> {
-    // Raw, and read only as far as needed: a string is borrowed unless it holds an escape.
-    #[serde(borrow, default)]
-    schema: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    table: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    sequence: Option<&'a RawValue>,
-    #[serde(default)]
-    lsn: Option<Value>,
-    #[serde(default)]
-    ts_ms: Option<Value>,
+/// Of four hex digits: Some(true) for a high surrogate, Some(false) for a low one.
+fn surrogate(hex: &[u8]) -> Option<bool> {
+    if hex[0].to_ascii_lowercase() != b'd' {
+        return None;
+    }
+    match hex[1].to_ascii_lowercase() {
+        b'8'..=b'9' | b'a'..=b'b' => Some(true),
+        b'c'..=b'f' => Some(false),
+        _ => None,
+    }
 }
 
-/// A row image as its (name, raw JSON value) pairs, in message order, nothing allocated unless a
-/// name holds an escape. Values are parsed only for the staged columns.
-struct Image<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Image<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
-            type Value = Image<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut m: M) -> Result<Image<'a>, M::Error> {
-                let mut pairs = Vec::with_capacity(m.size_hint().unwrap_or(48));
-                while let Some(k) = m.next_key::<Name<'a>>()? {
-                    pairs.push((k.0, m.next_value::<&'a RawValue>()?));
+/// The string whose opening quote is at b[i]: the index after its closing quote, and whether it
+/// holds an escape.
+fn string_end(b: &[u8], i: usize) -> R<(usize, bool)> {
+    let mut j = i + 1;
+    let mut escaped = false;
+    loop {
+        // Most strings of a message are short names: bytewise first, eight at a time after.
+        let short = (j + 16).min(b.len());
+        while j < short && !STRING_SPECIAL[b[j] as usize] {
+            j += 1;
+        }
+        if j == short {
+            while j + 8 <= b.len() {
+                let w = u64::from_le_bytes(b[j..j + 8].try_into().map_err(|_| Unhandled)?);
+                if has_string_special(w) {
+                    break;
                 }
-                Ok(Image(pairs))
+                j += 8;
+            }
+            while j < b.len() && !STRING_SPECIAL[b[j] as usize] {
+                j += 1;
             }
         }
-        d.deserialize_map(V(std::marker::PhantomData))
+        match *b.get(j).ok_or(Unhandled)? {
+            b'"' => return Ok((j + 1, escaped)),
+            b'\\' => {
+                escaped = true;
+                match b.get(j + 1) {
+                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => j += 2,
+                    Some(b'u') => {
+                        let hex = b.get(j + 2..j + 6).ok_or(Unhandled)?;
+                        if !hex.iter().all(u8::is_ascii_hexdigit) {
+                            return Err(Unhandled);
+                        }
+                        // A surrogate only as a pair (Jackson writes an emoji so); orjson refuses
+                        // a lone one.
+                        j += 6;
+                        if surrogate(hex) == Some(true) {
+                            let low = b.get(j..j + 6).ok_or(Unhandled)?;
+                            if low[..2] != *b"\\u" || !low[2..].iter().all(u8::is_ascii_hexdigit) || surrogate(&low[2..]) != Some(false) {
+                                return Err(Unhandled);
+                            }
+                            j += 6;
+                        } else if surrogate(hex).is_some() {
+                            return Err(Unhandled);
+                        }
+                    }
+                    _ => return Err(Unhandled),
+                }
+            }
+            0..=0x1f => return Err(Unhandled),
+            _ => j += 1,
+        }
+    }
+}
+
+fn digits_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    i
+}
+
+/// A JSON number at b[i] that orjson and serde_json read alike: no run of 300 digits, and an
+/// exponent only where the value is a normal double (or zero written as zero).
+fn number_end(b: &[u8], i: usize) -> R<usize> {
+    let start = if b.get(i) == Some(&b'-') { i + 1 } else { i };
+    let mut j = match b.get(start) {
+        Some(b'0') => start + 1,
+        Some(b'1'..=b'9') => digits_end(b, start + 1),
+        _ => return Err(Unhandled),
+    };
+    if j - start >= 300 {
+        return Err(Unhandled);
+    }
+    if b.get(j) == Some(&b'.') {
+        let fraction = j + 1;
+        j = digits_end(b, fraction);
+        if j == fraction || j - fraction >= 300 {
+            return Err(Unhandled);
+        }
+    }
+    if matches!(b.get(j), Some(b'e' | b'E')) {
+        // Jackson writes large and small doubles so (1.0E16). orjson reads them as serde_json
+        // does, unless the value leaves a double's range (a refused message) or underflows.
+        let mut k = j + 1;
+        if matches!(b.get(k), Some(b'+' | b'-')) {
+            k += 1;
+        }
+        let end = digits_end(b, k);
+        if end == k || end - k > 3 {
+            return Err(Unhandled);
+        }
+        let text = std::str::from_utf8(&b[i..end]).map_err(|_| Unhandled)?;
+        let value: f64 = text.parse().map_err(|_| Unhandled)?;
+        let zero_mantissa = b[start..j].iter().all(|&c| c == b'0' || c == b'.');
+        if !value.is_finite() || (value == 0.0 && !zero_mantissa) || (value != 0.0 && value.abs() < f64::MIN_POSITIVE) {
+            return Err(Unhandled);
+        }
+        return Ok(end);
+    }
+    Ok(j)
+}
+
+fn literal_end(b: &[u8], i: usize, word: &[u8]) -> R<usize> {
+    if b.get(i..i + word.len()) == Some(word) {
+        Ok(i + word.len())
+    } else {
+        Err(Unhandled)
+    }
+}
+
+/// The JSON value at b[i] (no whitespace before it): the index after it.
+fn value_end(b: &[u8], i: usize, depth: usize) -> R<usize> {
+    match *b.get(i).ok_or(Unhandled)? {
+        b'"' => Ok(string_end(b, i)?.0),
+        b'{' => object_fields(b, i, depth + 1, |_, _, start| value_end(b, start, depth + 1)),
+        b'[' => array_end(b, i, depth + 1),
+        b't' => literal_end(b, i, b"true"),
+        b'f' => literal_end(b, i, b"false"),
+        b'n' => literal_end(b, i, b"null"),
+        b'-' | b'0'..=b'9' => number_end(b, i),
+        _ => Err(Unhandled),
+    }
+}
+
+fn array_end(b: &[u8], i: usize, depth: usize) -> R<usize> {
+    if depth > MAX_DEPTH {
+        return Err(Unhandled);
+    }
+    let mut j = skip_ws(b, i + 1);
+    if b.get(j) == Some(&b']') {
+        return Ok(j + 1);
+    }
+    loop {
+        j = skip_ws(b, value_end(b, j, depth)?);
+        match b.get(j) {
+            Some(b',') => j = skip_ws(b, j + 1),
+            Some(b']') => return Ok(j + 1),
+            _ => return Err(Unhandled),
+        }
+    }
+}
+
+/// The object at b[i] (its opening brace). For each member, in order, member(name inside the
+/// quotes, whether the name holds an escape, where the value starts) scans the value and returns
+/// where it ends; returns the index after the closing brace.
+fn object_fields(
+    b: &[u8],
+    i: usize,
+    depth: usize,
+    mut member: impl FnMut(std::ops::Range<usize>, bool, usize) -> R<usize>,
+) -> R<usize> {
+    if depth > MAX_DEPTH {
+        return Err(Unhandled);
+    }
+    let mut j = skip_ws(b, i + 1);
+    if b.get(j) == Some(&b'}') {
+        return Ok(j + 1);
+    }
+    loop {
+        if b.get(j) != Some(&b'"') {
+            return Err(Unhandled);
+        }
+        let (name_end, escaped) = string_end(b, j)?;
+        let name = j + 1..name_end - 1;
+        j = skip_ws(b, name_end);
+        if b.get(j) != Some(&b':') {
+            return Err(Unhandled);
+        }
+        j = skip_ws(b, member(name, escaped, skip_ws(b, j + 1))?);
+        match b.get(j) {
+            Some(b',') => j = skip_ws(b, j + 1),
+            Some(b'}') => return Ok(j + 1),
+            _ => return Err(Unhandled),
+        }
+    }
+}
+
+/// The whole text is one JSON object (whitespace around it allowed), its members given to
+/// member as object_fields gives them.
+fn whole_object(text: &str, member: impl FnMut(std::ops::Range<usize>, bool, usize) -> R<usize>) -> R<()> {
+    let b = text.as_bytes();
+    let start = skip_ws(b, 0);
+    if b.get(start) != Some(&b'{') {
+        return Err(Unhandled);
+    }
+    if skip_ws(b, object_fields(b, start, 1, member)?) == b.len() {
+        Ok(())
+    } else {
+        Err(Unhandled)
+    }
+}
+
+/// A row image's members mapped onto the staged columns, into found (None: not in the image),
+/// with Python's dict semantics: the last of a name given twice counts. Debezium writes the
+/// columns in schema order, so the next column is tried before the hash lookup. A value other
+/// than an object is only scanned.
+fn image_fields<'a>(
+    text: &'a str,
+    start: usize,
+    columns: &[Col],
+    index: &HashMap<&str, usize>,
+    found: &mut [Option<&'a str>],
+) -> R<usize> {
+    let b = text.as_bytes();
+    found.fill(None);
+    if b[start] != b'{' {
+        return value_end(b, start, 1);
+    }
+    let mut guess = 0usize;
+    object_fields(b, start, 2, |name, escaped, value| {
+        let end = value_end(b, value, 2)?;
+        let name = member_name(text, name, escaped)?;
+        let j = if guess < columns.len() && columns[guess].name == name.as_ref() {
+            Some(guess)
+        } else {
+            index.get(name.as_ref()).copied()
+        };
+        if let Some(j) = j {
+            found[j] = Some(&text[value..end]);
+            guess = j + 1;
+        }
+        Ok(end)
+    })
+}
+
+/// The members of the object at text[start] whose names are in `names`, each as its raw value
+/// (the last of a name given twice); a member name spelled with an escape is the Python
+/// decoder's.
+fn named_fields<'a, const N: usize>(text: &'a str, start: usize, names: [&str; N]) -> R<(usize, [Option<&'a str>; N])> {
+    let b = text.as_bytes();
+    let mut got = [None; N];
+    let end = object_fields(b, start, 2, |name, escaped, value| {
+        let end = value_end(b, value, 2)?;
+        if escaped {
+            return Err(Unhandled);
+        }
+        if let Some(k) = names.iter().position(|n| *n == &text[name.clone()]) {
+            got[k] = Some(&text[value..end]);
+        }
+        Ok(end)
+    })?;
+    Ok((end, got))
+}
+
+/// An object member's name: borrowed, unescaped when it holds an escape.
+fn member_name(text: &str, name: std::ops::Range<usize>, escaped: bool) -> R<Cow<'_, str>> {
+    if escaped {
+        Ok(serde_json::from_str::<Name>(&text[name.start - 1..name.end + 1])?.0)
+    } else {
+        Ok(Cow::Borrowed(&text[name]))
     }
 }
 
@@ -177,17 +423,37 @@ enum Cell<'a> {
     Other(Value),
 }
 
-fn cell<'a>(raw: &'a RawValue) -> R<Cell<'a>> {
-    let text = raw.get();
-    Ok(match text.as_bytes()[0] {
-        b'n' => Cell::Null,
-        b'"' => Cell::Str(serde_json::from_str::<Name<'a>>(text)?.0),
-        _ => Cell::Other(serde_json::from_str::<Value>(text)?),
-    })
+/// A JSON integer of at most 18 digits in its canonical form (not "-0", which serde_json reads
+/// as a float): its value, without serde_json's parser.
+fn small_int(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let digits = b.strip_prefix(b"-").unwrap_or(b);
+    let canonical = match digits {
+        [] => false,
+        [b'0'] => b.len() == 1,
+        [b'1'..=b'9', ..] => digits.len() <= 18 && digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    if canonical {
+        text.parse().ok()
+    } else {
+        None
+    }
 }
 
-fn is_object(raw: &str) -> bool {
-    raw.trim_start().starts_with('{')
+fn cell(text: &str) -> R<Cell<'_>> {
+    let first = text.as_bytes()[0];
+    if matches!(first, b'-' | b'0'..=b'9') {
+        if let Some(n) = small_int(text) {
+            return Ok(Cell::Other(Value::from(n)));
+        }
+    }
+    Ok(match first {
+        b'n' => Cell::Null,
+        b'"' if memchr::memchr(b'\\', text.as_bytes()).is_none() => Cell::Str(Cow::Borrowed(&text[1..text.len() - 1])),
+        b'"' => Cell::Str(serde_json::from_str::<Name>(text)?.0),
+        _ => Cell::Other(serde_json::from_str::<Value>(text)?),
+    })
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -277,6 +543,14 @@ fn push_float_repr(out: &mut String, x: f64) -> R<()> {
         push_pyd(out, exp.unsigned_abs() as i128, 2);
     }
     Ok(())
+}
+
+/// str(n) (i128's formatting is several times slower than i64's).
+fn push_int(out: &mut String, n: i128) {
+    let _ = match i64::try_from(n) {
+        Ok(small) => write!(out, "{}", small),
+        Err(_) => write!(out, "{}", n),
+    };
 }
 
 /// A JSON integer as Python's int would print it (serde_json keeps i64/u64; larger integers
@@ -479,15 +753,21 @@ fn push_decimal(out: &mut String, text: &str, scale: u32, negative_scale: bool) 
         return Ok(());
     }
     let width = scale as usize + 1;
-    let digits = unscaled.unsigned_abs().to_string();
     if unscaled < 0 {
         out.push('-');
     }
-    let padded = if digits.len() < width { "0".repeat(width - digits.len()) + &digits } else { digits };
-    let point = padded.len() - scale as usize;
-    out.push_str(&padded[..point]);
-    out.push('.');
-    out.push_str(&padded[point..]);
+    // The digits written after any zeros needed, then the point put in place.
+    let start = out.len();
+    let magnitude = unscaled.unsigned_abs();
+    match u64::try_from(magnitude) {
+        Ok(small) => write!(out, "{}", small)?,
+        Err(_) => write!(out, "{}", magnitude)?,
+    }
+    let digits = out.len() - start;
+    if digits < width {
+        out.insert_str(start, &"0".repeat(width - digits));
+    }
+    out.insert(out.len() - scale as usize, '.');
     Ok(())
 }
 
@@ -600,11 +880,33 @@ fn sequence_part(v: &Value) -> Option<Cow<'static, str>> {
 }
 
 /// A raw JSON value that is a string, borrowed unless it holds an escape; None for another type.
-fn raw_str(raw: &RawValue) -> R<Option<Cow<'_, str>>> {
-    Ok(if raw.get().starts_with('"') { Some(serde_json::from_str::<Name>(raw.get())?.0) } else { None })
+fn raw_str(raw: &str) -> R<Option<Cow<'_, str>>> {
+    Ok(match raw.as_bytes().first() {
+        Some(b'"') => match cell(raw)? {
+            Cell::Str(s) => Some(s),
+            _ => None,
+        },
+        _ => None,
+    })
 }
 
 type Version<'a> = (Cow<'a, str>, Cow<'a, str>);
+
+/// The `source` block's fields cdc reads, as raw JSON text (the last of a name given twice, as
+/// in a Python dict).
+#[derive(Default)]
+struct Source<'a> {
+    schema: Option<&'a str>,
+    table: Option<&'a str>,
+    sequence: Option<&'a str>,
+    lsn: Option<&'a str>,
+    ts_ms: Option<&'a str>,
+}
+
+/// A raw JSON value parsed whole (numbers keep serde_json's reading).
+fn parsed(raw: Option<&str>) -> R<Option<Value>> {
+    raw.map(|r| serde_json::from_str::<Value>(r).map_err(Unhandled::from)).transpose()
+}
 
 /// Debezium's '["<digits>","<digits>"]', as canonical digits borrowed from the text.
 fn sequence_digits(seq: &str) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
@@ -645,7 +947,7 @@ fn version_of<'a>(source: &Source<'a>) -> R<Version<'a>> {
     }
     // isinstance(lsn, int): bool is an int in Python; a float (or an integer beyond 64 bits,
     // which both orjson and serde_json read as a float) is not.
-    Ok(match &source.lsn {
+    Ok(match &parsed(source.lsn)? {
         Some(Value::Bool(b)) => {
             let n = if *b { "1" } else { "0" };
             (n.into(), n.into())
@@ -676,10 +978,7 @@ fn push_string(out: &mut String, kind: Kind, s: &str) -> R<()> {
 
 fn push_value(out: &mut String, kind: Kind, value: &Value) -> R<()> {
     match kind {
-        Kind::Int => {
-            let n = json_int(value).ok_or(Unhandled)?;
-            write!(out, "{}", n)?;
-        }
+        Kind::Int => push_int(out, json_int(value).ok_or(Unhandled)?),
         Kind::Bool => match value {
             Value::Bool(b) => out.push(if *b { 't' } else { 'f' }),
             _ => return Err(Unhandled),
@@ -687,7 +986,7 @@ fn push_value(out: &mut String, kind: Kind, value: &Value) -> R<()> {
         Kind::Float => match value {
             Value::String(s) => push_escaped(out, s),
             Value::Number(n) => match json_int(value) {
-                Some(i) => write!(out, "{}", i)?,
+                Some(i) => push_int(out, i),
                 // "-0" is the int 0 in orjson, "-0.0" a float: serde_json reads both as -0.0.
                 None if n.as_f64() == Some(0.0) => return Err(Unhandled),
                 None => push_float_repr(out, n.as_f64().ok_or(Unhandled)?)?,
@@ -735,78 +1034,93 @@ fn row<'p>(
     index: &HashMap<&str, usize>,
     text: &'p str,
     unchanged: &mut Vec<&'p str>,
-    found: &mut Vec<Option<&'p RawValue>>,
+    found: &mut Vec<Option<&'p str>>, // the before image's columns, then the after image's
     strict: bool, // any placeholder string, in any column: Unhandled (the buffer's fill is Python's)
 ) -> R<Meta<'p>> {
-    if !is_object(text) {
-        return Err(Unhandled); // Python: "the value's payload is not a JSON object"
-    }
-    let payload: Payload = serde_json::from_str(text)?;
-    let op = payload.op.ok_or(Unhandled)?;
-    let op: &'static str = match op.as_ref() {
-        "c" => "c",
-        "u" => "u",
-        "r" => "r",
-        "d" => "d",
-        _ => return Err(Unhandled), // truncate "t", unknown op: Python
+    let b = text.as_bytes();
+    let n = columns.len();
+    found.clear();
+    found.resize(2 * n, None);
+    let (mut op, mut before, mut after) = (None, false, false);
+    let mut source: Option<Source> = None;
+    let mut order_raw: Option<&str> = None;
+    // Python: "the value's payload is not a JSON object" when it is not one.
+    whole_object(text, |name, escaped, value| {
+        if escaped {
+            return Err(Unhandled); // an envelope member spelled with an escape: Python's
+        }
+        Ok(match &text[name] {
+            "op" => {
+                let end = value_end(b, value, 1)?;
+                op = Some(&text[value..end]);
+                end
+            }
+            "before" => {
+                before = b[value] == b'{';
+                image_fields(text, value, columns, index, &mut found[..n])?
+            }
+            "after" => {
+                after = b[value] == b'{';
+                image_fields(text, value, columns, index, &mut found[n..])?
+            }
+            "source" if b[value] == b'{' => {
+                let (end, [schema, table, sequence, lsn, ts_ms]) =
+                    named_fields(text, value, ["schema", "table", "sequence", "lsn", "ts_ms"])?;
+                source = Some(Source { schema, table, sequence, lsn, ts_ms });
+                end
+            }
+            "source" => {
+                source = None; // not an object: Python's
+                value_end(b, value, 1)?
+            }
+            "transaction" if b[value] == b'{' => {
+                let (end, [order]) = named_fields(text, value, ["data_collection_order"])?;
+                order_raw = order;
+                end
+            }
+            "transaction" => {
+                order_raw = None;
+                value_end(b, value, 1)?
+            }
+            _ => value_end(b, value, 1)?,
+        })
+    })?;
+    let op: &'static str = match op.ok_or(Unhandled)? {
+        "\"c\"" => "c",
+        "\"u\"" => "u",
+        "\"r\"" => "r",
+        "\"d\"" => "d",
+        _ => return Err(Unhandled), // truncate "t", unknown op, another JSON type: Python
     };
-    let source_raw = payload.source.ok_or(Unhandled)?;
-    if !is_object(source_raw.get()) {
-        return Err(Unhandled);
-    }
-    let source: Source = serde_json::from_str(source_raw.get())?;
+    let source = source.ok_or(Unhandled)?;
     let table = match source.table.map(raw_str).transpose()?.flatten() {
         Some(t) if !t.is_empty() => t,
         _ => return Err(Unhandled), // Python: poison (no table), or str() of another JSON type
     };
     let schema = match source.schema {
-        None => Cow::Borrowed(""),
-        Some(raw) if raw.get() == "null" => Cow::Borrowed(""),
+        None | Some("null") => Cow::Borrowed(""),
         Some(raw) => raw_str(raw)?.ok_or(Unhandled)?, // str() of another JSON type: Python
     };
     // _order: transaction.data_collection_order when it is an int (not a bool).
     let mut order = None;
-    if let Some(raw) = payload.transaction {
-        if is_object(raw.get()) {
-            let t: Transaction = serde_json::from_str(raw.get())?;
-            if let Some(v @ Value::Number(n)) = &t.data_collection_order {
-                if n.is_i64() || n.is_u64() {
-                    order = Some(json_int(v).ok_or(Unhandled)?);
-                } else if n.as_f64().map_or(false, |f| f.fract() == 0.0) {
-                    // An integer beyond 64 bits or "-0": orjson may give a Python int there.
-                    return Err(Unhandled);
-                }
-            }
+    if let Some(v @ Value::Number(n)) = &parsed(order_raw)? {
+        if n.is_i64() || n.is_u64() {
+            order = Some(json_int(v).ok_or(Unhandled)?);
+        } else if n.as_f64().map_or(false, |f| f.fract() == 0.0) {
+            // An integer beyond 64 bits or "-0": orjson may give a Python int there.
+            return Err(Unhandled);
         }
     }
     let deleting = op == "d";
-    let image_raw = if deleting { payload.before } else { payload.after }.ok_or(Unhandled)?;
-    if !is_object(image_raw.get()) {
-        return Err(Unhandled); // Python: poison (row image not an object)
+    // Python: poison when the row image is missing or not an object.
+    if !(if deleting { before } else { after }) {
+        return Err(Unhandled);
     }
-    let image: Image = serde_json::from_str(image_raw.get())?;
-    let pairs = &image.0;
-    // Each staged column's value with Python's dict semantics: a missing name is None, and of a
-    // name given twice the last one counts (later pairs overwrite). Debezium writes the columns in
-    // schema order, so the next column is tried before the hash lookup.
-    found.clear();
-    found.resize(columns.len(), None);
-    let mut guess = 0usize;
-    for (name, raw) in pairs {
-        let j = if guess < columns.len() && columns[guess].name == name.as_ref() {
-            Some(guess)
-        } else {
-            index.get(name.as_ref()).copied()
-        };
-        if let Some(j) = j {
-            found[j] = Some(*raw);
-            guess = j + 1;
-        }
-    }
+    let found = if deleting { &found[..n] } else { &found[n..] };
     let (commit_lsn, lsn) = version_of(&source)?;
-    let ts_ms = match &source.ts_ms {
+    let ts_ms = match parsed(source.ts_ms)? {
         None | Some(Value::Null) => None,
-        Some(v) => Some(json_int(v).ok_or(Unhandled)?),
+        Some(v) => Some(json_int(&v).ok_or(Unhandled)?),
     };
 
     for (i, col) in columns.iter().enumerate() {
@@ -968,14 +1282,20 @@ struct Decoded {
 /// The Kafka key's payload (its text) as values in key-field order: only integers and strings (anything
 /// else, or a key that is missing or of another shape, is left to Python).
 fn key_values(text: &str, fields: &[String]) -> R<Vec<KeyValue>> {
-    if !is_object(text) {
-        return Err(Unhandled);
-    }
-    let image: Image = serde_json::from_str(text)?;
-    let mut values = Vec::with_capacity(fields.len());
-    for field in fields {
+    let b = text.as_bytes();
+    let mut raws: Vec<Option<&str>> = vec![None; fields.len()];
+    whole_object(text, |name, escaped, value| {
+        let end = value_end(b, value, 1)?;
+        let name = member_name(text, name, escaped)?;
         // The last of a name given twice counts, as in a Python dict.
-        let raw = image.0.iter().rev().find(|(name, _)| name.as_ref() == field.as_str()).ok_or(Unhandled)?.1;
+        if let Some(k) = fields.iter().position(|f| f.as_str() == name.as_ref()) {
+            raws[k] = Some(&text[value..end]);
+        }
+        Ok(end)
+    })?;
+    let mut values = Vec::with_capacity(fields.len());
+    for raw in raws {
+        let raw = raw.ok_or(Unhandled)?;
         values.push(match cell(raw)? {
             Cell::Str(s) => KeyValue::Str(s.into_owned()),
             Cell::Other(v @ Value::Number(_)) => KeyValue::Int(json_int(&v).ok_or(Unhandled)?),
@@ -994,55 +1314,10 @@ struct Shape<'s> {
     table: &'s str,
 }
 
-/// No number orjson may refuse or read otherwise (an exponent, ~300 digits or more: it refuses
-/// what overflows a double), and no surrogate escape (orjson refuses a lone one). Such text is
-/// rare in Debezium's output; where it appears the Python decoder judges the message.
-fn plain_json(text: &[u8]) -> bool {
-    let mut in_string = false;
-    let mut digits = 0usize;
-    let mut i = 0;
-    while i < text.len() {
-        let b = text[i];
-        if in_string {
-            match b {
-                b'"' => in_string = false,
-                b'\\' => {
-                    if text.get(i + 1) == Some(&b'u') {
-                        let high = text.get(i + 2).map(|c| c.to_ascii_lowercase());
-                        let next = text.get(i + 3).map(|c| c.to_ascii_lowercase());
-                        if high == Some(b'd') && matches!(next, Some(b'8'..=b'9' | b'a'..=b'f')) {
-                            return false;
-                        }
-                    }
-                    i += 1; // the escaped character
-                }
-                _ => {}
-            }
-        } else {
-            match b {
-                b'"' => in_string = true,
-                b'0'..=b'9' => {
-                    digits += 1;
-                    if digits >= 300 {
-                        return false;
-                    }
-                    i += 1;
-                    continue;
-                }
-                b'e' | b'E' if i > 0 && (text[i - 1].is_ascii_digit() || text[i - 1] == b'.') => return false,
-                _ => {}
-            }
-        }
-        digits = 0;
-        i += 1;
-    }
-    true
-}
-
 struct Scratch<'v> {
     index: HashMap<&'v str, usize>,
     placeholders: Vec<memchr::memmem::Finder<'static>>,
-    found: Vec<Option<&'v RawValue>>,
+    found: Vec<Option<&'v str>>,
 }
 
 fn decode_one<'v>(out: &mut String, shape: &Shape<'v>, scratch: &mut Scratch<'v>, key: &'v [u8], value: &'v [u8]) -> R<Decoded> {
@@ -1053,11 +1328,6 @@ fn decode_one<'v>(out: &mut String, shape: &Shape<'v>, scratch: &mut Scratch<'v>
         return Err(Unhandled);
     }
     let key_text = payload_of(shape.key_prefix, key).ok_or(Unhandled)?;
-    // serde skips what it does not read checking only syntax; orjson refuses a whole message for
-    // a value it cannot represent anywhere in it: such a message is the Python decoder's.
-    if !plain_json(text.as_bytes()) || !plain_json(key_text.as_bytes()) {
-        return Err(Unhandled);
-    }
     let key = key_values(key_text, shape.key)?;
     let start = out.len();
     let mut unchanged = Vec::new();
