@@ -480,20 +480,36 @@ fn push_escaped(out: &mut String, text: &str) {
 
 /// Python's "%0{width}d" % n (the sign counts toward the width).
 fn push_pyd(out: &mut String, n: i128, width: usize) {
-    if n < 0 {
-        let digits = (-n).to_string();
-        out.push('-');
-        for _ in digits.len() + 1..width {
-            out.push('0');
+    // The digits right-aligned in a stack buffer: no allocation, u64 division when it fits.
+    let mut buf = [0u8; 40];
+    let mut i = buf.len();
+    let magnitude = n.unsigned_abs();
+    match u64::try_from(magnitude) {
+        Ok(mut m) => loop {
+            i -= 1;
+            buf[i] = b'0' + (m % 10) as u8;
+            m /= 10;
+            if m == 0 {
+                break;
+            }
+        },
+        Err(_) => {
+            let mut m = magnitude;
+            while m > 0 {
+                i -= 1;
+                buf[i] = b'0' + (m % 10) as u8;
+                m /= 10;
+            }
         }
-        out.push_str(&digits);
-    } else {
-        let digits = n.to_string();
-        for _ in digits.len()..width {
-            out.push('0');
-        }
-        out.push_str(&digits);
     }
+    let sign = usize::from(n < 0);
+    if n < 0 {
+        out.push('-');
+    }
+    for _ in buf.len() - i + sign..width {
+        out.push('0');
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
 }
 
 /// Python's repr(float): shortest round-trip digits, fixed notation for 1e-4 <= |x| < 1e16 with
@@ -545,6 +561,10 @@ fn push_float_repr(out: &mut String, x: f64) -> R<()> {
     Ok(())
 }
 
+fn json_i64(v: &Value) -> R<i64> {
+    json_int(v).and_then(|n| i64::try_from(n).ok()).ok_or(Unhandled)
+}
+
 /// str(n) (i128's formatting is several times slower than i64's).
 fn push_int(out: &mut String, n: i128) {
     let _ = match i64::try_from(n) {
@@ -565,14 +585,14 @@ fn json_int(v: &Value) -> Option<i128> {
 // ------------------------------------------------------------------------------------------------
 // Temporal encoders (cdc/decode/temporal.py), integer arithmetic with Python's floor division.
 
-const DATE_POSITIVE_INFINITY: i128 = -2147472692;
-const DATE_NEGATIVE_INFINITY: i128 = -2147472691;
-const TIMESTAMP_POSITIVE_INFINITY_US: i128 = 9223372036825200000;
-const TIMESTAMP_NEGATIVE_INFINITY_US: i128 = -9223372036832400000;
-const US_PER_DAY: i128 = 86_400_000_000;
+const DATE_POSITIVE_INFINITY: i64 = -2147472692;
+const DATE_NEGATIVE_INFINITY: i64 = -2147472691;
+const TIMESTAMP_POSITIVE_INFINITY_US: i64 = 9223372036825200000;
+const TIMESTAMP_NEGATIVE_INFINITY_US: i64 = -9223372036832400000;
+const US_PER_DAY: i64 = 86_400_000_000;
 
-fn civil_from_days(days: i128) -> (i128, i128, i128) {
-    let z = days + 719468;
+fn civil_from_days(days: i64) -> R<(i64, i64, i64)> {
+    let z = days.checked_add(719468).ok_or(Unhandled)?;
     let era = z.div_euclid(146097);
     let doe = z - era * 146097;
     let yoe = (doe - doe.div_euclid(1460) + doe.div_euclid(36524) - doe.div_euclid(146096)).div_euclid(365);
@@ -580,66 +600,67 @@ fn civil_from_days(days: i128) -> (i128, i128, i128) {
     let mp = (5 * doy + 2).div_euclid(153);
     let day = doy - (153 * mp + 2).div_euclid(5) + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i128::from(month <= 2), month, day)
+    Ok((yoe + era * 400 + i64::from(month <= 2), month, day))
 }
 
 /// _ymd: writes "YYYY-MM-DD", returns whether it is BC.
-fn push_ymd(out: &mut String, days: i128) -> bool {
-    let (year, month, day) = civil_from_days(days);
+fn push_ymd(out: &mut String, days: i64) -> R<bool> {
+    let (year, month, day) = civil_from_days(days)?;
     let bc = year <= 0;
-    push_pyd(out, if bc { 1 - year } else { year }, 4);
+    push_pyd(out, i128::from(if bc { 1 - year } else { year }), 4);
     out.push('-');
-    push_pyd(out, month, 2);
+    push_pyd(out, i128::from(month), 2);
     out.push('-');
-    push_pyd(out, day, 2);
-    bc
+    push_pyd(out, i128::from(day), 2);
+    Ok(bc)
 }
 
-fn push_date(out: &mut String, days: i128) {
+fn push_date(out: &mut String, days: i64) -> R<()> {
     if days == DATE_POSITIVE_INFINITY {
         out.push_str("infinity");
     } else if days == DATE_NEGATIVE_INFINITY {
         out.push_str("-infinity");
-    } else if push_ymd(out, days) {
+    } else if push_ymd(out, days)? {
         out.push_str(" BC");
     }
+    Ok(())
 }
 
-fn push_clock(out: &mut String, seconds: i128, fraction: i128, fraction_width: usize) {
+fn push_clock(out: &mut String, seconds: i64, fraction: i64, fraction_width: usize) {
     let (hours, seconds) = (seconds.div_euclid(3600), seconds.rem_euclid(3600));
     let (minutes, seconds) = (seconds.div_euclid(60), seconds.rem_euclid(60));
-    push_pyd(out, hours, 2);
+    push_pyd(out, i128::from(hours), 2);
     out.push(':');
-    push_pyd(out, minutes, 2);
+    push_pyd(out, i128::from(minutes), 2);
     out.push(':');
-    push_pyd(out, seconds, 2);
+    push_pyd(out, i128::from(seconds), 2);
     out.push('.');
-    push_pyd(out, fraction, fraction_width);
+    push_pyd(out, i128::from(fraction), fraction_width);
 }
 
-fn push_micro_timestamp(out: &mut String, us: i128) {
+fn push_micro_timestamp(out: &mut String, us: i64) -> R<()> {
     if us == TIMESTAMP_POSITIVE_INFINITY_US {
         out.push_str("infinity");
-        return;
+        return Ok(());
     }
     if us == TIMESTAMP_NEGATIVE_INFINITY_US {
         out.push_str("-infinity");
-        return;
+        return Ok(());
     }
     let (days, rest) = (us.div_euclid(US_PER_DAY), us.rem_euclid(US_PER_DAY));
-    let bc = push_ymd(out, days);
+    let bc = push_ymd(out, days)?;
     out.push(' ');
     push_clock(out, rest.div_euclid(1_000_000), rest.rem_euclid(1_000_000), 6);
     if bc {
         out.push_str(" BC");
     }
+    Ok(())
 }
 
-fn push_time(out: &mut String, value: i128, per_second: i128, width: usize) {
+fn push_time(out: &mut String, value: i64, per_second: i64, width: usize) {
     push_clock(out, value.div_euclid(per_second), value.rem_euclid(per_second), width);
 }
 
-/// encode_zoned_timestamp, then COPY-escaped.
 fn push_zoned_timestamp(out: &mut String, text: &str) -> R<()> {
     let first = text.chars().next().ok_or(Unhandled)?; // Python: IndexError on ""
     if first.is_ascii_digit() && !text.starts_with("0000") {
@@ -905,7 +926,11 @@ struct Source<'a> {
 
 /// A raw JSON value parsed whole (numbers keep serde_json's reading).
 fn parsed(raw: Option<&str>) -> R<Option<Value>> {
-    raw.map(|r| serde_json::from_str::<Value>(r).map_err(Unhandled::from)).transpose()
+    raw.map(|r| match small_int(r) {
+        Some(n) => Ok(Value::from(n)),
+        None => serde_json::from_str::<Value>(r).map_err(Unhandled::from),
+    })
+    .transpose()
 }
 
 /// Debezium's '["<digits>","<digits>"]', as canonical digits borrowed from the text.
@@ -997,15 +1022,16 @@ fn push_value(out: &mut String, kind: Kind, value: &Value) -> R<()> {
             Value::String(s) => push_escaped(out, s),
             _ => return Err(Unhandled),
         },
-        Kind::TsMicro => push_micro_timestamp(out, json_int(value).ok_or(Unhandled)?),
-        Kind::TsMilli => push_micro_timestamp(out, json_int(value).ok_or(Unhandled)? * 1000),
+        // Debezium's temporal values are int64 (Kafka Connect's type): beyond it, Python's.
+        Kind::TsMicro => push_micro_timestamp(out, json_i64(value)?)?,
+        Kind::TsMilli => push_micro_timestamp(out, json_i64(value)?.checked_mul(1000).ok_or(Unhandled)?)?,
         Kind::TsZoned => match value {
             Value::String(s) => push_zoned_timestamp(out, s)?,
             _ => return Err(Unhandled),
         },
-        Kind::Date => push_date(out, json_int(value).ok_or(Unhandled)?),
-        Kind::TimeMicro => push_time(out, json_int(value).ok_or(Unhandled)?, 1_000_000, 6),
-        Kind::TimeMilli => push_time(out, json_int(value).ok_or(Unhandled)?, 1_000, 3),
+        Kind::Date => push_date(out, json_i64(value)?)?,
+        Kind::TimeMicro => push_time(out, json_i64(value)?, 1_000_000, 6),
+        Kind::TimeMilli => push_time(out, json_i64(value)?, 1_000, 3),
         Kind::Decimal(..) | Kind::NumericText | Kind::MoneyText => match value {
             Value::String(s) => push_string(out, kind, s)?,
             _ => return Err(Unhandled),
