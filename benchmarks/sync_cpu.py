@@ -8,6 +8,9 @@ The garbage collector is set as cdc sync's loop sets it (cdc.sync.loop.collect_r
 Stages, in µs per event: decode (EnvelopeDecoder alone, or FastDecoder + the Python decoder for
 what it leaves), buffer (Buffer.add: compaction by key), staging (staging_text: the COPY rows the
 flush sends). Kafka and PostgreSQL are not in it: benchmarks/throughput.py measures the whole.
+Also reported: the extension alone (decode_run over the same polls, its Python results included),
+the part of the fast path's decode that is not per-event Python. For where its time goes inside,
+run this under `perf record -g` (the extension is built with symbols).
 
     python -m benchmarks.sync_cpu [--events 200000] [--rounds 3]
 """
@@ -27,7 +30,7 @@ from cdc.buffer import Buffer
 from cdc.decode.envelope import EnvelopeDecoder, PoisonMessage
 from cdc.decode.fast import FastDecoder
 from cdc.events import ChangeEvent, Origin, new_tuple
-from cdc.fastpath import load
+from cdc.fastpath import kinds_of, load
 from cdc.sync.consume import Record
 from cdc.sync.loop import collect_rarely
 from cdc.warehouse.copy import staging_text
@@ -83,6 +86,28 @@ def run(messages: list[Record], fast: bool) -> tuple[dict[str, float], list[str]
     return spent, texts
 
 
+def extension_alone(messages: list[Record]) -> float:
+    """µs per event of decode_run alone on the messages with a value, in polls of POLL."""
+    decoder = EnvelopeDecoder()
+    extension = load()
+    assert extension is not None
+    fast_decoder = FastDecoder(decoder, extension)
+    for _ in fast_decoder.events(messages[:POLL]):  # the Python decoder learns the shape
+        pass
+    shape = decoder.route(messages[0].topic)
+    assert shape is not None
+    table = shape.table
+    kinds = kinds_of(table.columns)  # what FastDecoder hands over
+    keys = [r.key for r in messages if r.value is not None]
+    values = [r.value for r in messages if r.value is not None]
+    args = (shape.prefix, shape.key_prefix, kinds, list(table.key), table.table.schema, table.table.name)
+    started = time.perf_counter()
+    for start in range(0, len(values), POLL):
+        results = extension.decode_run(*args, keys[start : start + POLL], values[start : start + POLL])
+        assert None not in results
+    return (time.perf_counter() - started) / len(values) * 1e6
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000)
@@ -96,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     average = sum(len(r.value or b"") for r in messages) / len(messages)
     print(f"{events:,} events, {len(messages):,} messages, {average:,.0f} B avg")
     rounds: dict[str, list[dict[str, float]]] = {"python": [], "fast": []}
+    alone: list[float] = []
     for n in range(args.rounds):
         outputs = {}
         for path in ("python", "fast"):  # alternated, so the machine's noise falls on both
@@ -104,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                 spent, outputs[path] = run(messages, path == "fast")
             rounds[path].append({k: v / events * 1e6 for k, v in spent.items()})
         assert outputs["python"] == outputs["fast"], "the two paths' staging text differs"
+        gc.collect()
+        with collect_rarely():
+            alone.append(extension_alone(messages))
         print(f"round {n + 1}: identical staging text ({sum(map(len, outputs['fast'])):,} chars)")
     result: dict[str, Any] = {"benchmark": "sync_cpu", "started_utc": c.now_stamp(), "args": vars(args)}
     result["machine"] = c.cpu_facts()
@@ -113,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         table[path]["total"] = round(sum(table[path].values()), 2)
     result["us_per_event_median"] = table
     result["speedup"] = {s: round(table["python"][s] / table["fast"][s], 2) for s in table["fast"]}
+    result["extension_alone_us_per_event_median"] = round(statistics.median(alone), 2)
     print(f"{'µs/event (median of ' + str(args.rounds) + ')':<28}{'decode':>9}{'buffer':>9}{'staging':>9}{'total':>9}")
     for path in ("python", "fast"):
         row = table[path]
@@ -120,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     speed = result["speedup"]
     ratios = "".join(f"{speed[stage]:>8.1f}x" for stage in ("decode", "buffer", "staging", "total"))
     print(f"{'python / fast':<28}{ratios}")
+    alone_us = result["extension_alone_us_per_event_median"]
+    print(f"of the fast path's decode, the extension alone (decode_run): {alone_us:.2f} µs/event")
     path = c.RESULTS / f"{result['started_utc']}-sync_cpu.json"
     c.write_json(path, result)
     print(f"results: {path.relative_to(c.REPO)}")
