@@ -87,7 +87,8 @@ def vary_every_type(after: dict[str, Any], i: int) -> None:
     after["c_double"] = i / 7
     after["c_text"] = f"row {i} text\twith a tab" if i % 10 == 0 else f"row {i} text"
     after["c_bool"] = i % 2 == 0
-    if after.get("c_timestamp") is not None:
+    if after.get("c_timestamp") is not None and abs(after["c_timestamp"]) < 2**62:
+        # Not the infinities: Debezium writes int64, and a value moved past it is not one it sends.
         after["c_timestamp"] += i * 1_000_003
     after["c_timestamptz"] = f"2026-0{1 + i % 9}-1{i % 10}T10:0{i % 10}:00.{i % 1000000:06d}Z"
 

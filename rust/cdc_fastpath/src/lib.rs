@@ -423,14 +423,14 @@ enum Cell<'a> {
     Other(Value),
 }
 
-/// A JSON integer of at most 18 digits in its canonical form (not "-0", which serde_json reads
-/// as a float): its value, without serde_json's parser.
+/// A JSON integer of at most 18 digits: its value, as orjson reads it ("-0" is the int 0 there,
+/// where serde_json reads a float -0.0), without serde_json's parser.
 fn small_int(text: &str) -> Option<i64> {
     let b = text.as_bytes();
     let digits = b.strip_prefix(b"-").unwrap_or(b);
     let canonical = match digits {
         [] => false,
-        [b'0'] => b.len() == 1,
+        [b'0'] => true,
         [b'1'..=b'9', ..] => digits.len() <= 18 && digits.iter().all(u8::is_ascii_digit),
         _ => false,
     };
@@ -1012,8 +1012,6 @@ fn push_value(out: &mut String, kind: Kind, value: &Value) -> R<()> {
             Value::String(s) => push_escaped(out, s),
             Value::Number(n) => match json_int(value) {
                 Some(i) => push_int(out, i),
-                // "-0" is the int 0 in orjson, "-0.0" a float: serde_json reads both as -0.0.
-                None if n.as_f64() == Some(0.0) => return Err(Unhandled),
                 None => push_float_repr(out, n.as_f64().ok_or(Unhandled)?)?,
             },
             _ => return Err(Unhandled),
@@ -1133,7 +1131,7 @@ fn row<'p>(
         if n.is_i64() || n.is_u64() {
             order = Some(json_int(v).ok_or(Unhandled)?);
         } else if n.as_f64().map_or(false, |f| f.fract() == 0.0) {
-            // An integer beyond 64 bits or "-0": orjson may give a Python int there.
+            // An integer beyond 64 bits (orjson may give a Python int there), or 1.0 and the like.
             return Err(Unhandled);
         }
     }
