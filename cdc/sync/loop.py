@@ -174,15 +174,17 @@ class Sync:
             self._final_flush()  # what was read is good: store it before stopping
             raise
         finally:
-            self._source.close()
+            # A flush in flight ends first, and what is stored is counted before the consumer
+            # closes: confluent-kafka's close revokes the assignment, which forgets the positions.
             self._flusher.shutdown(wait=True)
+            self.stats.stored_partitions = len(self._positions.stored)
+            self.stats.unstored_partitions = len(self._positions.moved())
+            self._source.close()
             if self._fast is not None:
                 log.info(
                     "the compiled fast path decoded %d messages; the Python decoder the others",
                     self._fast.decoded,
                 )
-            self.stats.stored_partitions = len(self._positions.stored)
-            self.stats.unstored_partitions = len(self._positions.moved())
         return self.stats
 
     def _connect(self) -> None:

@@ -262,8 +262,12 @@ def test_a_role_without_the_privilege_is_told_what_to_grant(stack: Settings, dat
     assert TRACEBACK not in output
 
 
-def test_a_table_pattern_that_matches_nothing_is_named_with_what_is_captured(stack: Settings) -> None:
-    status, output, _ = _run(["sync", "--table", "nomatch_x.*", "--until-idle", "2"], _env(stack), 60)
+@pytest.mark.both_clients
+def test_a_table_pattern_that_matches_nothing_is_named_with_what_is_captured(
+    stack: Settings, kafka_client: str
+) -> None:
+    env = _env(stack, CDC_KAFKA_CLIENT=kafka_client)
+    status, output, _ = _run(["sync", "--table", "nomatch_x.*", "--until-idle", "2"], env, 60)
 
     assert status == 0, output
     warnings = [line for line in output.splitlines() if "matches no captured table" in line]
@@ -275,7 +279,9 @@ def test_a_table_pattern_that_matches_nothing_is_named_with_what_is_captured(sta
     ), warnings[0]
     assert stopped_counts(output) == {"events": 0, "rows": 0, "skipped": 0, "dead": 0}
     (stopped,) = [line for line in output.splitlines() if line.startswith("sync stopped: ")]
-    # The source's DDL log, once `cdc schema install` made it, is read whatever the patterns.
+    # The source's DDL log, once `cdc schema install` made it, is read whatever the patterns. Its
+    # position is counted as stored with either client (confluent-kafka's close revokes the
+    # assignment: counted after that, it read "no partition was assigned").
     ddl_log = "DDL capture is not installed" not in output
     read = (
         "all that was read is stored, with the offsets of its 1 partition(s)"
