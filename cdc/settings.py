@@ -34,7 +34,10 @@ DEFAULT_CONFIG_FILE = "cdc.toml"
 ENV_PREFIX = "CDC_"
 # CDC_* variables that are not settings: the file to read, --debug, and the passwords
 # docker-compose.yml hands to its containers.
-NOT_SETTINGS = frozenset({CONFIG_FILE_ENV, "CDC_DEBUG", "CDC_SOURCE_PASSWORD", "CDC_WAREHOUSE_PASSWORD"})
+# Read from the environment elsewhere (cdc/fastpath.py reads CDC_FASTPATH before any settings).
+NOT_SETTINGS = frozenset(
+    {CONFIG_FILE_ENV, "CDC_DEBUG", "CDC_FASTPATH", "CDC_SOURCE_PASSWORD", "CDC_WAREHOUSE_PASSWORD"}
+)
 _URL_FIELDS = frozenset({"source_url", "warehouse_url", "connect_source_url"})
 # A password reference may be mistaken for the password itself: never echo it.
 _HIDDEN_FIELDS = frozenset({"connect_password_ref", "alert_webhook_url"})
