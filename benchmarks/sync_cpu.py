@@ -8,7 +8,7 @@ The garbage collector is set as cdc sync's loop sets it (cdc.sync.loop.collect_r
 Stages, in µs per event: decode (EnvelopeDecoder alone, or FastDecoder + the Python decoder for
 what it leaves), buffer (Buffer.add: compaction by key), staging (staging_text: the COPY rows the
 flush sends). Kafka and PostgreSQL are not in it: benchmarks/throughput.py measures the whole.
-Also reported: the extension alone (decode_run over the same polls, its Python results included),
+Also reported: the extension alone (decode_events over the same polls, the events it makes included),
 the part of the fast path's decode that is not per-event Python. For where its time goes inside,
 run this under `perf record -g` (the extension is built with symbols).
 
@@ -27,9 +27,9 @@ from typing import Any
 from benchmarks import common as c
 from benchmarks.events import OrdersStream
 from cdc.buffer import Buffer
-from cdc.decode.envelope import EnvelopeDecoder, PoisonMessage
+from cdc.decode.envelope import NEW_KEY_HEADER, EnvelopeDecoder, PoisonMessage, read_header
 from cdc.decode.fast import FastDecoder
-from cdc.events import ChangeEvent, Origin, new_tuple
+from cdc.events import ChangeEvent, Op, Origin, Version, new_tuple
 from cdc.fastpath import kinds_of, load
 from cdc.sync.consume import Record
 from cdc.sync.loop import collect_rarely
@@ -87,7 +87,7 @@ def run(messages: list[Record], fast: bool) -> tuple[dict[str, float], list[str]
 
 
 def extension_alone(messages: list[Record]) -> float:
-    """µs per event of decode_run alone on the messages with a value, in polls of POLL."""
+    """µs per event of decode_events alone (the events included) on the messages, in polls of POLL."""
     decoder = EnvelopeDecoder()
     extension = load()
     assert extension is not None
@@ -97,15 +97,16 @@ def extension_alone(messages: list[Record]) -> float:
     shape = decoder.route(messages[0].topic)
     assert shape is not None
     table = shape.table
-    kinds = kinds_of(table.columns)  # what FastDecoder hands over
-    keys = [r.key for r in messages if r.value is not None]
-    values = [r.value for r in messages if r.value is not None]
-    args = (shape.prefix, shape.key_prefix, kinds, list(table.key), table.table.schema, table.table.name)
+    names = (table.table.schema, table.table.name)
+    args = (shape.prefix, shape.key_prefix, kinds_of(table.columns), list(table.key), *names)
+    make = (ChangeEvent, Version, Origin, {op.value: op for op in Op}, table.table, table, read_header, NEW_KEY_HEADER)
+    events = 0
     started = time.perf_counter()
-    for start in range(0, len(values), POLL):
-        results = extension.decode_run(*args, keys[start : start + POLL], values[start : start + POLL])
-        assert None not in results
-    return (time.perf_counter() - started) / len(values) * 1e6
+    for start in range(0, len(messages), POLL):
+        poll = messages[start : start + POLL]
+        ready: list[Any] = [None] * len(poll)
+        events += extension.decode_events(*args, poll, list(range(len(poll))), ready, make)
+    return (time.perf_counter() - started) / events * 1e6
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     ratios = "".join(f"{speed[stage]:>8.1f}x" for stage in ("decode", "buffer", "staging", "total"))
     print(f"{'python / fast':<28}{ratios}")
     alone_us = result["extension_alone_us_per_event_median"]
-    print(f"of the fast path's decode, the extension alone (decode_run): {alone_us:.2f} µs/event")
+    print(f"of the fast path's decode, the extension alone (decode_events): {alone_us:.2f} µs/event")
     path = c.RESULTS / f"{result['started_utc']}-sync_cpu.json"
     c.write_json(path, result)
     print(f"results: {path.relative_to(c.REPO)}")

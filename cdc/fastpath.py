@@ -1,8 +1,8 @@
 """The compiled hot path (Rust, PyO3: rust/cdc_fastpath), and which columns it can write.
 
-`decode_run` (what cdc sync calls, through cdc/decode/fast.py) decodes a run of one topic's
-messages of one known table shape into staging columns, versions, ops and keys, with the GIL
-released; `staging_lines` writes whole staging lines (what tests and benchmarks compare with the
+`decode_events` (what cdc sync calls, through cdc/decode/fast.py) decodes a run of one topic's
+messages of one known table shape (with the GIL released) into ChangeEvents carrying their staging
+columns, versions, ops and keys; `staging_lines` writes whole staging lines (what tests and benchmarks compare with the
 Python path's StagingWriter, byte for byte). Both leave whatever is outside their subset to the
 Python path, by index. The Python path stays the reference; docs/fastpath.md says what is where.
 
@@ -21,17 +21,12 @@ from cdc.decode import temporal as t
 from cdc.events import Column
 
 Kinds = list[tuple[str, str, bool]]  # (column name, kind, varlena) per staging column
-# Per message of decode_run: None (left to Python), or (staged columns, op, commit LSN, LSN,
-# source.ts_ms, transaction.data_collection_order, key values).
-Decoded = tuple[str, str, int, int, int | None, int | None, tuple[Any, ...]] | None
-
-
 class Extension(Protocol):
     def staging_lines(
         self, prefix: bytes, columns: Kinds, key: list[str], values: list[bytes], /
     ) -> tuple[str, list[int]]: ...
 
-    def decode_run(  # noqa: PLR0917 - the extension's signature
+    def decode_events(  # noqa: PLR0917 - the extension's signature
         self,
         prefix: bytes,
         key_prefix: bytes,
@@ -39,10 +34,12 @@ class Extension(Protocol):
         key: list[str],
         schema: str,
         table: str,
-        keys: list[bytes | None],
-        values: list[bytes | None],
+        records: list[Any],
+        indexes: list[int],
+        ready: list[Any],
+        make: tuple[Any, ...],
         /,
-    ) -> list[Decoded]: ...
+    ) -> int: ...
 
 
 def load() -> Extension | None:

@@ -1,20 +1,20 @@
 """Runs of Kafka messages -> ChangeEvents through the compiled fast path (cdc/fastpath.py).
 
 Per topic, the messages of a poll that share the shape the Python decoder last saw on it (value and
-key schema prefix, table) go to the extension in one call, with the GIL released. Each message it
-decodes becomes a ChangeEvent carrying its staging columns as COPY text (`staged`) instead of row
-images. Whatever it leaves (a new shape, a placeholder, a tombstone, a truncate, anything unusual
-or malformed) is decoded by the Python decoder in its place, in message order: the Python path
-stays the one that decides what is poison and why, and the one schema drift sees first.
+key schema prefix, table) go to the extension in one call, which decodes them with the GIL
+released. Each message it decodes becomes a ChangeEvent, made by the extension itself, carrying its
+staging columns as COPY text (`staged`) instead of row images. Whatever it leaves (a new shape, a
+placeholder, a tombstone, a truncate, anything unusual or malformed) is decoded by the Python
+decoder in its place, in message order: the Python path stays the one that decides what is poison
+and why, and the one schema drift sees first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from operator import itemgetter
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-from cdc.decode.envelope import NEW_KEY_HEADER, EnvelopeDecoder, Headers, PoisonMessage, Route, read_header
+from cdc.decode.envelope import NEW_KEY_HEADER, EnvelopeDecoder, PoisonMessage, Route, read_header
 from cdc.events import DDL_TABLE, ChangeEvent, Op, Origin, TableSchema, Version, new_tuple
 from cdc.fastpath import Extension, Kinds, kinds_of
 
@@ -22,9 +22,6 @@ if TYPE_CHECKING:
     from cdc.sync.consume import Record
 
 _OPS = {op.value: op for op in Op}
-DELETE = Op.DELETE
-_Handled = tuple[str, int, int, bytes, bytes, Headers]
-_KEY, _VALUE = itemgetter(3), itemgetter(4)  # a Record's key and value, without NamedTuple's properties
 # Below this many messages of one topic in a poll, the call's fixed cost outweighs its gain.
 MIN_RUN = 4
 
@@ -117,49 +114,25 @@ class FastDecoder:
         kinds = self._kinds_of(table)
         if kinds is None:
             return
-        records = [all_records[i] for i in indexes]
-        prefix = shape.prefix
-        keys = list(map(_KEY, records))
-        values = list(map(_VALUE, records))
+        records = all_records if isinstance(all_records, list) else list(all_records)
+        make = (ChangeEvent, Version, Origin, _OPS, table.table, table, read_header, NEW_KEY_HEADER)
         try:
-            results = self._extension.decode_run(
-                prefix, shape.key_prefix, kinds, list(table.key), table.table.schema, table.table.name, keys, values
+            decoded = self._extension.decode_events(
+                shape.prefix,
+                shape.key_prefix,
+                kinds,
+                list(table.key),
+                table.table.schema,
+                table.table.name,
+                records,
+                indexes,
+                ready,
+                make,
             )
         except ValueError:
             # A column list the extension refuses (kind_of should not have offered it): this
             # table stays on the Python path.
             self._kinds[id(table.columns)] = (table.columns, None)
             return
-        cut = len(prefix)
-        table_id = table.table
-        decoded = 0
-        for i, record, got in zip(indexes, records, results, strict=True):
-            if got is None:
-                continue
-            # The extension leaves keyless messages and tombstones: key and value are bytes here.
-            topic, partition, offset, key_bytes, value, headers = cast(_Handled, record)
-            staged, op_letter, commit_lsn, lsn, ts_ms, order, key = got
-            op = _OPS[op_letter]
-            ready[i] = ChangeEvent(
-                op,
-                table_id,
-                table,
-                key,
-                None,
-                None,
-                new_tuple(Version, (commit_lsn, lsn)),
-                ts_ms,
-                new_tuple(Origin, (topic, partition, offset)),
-                len(value) + len(key_bytes),
-                key_bytes,
-                value[cut:-1],
-                prefix,
-                None,
-                op is DELETE and headers is not None and read_header(headers, NEW_KEY_HEADER) is not None,
-                None,
-                order,
-                staged,
-            )
-            decoded += 1
         self.decoded += decoded
-        self.left += len(records) - decoded
+        self.left += len(indexes) - decoded

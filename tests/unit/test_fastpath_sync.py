@@ -76,6 +76,8 @@ def _identity(e: ChangeEvent) -> tuple[Any, ...]:
     return (
         *(e.op, e.key, e.version, e.commit_ts_ms, e.origin, e.size),
         *(e.raw_key, e.raw_value, e.old_key, e.moves_away, e.order),
+        # The extension makes these objects itself: the same types, not merely equal tuples.
+        *(type(e.version), type(e.origin), type(e.key), [type(k) for k in e.key or ()], type(e.moves_away)),
     )
 
 
@@ -218,22 +220,34 @@ def test_generated_streams_make_the_same_batches(fast: Extension, steps: list[An
     _same(records + records, polls, fast)
 
 
+PLAIN_ROW = {
+    "customer_id": 5,
+    "amount": 1234,
+    "status": "paid",
+    "created_at": "2026-01-05T08:00:00Z",
+    "updated_at": 1767600000000000,
+    "note": "a\tb",
+    "flag": True,
+    "attrs": None,
+    "ref": None,
+}
+
+
 def test_a_plain_stream_is_decoded_by_the_fast_path(fast: Extension) -> None:
-    row = {
-        "customer_id": 5,
-        "amount": 1234,
-        "status": "paid",
-        "created_at": "2026-01-05T08:00:00Z",
-        "updated_at": 1767600000000000,
-        "note": "a\tb",
-        "flag": True,
-        "attrs": None,
-        "ref": None,
-    }
-    records = _stream([(op, i % 7 + 1, row) for i, op in enumerate(["c", "u", "u", "d"] * 50)])
+    records = _stream([(op, i % 7 + 1, PLAIN_ROW) for i, op in enumerate(["c", "u", "u", "d"] * 50)])
     decoder = _same(records, [100], fast)
     # The first message teaches the decoder the shape (in Python); every message after it is the extension's.
     assert (decoder.decoded, decoder.left) == (199, 0)
+
+
+def test_the_events_of_a_run_share_their_schema_prefix(fast: Extension) -> None:
+    """A message is mostly schema: the buffer keeps one prefix object per shape, not one per event."""
+    records = _stream([("c", i, PLAIN_ROW) for i in range(1, 50)])
+    decoder = FastDecoder(EnvelopeDecoder(), fast, min_run=1)
+    events = [e for _, e in decoder.events(records) if isinstance(e, ChangeEvent)]
+    assert decoder.decoded == 48, decoder.decoded  # all but the first, which teaches the shape
+    assert len({id(e.raw_prefix) for e in events[1:]}) == 1
+    assert all(e.staged is not None and e.before is None and e.after is None for e in events[1:])
 
 
 def test_placeholders_are_filled_from_images_the_fast_path_decoded(fast: Extension) -> None:

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -1373,81 +1373,156 @@ fn decode_one<'v>(out: &mut String, shape: &Shape<'v>, scratch: &mut Scratch<'v>
     })
 }
 
-/// decode_run(prefix, key_prefix, columns, key, schema, table, keys, values)
-///     -> list[tuple[str, str, int, int, int | None, int | None, tuple] | None]
+/// Decodes every message whose key and value are both given, with the GIL released: the staged
+/// columns of those decoded go into one string, each message's slice of it recorded.
+fn decode_all(shape: &Shape, pairs: &[(Option<&[u8]>, Option<&[u8]>)]) -> (String, Vec<Option<Decoded>>) {
+    let mut scratch = Scratch {
+        index: shape.columns.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect(),
+        placeholders: MAYBE_UNAVAILABLE.iter().map(|p| memchr::memmem::Finder::new(p.as_bytes())).collect(),
+        found: Vec::new(),
+    };
+    let mut out = String::with_capacity(pairs.len() * 128);
+    let decoded = pairs
+        .iter()
+        .map(|(k, v)| match (k, v) {
+            (Some(k), Some(v)) => {
+                let start = out.len();
+                let got = decode_one(&mut out, shape, &mut scratch, k, v).ok();
+                if got.is_none() {
+                    out.truncate(start);
+                }
+                got
+            }
+            _ => None,
+        })
+        .collect();
+    (out, decoded)
+}
+
+/// A Python int (i128's conversion is the slow one: i64 when it fits).
+fn py_int(py: Python<'_>, n: i128) -> Bound<'_, PyAny> {
+    let converted = match i64::try_from(n) {
+        Ok(small) => small.into_pyobject(py),
+        Err(_) => n.into_pyobject(py),
+    };
+    match converted {
+        Ok(int) => int.into_any(),
+        Err(never) => match never {},
+    }
+}
+
+fn int_or_none<'py>(py: Python<'py>, n: Option<i64>) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match n {
+        Some(n) => n.into_pyobject(py)?.into_any(),
+        None => py.None().into_bound(py),
+    })
+}
+
+/// decode_events(prefix, key_prefix, columns, key, schema, table, records, indexes, ready, make)
+///     -> int (how many it decoded)
 ///
-/// For each message, in order: None when it is left to the Python path (anything unusual, any
-/// placeholder, a value of another shape or table), else (staged columns, op, commit LSN, LSN,
-/// source.ts_ms, transaction.data_collection_order, key values).
+/// records: the poll's Record tuples (topic, partition, offset, key, value, headers); indexes:
+/// the run, the records of one topic and shape. Each message it decodes becomes a ChangeEvent,
+/// put in ready[index]; a message it leaves (anything unusual, any placeholder, a value of another
+/// shape or table) keeps None there, for the Python decoder. make = (ChangeEvent, Version, Origin,
+/// {op letter: Op}, the TableId, the TableSchema, read_header, the new-key header's name):
+/// the events are what cdc/decode/fast.py would build, field for field.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-fn decode_run<'py>(
+fn decode_events<'py>(
     py: Python<'py>,
-    prefix: &[u8],
+    prefix: Bound<'py, PyBytes>,
     key_prefix: &[u8],
     columns: Vec<(String, String, bool)>,
     key: Vec<String>,
     schema: String,
     table: String,
-    keys: Vec<Option<Bound<'py, PyBytes>>>,
-    values: Vec<Option<Bound<'py, PyBytes>>>,
-) -> PyResult<Bound<'py, pyo3::types::PyList>> {
-    if keys.len() != values.len() {
-        return Err(pyo3::exceptions::PyValueError::new_err("keys and values differ in length"));
-    }
+    records: Bound<'py, PyList>,
+    indexes: Vec<usize>,
+    ready: Bound<'py, PyList>,
+    make: Bound<'py, PyTuple>,
+) -> PyResult<usize> {
     let cols = columns_of(columns, &key)?;
-    let pairs: Vec<(Option<&[u8]>, Option<&[u8]>)> =
-        keys.iter().zip(values.iter()).map(|(k, v)| (k.as_ref().map(|k| k.as_bytes()), v.as_ref().map(|v| v.as_bytes()))).collect();
-    let shape = Shape { prefix, key_prefix, columns: &cols, key: &key, schema: &schema, table: &table };
-    let (out, decoded) = py.detach(|| {
-        let mut scratch = Scratch {
-            index: cols.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect(),
-            placeholders: MAYBE_UNAVAILABLE.iter().map(|p| memchr::memmem::Finder::new(p.as_bytes())).collect(),
-            found: Vec::new(),
+    if make.len() != 8 {
+        return Err(pyo3::exceptions::PyValueError::new_err("make: eight items expected"));
+    }
+    let [event_class, version_class, origin_class, ops, table_id, table_schema, read_header, new_key_header]: [Bound<'py, PyAny>; 8] =
+        std::array::from_fn(|i| make.get_item(i).unwrap_or_else(|_| py.None().into_bound(py)));
+    let mut rows: Vec<Bound<'py, PyTuple>> = Vec::with_capacity(indexes.len());
+    for &i in &indexes {
+        rows.push(records.get_item(i)?.cast_into::<PyTuple>()?);
+    }
+    let mut held: Vec<(Option<Bound<'py, PyBytes>>, Option<Bound<'py, PyBytes>>)> = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let part = |n: usize| -> PyResult<Option<Bound<'py, PyBytes>>> {
+            let item = row.get_item(n)?;
+            Ok(if item.is_none() { None } else { Some(item.cast_into::<PyBytes>()?) })
         };
-        let mut out = String::with_capacity(pairs.len() * 128);
-        let decoded: Vec<Option<Decoded>> = pairs
+        held.push((part(3)?, part(4)?));
+    }
+    let pairs: Vec<(Option<&[u8]>, Option<&[u8]>)> =
+        held.iter().map(|(k, v)| (k.as_ref().map(|k| k.as_bytes()), v.as_ref().map(|v| v.as_bytes()))).collect();
+    let prefix_bytes = prefix.as_bytes();
+    let shape = Shape { prefix: prefix_bytes, key_prefix, columns: &cols, key: &key, schema: &schema, table: &table };
+    let (out, decoded) = py.detach(|| decode_all(&shape, &pairs));
+
+    let tuple_new = py.get_type::<PyTuple>().getattr("__new__")?;
+    let op_objects: Vec<Bound<'py, PyAny>> =
+        ["c", "u", "r", "d"].iter().map(|letter| ops.get_item(letter)).collect::<PyResult<_>>()?;
+    let mut count = 0;
+    for (((&index, row), (raw_key, raw_value)), got) in indexes.iter().zip(&rows).zip(&held).zip(decoded) {
+        let (Some(d), Some(raw_key), Some(raw_value)) = (got, raw_key, raw_value) else {
+            continue;
+        };
+        let op = &op_objects[match d.op {
+            "c" => 0,
+            "u" => 1,
+            "r" => 2,
+            _ => 3,
+        }];
+        let value = raw_value.as_bytes();
+        let key_values: Vec<Bound<'py, PyAny>> = d
+            .key
             .iter()
-            .map(|(k, v)| match (k, v) {
-                (Some(k), Some(v)) => {
-                    let start = out.len();
-                    let got = decode_one(&mut out, &shape, &mut scratch, k, v).ok();
-                    if got.is_none() {
-                        out.truncate(start);
-                    }
-                    got
-                }
-                _ => None,
+            .map(|k| match k {
+                KeyValue::Int(n) => py_int(py, *n),
+                KeyValue::Str(s) => PyString::new(py, s).into_any(),
             })
             .collect();
-        (out, decoded)
-    });
-    let list = pyo3::types::PyList::empty(py);
-    for d in decoded {
-        match d {
-            None => list.append(py.None())?,
-            Some(d) => {
-                let key = pyo3::types::PyTuple::new(
-                    py,
-                    d.key.iter().map(|k| match k {
-                        KeyValue::Int(n) => match n.into_pyobject(py) {
-                            Ok(o) => o.into_any(),
-                            Err(never) => match never {},
-                        },
-                        KeyValue::Str(s) => PyString::new(py, s).into_any(),
-                    }),
-                )?;
-                let item = (PyString::new(py, &out[d.start..d.end]), d.op, d.commit_lsn, d.lsn, d.ts_ms, d.order, key);
-                list.append(item)?;
-            }
-        }
+        let version = tuple_new.call1((&version_class, (d.commit_lsn, d.lsn)))?;
+        let origin = tuple_new.call1((&origin_class, (row.get_item(0)?, row.get_item(1)?, row.get_item(2)?)))?;
+        let deleting = d.op == "d";
+        let headers = row.get_item(5)?;
+        let moves_away = deleting && !headers.is_none() && !read_header.call1((&headers, &new_key_header))?.is_none();
+        let fields: [Bound<'py, PyAny>; 18] = [
+            op.clone(),
+            table_id.clone(),
+            table_schema.clone(),
+            PyTuple::new(py, key_values)?.into_any(),
+            py.None().into_bound(py),
+            py.None().into_bound(py),
+            version,
+            int_or_none(py, d.ts_ms)?,
+            origin,
+            (value.len() + raw_key.as_bytes().len()).into_pyobject(py)?.into_any(),
+            raw_key.clone().into_any(),
+            PyBytes::new(py, &value[prefix_bytes.len()..value.len() - 1]).into_any(),
+            prefix.clone().into_any(),
+            py.None().into_bound(py),
+            moves_away.into_pyobject(py)?.to_owned().into_any(),
+            py.None().into_bound(py),
+            int_or_none(py, d.order)?,
+            PyString::new(py, &out[d.start..d.end]).into_any(),
+        ];
+        ready.set_item(index, event_class.call1(PyTuple::new(py, fields)?)?)?;
+        count += 1;
     }
-    Ok(list)
+    Ok(count)
 }
 
 #[pymodule]
 fn cdc_fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(staging_lines, m)?)?;
-    m.add_function(wrap_pyfunction!(decode_run, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_events, m)?)?;
     Ok(())
 }
