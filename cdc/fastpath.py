@@ -41,6 +41,8 @@ class Extension(Protocol):
         /,
     ) -> int: ...
 
+    def staged_text(self, events: list[Any], columns: tuple[Column, ...], /) -> str | None: ...
+
 
 def load() -> Extension | None:
     """The extension, or None when CDC_FASTPATH=off or it is not built."""

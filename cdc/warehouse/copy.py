@@ -10,6 +10,7 @@ from cdc.decode.envelope import materialize
 from cdc.decode.toast import PLACEHOLDER_LENGTHS as _PLACEHOLDER_LENGTHS
 from cdc.decode.toast import is_unavailable
 from cdc.events import ChangeEvent, Column, Op
+from cdc.fastpath import load
 
 NULL = "\\N"
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -29,6 +30,12 @@ def staging_line(event: ChangeEvent, columns: tuple[Column, ...]) -> str:
 def staging_text(events: list[ChangeEvent], columns: tuple[Column, ...]) -> tuple[str, list[tuple[ChangeEvent, str]]]:
     """The staging rows of the events, and the events that have a value their column's encoder
     cannot read (only a forged or corrupt message has one), each with the reason."""
+    extension = load()
+    if extension is not None:
+        # A flush the fast path staged whole: its rows are joined without a Python call per event.
+        text = extension.staged_text(events, columns)
+        if text is not None:
+            return text, []
     writer = StagingWriter(columns)
     line = writer.line
     try:

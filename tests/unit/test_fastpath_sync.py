@@ -21,10 +21,10 @@ from benchmarks.events import key_schema, message_prefix, value_schema
 from cdc.buffer import Buffer
 from cdc.decode.envelope import EnvelopeDecoder, PoisonMessage
 from cdc.decode.fast import FastDecoder
-from cdc.events import ChangeEvent, Origin, new_tuple
+from cdc.events import ChangeEvent, Origin, Version, new_tuple
 from cdc.fastpath import Extension
 from cdc.sync.consume import Record
-from cdc.warehouse.copy import staging_text
+from cdc.warehouse.copy import StagingWriter, staging_text
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 DDL_TOPIC = "cdc.cdc.schema_ddl"
@@ -489,3 +489,24 @@ def test_exponents_surrogate_pairs_whitespace_and_duplicate_names_stay_on_the_fa
     records = _records([first, *(_scanner_record(prefix, key_prefix, m, 8 * (i + 1)) for i, m in enumerate(messages))])
     decoder = _same(records, [20], fast)
     assert decoder.decoded == len(variants), (decoder.decoded, decoder.left)
+
+
+def test_a_staged_flush_is_joined_as_the_staging_writer_writes_it(fast: Extension) -> None:
+    """staged_text joins a flush the fast path staged whole; it reads each version at flush time (a
+    backfill handover may have raised it) and leaves what it cannot print as Python does."""
+    records = _stream([("c", i, PLAIN_ROW) for i in range(1, 12)] + [("d", 3, PLAIN_ROW)])
+    events = [e for _, e in FastDecoder(EnvelopeDecoder(), fast, min_run=1).events(records) if e is not None]
+    staged = [e for e in events if e.staged is not None]
+    assert len(staged) == 11
+    columns = staged[0].schema.columns
+    writer = StagingWriter(columns)
+
+    staged[2].version = new_tuple(Version, (staged[2].version.commit_lsn, 10**12))  # raised by a handover
+    staged[3].commit_ts_ms = None
+    assert fast.staged_text(staged, columns) == "".join(writer.line(e) + "\n" for e in staged)
+
+    for odd in (10**40, True):  # beyond i128; a bool prints True in Python
+        staged[4].version = new_tuple(Version, (odd, 1))
+        assert fast.staged_text(staged, columns) is None
+        assert staging_text(staged, columns) == ("".join(writer.line(e) + "\n" for e in staged), [])
+    assert fast.staged_text([*staged, events[0]], columns) is None  # the first event: the Python decoder's

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use serde::Deserialize;
@@ -1520,9 +1521,69 @@ fn decode_events<'py>(
     Ok(count)
 }
 
+/// str(n) of a Python int; None for anything else (a bool prints True in Python), or one
+/// beyond i128.
+fn exact_int(value: &Bound<'_, PyAny>) -> Option<i128> {
+    if value.is_exact_instance_of::<pyo3::types::PyInt>() {
+        value.extract::<i128>().ok()
+    } else {
+        None
+    }
+}
+
+/// staged_text(events, columns) -> str | None
+///
+/// The staging rows of a flush whose events the fast path staged for exactly these columns
+/// (`event.schema.columns is columns`): each event's staged columns, then its version, op, commit
+/// time and \N (no unchanged-TOAST column), read from the event now (a backfill handover may
+/// have raised the version), as StagingWriter.line writes them. None as soon as one event is
+/// another kind: the Python path writes the flush.
+#[pyfunction]
+fn staged_text<'py>(py: Python<'py>, events: Bound<'py, PyList>, columns: Bound<'py, PyAny>) -> PyResult<Option<String>> {
+    let with_columns = columns.len()? > 0;
+    let mut out = String::with_capacity(events.len() * 160);
+    for event in events.iter() {
+        let staged = event.getattr(intern!(py, "staged"))?;
+        if staged.is_none() || !event.getattr(intern!(py, "schema"))?.getattr(intern!(py, "columns"))?.is(&columns) {
+            return Ok(None);
+        }
+        let version = event.getattr(intern!(py, "version"))?.cast_into::<PyTuple>()?;
+        let ts = event.getattr(intern!(py, "commit_ts_ms"))?;
+        let op = event.getattr(intern!(py, "op"))?.getattr(intern!(py, "value"))?;
+        let (Some(commit_lsn), Some(lsn)) = (exact_int(&version.get_item(0)?), exact_int(&version.get_item(1)?)) else {
+            return Ok(None);
+        };
+        let ts = if ts.is_none() {
+            None
+        } else {
+            match exact_int(&ts) {
+                Some(ts) => Some(ts),
+                None => return Ok(None),
+            }
+        };
+        if with_columns {
+            out.push_str(staged.cast::<PyString>()?.to_str()?);
+            out.push('\t');
+        }
+        push_int(&mut out, commit_lsn);
+        out.push('\t');
+        push_int(&mut out, lsn);
+        out.push('\t');
+        out.push_str(op.cast::<PyString>()?.to_str()?);
+        out.push('\t');
+        match ts {
+            Some(ts) => push_int(&mut out, ts),
+            None => out.push_str("\\N"),
+        }
+        out.push_str("\t\\N\n");
+    }
+    Ok(Some(out))
+}
+
 #[pymodule]
 fn cdc_fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(staging_lines, m)?)?;
     m.add_function(wrap_pyfunction!(decode_events, m)?)?;
+    m.add_function(wrap_pyfunction!(staged_text, m)?)?;
     Ok(())
 }
