@@ -21,6 +21,8 @@ from cdc.decode import temporal as t
 from cdc.events import Column
 
 Kinds = list[tuple[str, str, bool]]  # (column name, kind, varlena) per staging column
+
+
 class Extension(Protocol):
     def staging_lines(
         self, prefix: bytes, columns: Kinds, key: list[str], values: list[bytes], /
