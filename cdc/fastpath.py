@@ -81,6 +81,8 @@ _KINDS = {
     t.encode_date: "date",
     t.encode_micro_time: "time_us",
     t.encode_milli_time: "time_ms",
+    t.encode_micro_duration: "micro_duration",
+    s.encode_bytea: "bytea",
 }
 
 
@@ -93,6 +95,8 @@ def kind_of(column: Column) -> str | None:
         return "text" if column.varlena else "str"
     kind = _KINDS.get(encode)
     if kind is None:
+        if encode in t.INTERVAL_ENCODERS:
+            return "interval"
         scale = s.DECIMAL_SCALES.get(encode)
         return None if scale is None or abs(scale) > _MAX_DECIMAL_SCALE else f"decimal:{scale}"
     if kind == "bool" and column.varlena:

@@ -19,6 +19,7 @@ Debezium's infinity stand-ins (debezium-connector-postgres PostgresValueConverte
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -206,6 +207,9 @@ _ISO_INTERVAL = re.compile(r"P(-?\d+)Y(-?\d+)M(-?\d+)DT(-?\d+)H(-?\d+)M(-?)(\d+)
 
 
 _INTERVALS: dict[str, str] = {}  # Debezium's text -> ours; few distinct intervals recur
+# Each interval encoder made (one per column, for its error message): the compiled fast path
+# (cdc/fastpath.py) writes exactly these.
+INTERVAL_ENCODERS: weakref.WeakSet[Encoder] = weakref.WeakSet()
 
 
 def interval_encoder(column: str) -> Encoder:
@@ -239,6 +243,7 @@ def interval_encoder(column: str) -> Encoder:
         _INTERVALS[text] = result
         return result
 
+    INTERVAL_ENCODERS.add(encode)
     return encode
 
 

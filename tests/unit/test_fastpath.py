@@ -165,6 +165,13 @@ _EDGES: dict[str, list[Any]] = {
     "c_time": [0, 1, 86_400_000_000, 3_600_000_000 * 25, 45_296_789_012, -1],
     "c_time_3": [0, 86_400_000, 45_296_789, -1],
     "c_timetz": ["07:44:15.5Z", "10:00:00Z"],
+    "c_bytea": ["", "AA==", "AAH/", "/w==", "3q2+7w==", "AAH", "AAH/=", "AB==", "AA=A", " AA==", "AA\nAA==", "é", 5],
+    "c_interval": [
+        *("P0Y0M0DT0H0M0S", "P1Y2M3DT4H5M6.789S", "P-1Y-2M-3DT-4H-5M-6.789S", "P0Y0M0DT0H0M-0.5S"),
+        *("P0Y0M0DT0H0M1.0000005S", "P0Y0M0DT0H0M1.00000049S", "P0Y0M0DT0H0M1.S", "P0Y0M0DT0H0M1.1234567891234S"),
+        *("P178000000Y0M0DT0H0M0S", "P007Y0M0DT-0H0M0S", "P" + "9" * 31 + "Y0M0DT0H0M0S", "P1Y", "1 year", ""),
+        *("P1Y2M3DT4H5M6.789Sx", "P\u0661Y0M0DT0H0M0S", "p1Y2M3DT4H5M6S", 7),
+    ],
 }
 
 _SOURCE_EDITS = [

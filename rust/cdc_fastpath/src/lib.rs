@@ -35,6 +35,9 @@ enum Kind {
     Decimal(u32, bool), // org.apache.kafka.connect.data.Decimal: (scale or -scale, negative scale)
     NumericText, // decimal.handling.mode=string: encode_numeric_text
     MoneyText,   // money in string mode: encode_money_text
+    Bytea,         // bytes in base64 (binary.handling.mode=bytes): encode_bytea
+    Interval,      // io.debezium.time.Interval (interval.handling.mode=string): interval_encoder
+    MicroDuration, // io.debezium.time.MicroDuration: encode_micro_duration
 }
 
 impl Kind {
@@ -53,6 +56,9 @@ impl Kind {
             "time_ms" => Kind::TimeMilli,
             "numeric_text" => Kind::NumericText,
             "money_text" => Kind::MoneyText,
+            "bytea" => Kind::Bytea,
+            "interval" => Kind::Interval,
+            "micro_duration" => Kind::MicroDuration,
             _ => {
                 let scale: i64 = code.strip_prefix("decimal:")?.parse().ok()?;
                 if scale.unsigned_abs() > 1000 {
@@ -879,6 +885,82 @@ fn push_unchanged(out: &mut String, names: &[&str]) {
 // ------------------------------------------------------------------------------------------------
 // Version: cdc.decode.envelope.version_of
 
+/// "\\x" + a2b_base64(text).hex(), COPY-escaped (the backslash doubled); canonical base64 only.
+fn push_bytea(out: &mut String, text: &str) -> R<()> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = base64_strict(text).ok_or(Unhandled)?;
+    out.reserve(3 + 2 * bytes.len());
+    out.push_str("\\\\x");
+    for b in bytes {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    Ok(())
+}
+
+/// A run of ASCII digits at text[i..] (at most `most`), with an optional leading minus when
+/// `signed`: (its value, where it ends). Python's \d also matches other digits: those are left
+/// to Python.
+fn iso_number(text: &[u8], i: usize, signed: bool, most: usize) -> R<(i128, usize)> {
+    let start = if signed && text.get(i) == Some(&b'-') { i + 1 } else { i };
+    let mut end = start;
+    while end < text.len() && text[end].is_ascii_digit() {
+        end += 1;
+    }
+    if end == start || end - start > most {
+        return Err(Unhandled);
+    }
+    let digits = std::str::from_utf8(&text[i..end]).map_err(|_| Unhandled)?;
+    Ok((digits.parse().map_err(|_| Unhandled)?, end))
+}
+
+/// temporal.interval_encoder: Debezium's PnYnMnDTnHnMn[.n]S as
+/// "+Y years +M mons +D days +U microseconds". Text of another form is left to Python (which
+/// refuses it, naming the setting).
+fn push_interval(out: &mut String, text: &str) -> R<()> {
+    let b = text.as_bytes();
+    let expect = |i: usize, c: u8| if b.get(i) == Some(&c) { Ok(i + 1) } else { Err(Unhandled) };
+    let i = expect(0, b'P')?;
+    let (years, i) = iso_number(b, i, true, 30)?;
+    let i = expect(i, b'Y')?;
+    let (months, i) = iso_number(b, i, true, 30)?;
+    let i = expect(i, b'M')?;
+    let (days, i) = iso_number(b, i, true, 30)?;
+    let i = expect(expect(i, b'D')?, b'T')?;
+    let (hours, i) = iso_number(b, i, true, 18)?;
+    let i = expect(i, b'H')?;
+    let (minutes, i) = iso_number(b, i, true, 18)?;
+    let mut i = expect(i, b'M')?;
+    let negative = b.get(i) == Some(&b'-');
+    if negative {
+        i += 1;
+    }
+    let (seconds, mut i) = iso_number(b, i, false, 18)?;
+    let mut fraction: i128 = 0;
+    if b.get(i) == Some(&b'.') {
+        // int(fraction[:9].ljust(9, "0")); an empty fraction is 0
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        for k in 0..9 {
+            fraction = fraction * 10 + b.get(start + k).filter(|_| start + k < i).map_or(0, |d| i128::from(d - b'0'));
+        }
+    }
+    if expect(i, b'S')? != b.len() {
+        return Err(Unhandled);
+    }
+    let nanos = seconds * 1_000_000_000 + fraction;
+    let mut us = (nanos + 500) / 1000;
+    if negative {
+        us = -us;
+    }
+    us += (hours * 60 + minutes) * 60_000_000;
+    write!(out, "{years:+} years {months:+} mons {days:+} days {us:+} microseconds")?;
+    Ok(())
+}
+
 /// Python int(text) for the decimal strings Debezium writes, as canonical digits.
 fn canonical_digits(text: &str) -> Option<Cow<'_, str>> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
@@ -997,6 +1079,8 @@ fn push_string(out: &mut String, kind: Kind, s: &str) -> R<()> {
         Kind::Decimal(scale, negative) => push_decimal(out, s, scale, negative)?,
         Kind::NumericText => push_numeric_text(out, s, false)?,
         Kind::MoneyText => push_numeric_text(out, s, true)?,
+        Kind::Bytea => push_bytea(out, s)?,
+        Kind::Interval => push_interval(out, s)?,
         _ => return Err(Unhandled),
     }
     Ok(())
@@ -1031,7 +1115,9 @@ fn push_value(out: &mut String, kind: Kind, value: &Value) -> R<()> {
         Kind::Date => push_date(out, json_i64(value)?)?,
         Kind::TimeMicro => push_time(out, json_i64(value)?, 1_000_000, 6),
         Kind::TimeMilli => push_time(out, json_i64(value)?, 1_000, 3),
-        Kind::Decimal(..) | Kind::NumericText | Kind::MoneyText => match value {
+        // f"{us:+d} microseconds"
+        Kind::MicroDuration => write!(out, "{:+} microseconds", json_i64(value)?)?,
+        Kind::Decimal(..) | Kind::NumericText | Kind::MoneyText | Kind::Bytea | Kind::Interval => match value {
             Value::String(s) => push_string(out, kind, s)?,
             _ => return Err(Unhandled),
         },
@@ -1249,7 +1335,7 @@ fn run(prefix: &[u8], columns: &[Col], values: &[&[u8]]) -> (String, Vec<usize>)
 /// prefix:  the schema half of the values, up to and including `,"payload":`.
 /// columns: (name, kind, varlena) per staging column, kind one of int, bool, float, text (varlena
 ///          string), str (non-varlena string), ts_us, ts_ms, tstz, date, time_us, time_ms,
-///          decimal:<scale>, numeric_text, money_text.
+///          decimal:<scale>, numeric_text, money_text, bytea, interval, micro_duration.
 /// key:     the primary-key column names (the Kafka key's fields); deletes write only these.
 /// values:  whole Kafka message values.
 /// Returns the staging lines ("\n"-terminated) of the handled messages, in input order, and the
