@@ -370,9 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print(c.table_text(["path", "rows", "seconds", "rows/s", "peak RSS MiB"], rows))
     print("ratios:", ratios)
-    path = c.RESULTS / f"{c.now_stamp()}-backfill.json"
-    c.write_json(path, results)
-    print(f"wrote {path.relative_to(c.REPO)}")
+    print(f"wrote {c.save_result('backfill', results)}")
     return 0
 
 

@@ -452,6 +452,14 @@ def write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
+def save_result(benchmark: str, data: Any, stamp: str | None = None) -> str:
+    """Write a run's results as benchmarks/results/<stamp>-<benchmark>.json; returns that path,
+    relative to the repository, for the run's last line."""
+    path = RESULTS / f"{stamp or now_stamp()}-{benchmark}.json"
+    write_json(path, data)
+    return str(path.relative_to(REPO))
+
+
 def now_stamp() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 

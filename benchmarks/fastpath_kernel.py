@@ -179,9 +179,7 @@ def main() -> int:
         }
         rows = [[name, label, f"{us:.2f}", f"{per_event['python'] / us:.1f}x"] for label, us in per_event.items()]
         print(c.table_text(["table", "path", "µs/event (median)", "vs Python"], rows))
-    path = c.RESULTS / f"{c.now_stamp()}-fastpath_kernel.json"
-    c.write_json(path, results)
-    print(f"wrote {path.relative_to(c.REPO)}; outputs identical in every round")
+    print(f"wrote {c.save_result('fastpath_kernel', results)}; outputs identical in every round")
     return 0
 
 

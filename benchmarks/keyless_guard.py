@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, Stack, machine_facts, now_stamp, table_text, write_json
+from benchmarks.common import Stack, machine_facts, save_result, table_text
 from cdc.buffer import Buffer
 from cdc.decode.envelope import EnvelopeDecoder
 from cdc.events import ChangeEvent, Origin
@@ -106,9 +106,8 @@ def main() -> None:
         for name in ("unguarded", "guarded", "replayed")
     ]
     print(table_text(["flushes of keyless inserts", "seconds", "events/s", "vs unguarded"], rows))
-    path = RESULTS / f"{now_stamp()}-keyless_guard.json"
-    write_json(
-        path,
+    path = save_result(
+        "keyless_guard",
         {
             "benchmark": "keyless_guard",
             "options": vars(args),
@@ -118,7 +117,7 @@ def main() -> None:
             "machine": machine_facts(stack),
         },
     )
-    print(f"written {path.relative_to(RESULTS.parent.parent)}")
+    print(f"written {path}")
 
 
 if __name__ == "__main__":

@@ -331,10 +331,9 @@ def main(argv: list[str] | None = None) -> int:
         print("  the warehouse was restarted (by someone else) during the measurement: measuring again", flush=True)
         earlier.append({k: result.get(k) for k in ("run", "load", "latency_s", "samples")})
     result["earlier_disturbed_attempts"] = earlier
-    path = c.RESULTS / f"{result['started_utc']}-latency.json"
-    c.write_json(path, result)
+    path = c.save_result("latency", result, result["started_utc"])
     print_report(result)
-    print(f"\nresults: {path.relative_to(c.REPO)}")
+    print(f"\nresults: {path}")
     return 0 if result["samples"]["not_seen_after_drain"] == 0 and not result["disturbed"] else 1
 
 

@@ -153,9 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'python / fast':<28}{ratios}")
     alone_us = result["extension_alone_us_per_event_median"]
     print(f"of the fast path's decode, the extension alone (decode_events): {alone_us:.2f} µs/event")
-    path = c.RESULTS / f"{result['started_utc']}-sync_cpu.json"
-    c.write_json(path, result)
-    print(f"results: {path.relative_to(c.REPO)}")
+    print(f"results: {c.save_result('sync_cpu', result, result['started_utc'])}")
     return 0
 
 

@@ -608,10 +608,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
         }
         for o in outcomes
     }
-    path = c.RESULTS / f"{result['started_utc']}-throughput.json"
-    c.write_json(path, result)
+    path = c.save_result("throughput", result, result["started_utc"])
     print_report(result, outcomes)
-    print(f"\nresults: {path.relative_to(c.REPO)}")
+    print(f"\nresults: {path}")
     for o in outcomes:
         if "profile" in o.extra:
             print_profile(Path(o.extra["profile"]))

@@ -143,9 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     print("  EXPLAIN ANALYZE of the next flush's MERGE:")
     for line in explain:
         print("    " + line)
-    path = c.RESULTS / f"{result['started_utc']}-warehouse_cost.json"
-    c.write_json(path, result)
-    print(f"results: {path.relative_to(c.REPO)}")
+    print(f"results: {c.save_result('warehouse_cost', result, result['started_utc'])}")
     return 0
 
 

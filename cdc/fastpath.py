@@ -2,8 +2,9 @@
 
 `decode_events` (what cdc sync calls, through cdc/decode/fast.py) decodes a run of one topic's
 messages of one known table shape (with the GIL released) into ChangeEvents carrying their staging
-columns, versions, ops and keys; `staging_lines` writes whole staging lines (what tests and benchmarks compare with the
-Python path's StagingWriter, byte for byte). Both leave whatever is outside their subset to the
+columns, versions, ops and keys; `staged_text` joins a flush staged whole into COPY text;
+`staging_lines` writes whole staging lines (what tests and benchmarks compare with the Python
+path's StagingWriter, byte for byte). Both leave whatever is outside their subset to the
 Python path, by index. The Python path stays the reference; docs/fastpath.md says what is where.
 
 CDC_FASTPATH=off, or an extension that is not built (no Rust toolchain at install), means the
@@ -51,9 +52,14 @@ def load() -> Extension | None:
     return chosen()[0]
 
 
+def turned_off() -> bool:
+    """CDC_FASTPATH=off (or 0, false): the Python path only, even with the extension built."""
+    return os.environ.get("CDC_FASTPATH", "").lower() in ("off", "0", "false")
+
+
 def chosen() -> tuple[Extension | None, str]:
     """The extension (None: the Python path), and a sentence saying which path runs and why."""
-    if os.environ.get("CDC_FASTPATH", "").lower() in ("off", "0", "false"):
+    if turned_off():
         return None, "decoding on the Python path (CDC_FASTPATH=off)"
     try:
         module: Any = importlib.import_module("cdc_fastpath")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cdc.fastpath import Extension, load
+from cdc.fastpath import Extension, load, turned_off
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def fast() -> Extension:
     """The compiled fast path. In CI it must be built (make install builds it where cargo is);
     elsewhere its tests are skipped without it, as they are under CDC_FASTPATH=off."""
-    if os.environ.get("CDC_FASTPATH", "").lower() in ("off", "0", "false"):
+    if turned_off():
         pytest.skip("CDC_FASTPATH=off: the Python path only")
     extension = load()
     if extension is None:

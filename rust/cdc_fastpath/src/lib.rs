@@ -1530,11 +1530,12 @@ fn decode_events<'py>(
     make: Bound<'py, PyTuple>,
 ) -> PyResult<usize> {
     let cols = columns_of(columns, &key)?;
-    if make.len() != 8 {
-        return Err(pyo3::exceptions::PyValueError::new_err("make: eight items expected"));
-    }
-    let [event_class, version_class, origin_class, ops, table_id, table_schema, read_header, new_key_header]: [Bound<'py, PyAny>; 8] =
-        std::array::from_fn(|i| make.get_item(i).unwrap_or_else(|_| py.None().into_bound(py)));
+    let make: [Bound<'py, PyAny>; 8] = make
+        .iter()
+        .collect::<Vec<_>>()
+        .try_into()
+        .map_err(|_| pyo3::exceptions::PyValueError::new_err("make: eight items expected"))?;
+    let [event_class, version_class, origin_class, ops, table_id, table_schema, read_header, new_key_header] = make;
     let mut rows: Vec<Bound<'py, PyTuple>> = Vec::with_capacity(indexes.len());
     for &i in &indexes {
         rows.push(records.get_item(i)?.cast_into::<PyTuple>()?);
