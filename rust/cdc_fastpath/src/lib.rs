@@ -1,10 +1,15 @@
-//! The compiled hot path of `cdc sync` (issue 11), first slice: the staging kernel.
+//! The compiled hot path of `cdc sync` (issue 11; docs/fastpath.md).
 //!
-//! One function, `staging_lines`, takes whole Debezium JSON message values of one table (all
-//! starting with the same schema prefix) and writes the COPY text lines cdc's Python
-//! `StagingWriter.line` would write for them (decode with `EnvelopeDecoder`, no compaction).
-//! Anything outside the supported subset is *not* guessed at: its index is returned, so the
-//! caller can run the Python path for it.
+//! - `decode_events`: a run of one topic's Kafka messages, all of one known table shape, into the
+//!   `ChangeEvent`s cdc's Python decoder would make, each carrying its staging columns as COPY
+//!   text; what `cdc sync` calls (cdc/decode/fast.py).
+//! - `staged_text`: the COPY text of a flush whose events were all staged that way.
+//! - `staging_lines`: whole staging lines from message values (tests and benchmarks compare them
+//!   with `StagingWriter.line`).
+//!
+//! Each message is read in one validating pass (`object_fields`, `value_end`). Anything outside
+//! the supported subset is *not* guessed at: the message is left to the Python path, which
+//! decides what is poison and why.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -1364,7 +1369,7 @@ fn staging_lines<'py>(
 }
 
 // ------------------------------------------------------------------------------------------------
-// decode_run: what `cdc sync` calls. A run of one topic's messages, all of one known table shape.
+// decode_events: what `cdc sync` calls. A run of one topic's messages, all of one known table shape.
 
 // cdc.decode.toast.maybe_unavailable: the placeholder's forms as they appear in JSON text.
 const MAYBE_UNAVAILABLE: [&str; 4] = [
