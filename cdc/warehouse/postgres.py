@@ -118,7 +118,12 @@ class PostgresWarehouse:
             cur.execute("SET enable_hashjoin = off")
             cur.execute("SET enable_mergejoin = off")
             bootstrap.ensure(cur)
-            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self._schema)))
+            cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self._schema,))
+            if cur.fetchone() is None:
+                # Two processes creating it at once: PostgreSQL's IF NOT EXISTS is no lock, and the
+                # second failed on pg_namespace's unique index (23505). One at a time, then.
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (bootstrap.LOCK,))
+                cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self._schema)))
         self._conn.commit()
 
     def _forget(self) -> None:
