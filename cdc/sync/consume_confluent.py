@@ -87,6 +87,7 @@ class ConfluentSource:
         self._assigning: list[Partition] | None = None  # set while the assignment callback runs
         self._pending: dict[Partition, int] = {}  # seeks asked for during that callback
         self._sought: dict[Partition, int] = {}  # the last seek of each partition
+        self._revoked_now: set[Partition] = set()  # revoked during the poll under way
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -134,6 +135,7 @@ class ConfluentSource:
         revoked = sorted((tp.topic, tp.partition) for tp in partitions)
         for partition in revoked:
             self._sought.pop(partition, None)
+        self._revoked_now.update(revoked)
         self._on_revoked(revoked)
 
     def _assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -155,10 +157,17 @@ class ConfluentSource:
             time.sleep(timeout_ms / 1000)
             return []
         records = []
-        for m in take_available(self._consumer, timeout_ms / 1000, self._max):
+        self._revoked_now = set()
+        messages = take_available(self._consumer, timeout_ms / 1000, self._max)
+        # A message fetched before a revocation the same poll served is not this member's to read:
+        # another member reads its partition from the stored offsets (unless it came back to us).
+        gone = self._revoked_now - set(self.assignment()) if self._revoked_now else set()
+        for m in messages:
             error = m.error()
             if error is not None:
                 self._on_error(error)
+                continue
+            if gone and (m.topic(), m.partition()) in gone:
                 continue
             # topic, partition and offset are set on every fetched (non-error) message
             records.append(new_tuple(Record, (m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.headers)))
