@@ -80,15 +80,25 @@ _KINDS = {
     s.encode_float: "float",
     s.encode_numeric_text: "numeric_text",
     s.encode_money_text: "money_text",
+    s.encode_variable_scale_decimal: "variable_decimal",
     s.encode_bool: "bool",
+    s.encode_single_bit: "bit1",
+    s.encode_varying_bits: "varbits",
+    s.encode_bytea: "bytea",
+    s.encode_utf8_bytes: "utf8_bytes",
+    s.encode_point: "point",
+    s.encode_ewkb: "ewkb",
+    s.encode_json_map: "json_map",
     t.encode_micro_timestamp: "ts_us",
     t.encode_milli_timestamp: "ts_ms",
+    t.encode_nano_timestamp: "ts_ns",
     t.encode_zoned_timestamp: "tstz",
     t.encode_date: "date",
     t.encode_micro_time: "time_us",
     t.encode_milli_time: "time_ms",
+    t.encode_nano_time: "time_ns",
     t.encode_micro_duration: "micro_duration",
-    s.encode_bytea: "bytea",
+    t.encode_nano_duration: "nano_duration",
 }
 
 
@@ -99,15 +109,34 @@ def kind_of(column: Column) -> str | None:
         if column.pg_type in _INTEGER_TYPES:
             return "int"
         return "text" if column.varlena else "str"
-    kind = _KINDS.get(encode)
-    if kind is None:
-        if encode in t.INTERVAL_ENCODERS:
-            return "interval"
-        scale = s.DECIMAL_SCALES.get(encode)
-        return None if scale is None or abs(scale) > _MAX_DECIMAL_SCALE else f"decimal:{scale}"
-    if kind == "bool" and column.varlena:
+    if encode is s.encode_bool and column.varlena:
         return None
-    return kind
+    return _encoder_kind(encode)
+
+
+def _encoder_kind(encode: s.Encoder) -> str | None:
+    kind = _KINDS.get(encode)
+    if kind is not None:
+        return kind
+    if encode in t.INTERVAL_ENCODERS:
+        return "interval"
+    scale = s.DECIMAL_SCALES.get(encode)
+    if scale is not None:
+        return None if abs(scale) > _MAX_DECIMAL_SCALE else f"decimal:{scale}"
+    length = s.BIT_LENGTHS.get(encode)
+    return f"bits:{length}" if length is not None else _array_kind(encode)
+
+
+def _array_kind(encode: s.Encoder) -> str | None:
+    array = s.ARRAY_ELEMENTS.get(encode)
+    if array is None:
+        return None
+    element, bare = array
+    # str as the element: bare, the integers' str(x) (_integer); quoted, strings
+    inner = ("int" if bare else "str") if element is str else _encoder_kind(element)
+    if inner is None or inner.startswith("array:"):
+        return None
+    return f"array:{'bare' if bare else 'quoted'}:{inner}"
 
 
 def kinds_of(columns: tuple[Column, ...]) -> Kinds | None:

@@ -5,6 +5,7 @@ shortest text that reads back as the same double)."""
 from __future__ import annotations
 
 import re
+import weakref
 from binascii import a2b_base64
 from collections.abc import Callable
 from typing import Any, Literal
@@ -136,10 +137,23 @@ def encode_utf8_bytes(value: Any) -> str:
 # --- bit strings ---------------------------------------------------------------------------------
 
 
+# Each bit(n) encoder made, and its n, as DECIMAL_SCALES: the compiled fast path writes these.
+BIT_LENGTHS: dict[Encoder, int] = {}
+_BITS: dict[int, Encoder] = {}
+
+
 def fixed_bits_encoder(length: int) -> Encoder:
     """io.debezium.data.Bits for bit(n): base64 of java.util.BitSet.toByteArray(), little-endian,
     bit i = the i-th character from the RIGHT of the bit string, trailing zero bytes dropped (so
     B'00000000' arrives as an empty byte string). Left-padded back to n characters."""
+    encode = _BITS.get(length)
+    if encode is None:
+        encode = _BITS[length] = _fixed_bits_encoder(length)
+        BIT_LENGTHS[encode] = length
+    return encode
+
+
+def _fixed_bits_encoder(length: int) -> Encoder:
     spec = f"0{length}b"
 
     def encode(value: Any) -> str:
@@ -198,10 +212,21 @@ def quote_element(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+# Each array encoder made -> (its element's encoder, bare): the compiled fast path writes these.
+# One encoder per array column of a schema, so weakly held: gone with the schema.
+ARRAY_ELEMENTS: weakref.WeakKeyDictionary[Encoder, tuple[Encoder, bool]] = weakref.WeakKeyDictionary()
+
+
 def array_encoder(element: Encoder, bare: bool) -> Encoder:
     """A JSON list -> a one-dimensional PostgreSQL array literal. Elements are double-quoted (so
     "", "NULL", commas, braces, quotes, spaces survive) unless `bare` says the element's text can
     never need it (numbers, booleans); None elements become an unquoted NULL."""
+    encode = _array_encoder(element, bare)
+    ARRAY_ELEMENTS[encode] = (element, bare)
+    return encode
+
+
+def _array_encoder(element: Encoder, bare: bool) -> Encoder:
     if bare:
 
         def encode_bare(value: Any) -> str:

@@ -22,9 +22,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 // ------------------------------------------------------------------------------------------------
-// Column kinds: the subset of cdc.decode.types encoders this prototype reproduces.
+// Column kinds: one per cdc.decode.types encoder (cdc.fastpath.kind_of names them).
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Kind {
     Int,     // int8/16/32/64 (and oid): str(int)
     Bool,    // boolean (not bit(1)): "t"/"f"
@@ -33,16 +33,28 @@ enum Kind {
     Str,     // string, not varlena (uuid, enum, timetz, macaddr...): str
     TsMicro, // io.debezium.time.MicroTimestamp
     TsMilli, // io.debezium.time.Timestamp
+    TsNano,  // io.debezium.time.NanoTimestamp
     TsZoned, // io.debezium.time.ZonedTimestamp
     Date,    // io.debezium.time.Date
     TimeMicro, // io.debezium.time.MicroTime
     TimeMilli, // io.debezium.time.Time
+    TimeNano,  // io.debezium.time.NanoTime
     Decimal(u32, bool), // org.apache.kafka.connect.data.Decimal: (scale or -scale, negative scale)
+    VariableDecimal, // io.debezium.data.VariableScaleDecimal {"scale", "value"}
     NumericText, // decimal.handling.mode=string: encode_numeric_text
     MoneyText,   // money in string mode: encode_money_text
     Bytea,         // bytes in base64 (binary.handling.mode=bytes): encode_bytea
+    Utf8Bytes,     // a type Debezium does not know, as base64 of its UTF-8 text: encode_utf8_bytes
     Interval,      // io.debezium.time.Interval (interval.handling.mode=string): interval_encoder
     MicroDuration, // io.debezium.time.MicroDuration: encode_micro_duration
+    NanoDuration,  // io.debezium.time.NanoDuration: encode_nano_duration
+    Bits(u32),     // io.debezium.data.Bits of bit(n): fixed_bits_encoder(n)
+    VaryingBits,   // io.debezium.data.Bits of varbit(n): encode_varying_bits
+    SingleBit,     // bit(1) / varbit(1), sent as a boolean: encode_single_bit
+    Point,         // io.debezium.data.geometry.Point: encode_point
+    Ewkb,          // io.debezium.data.geometry.Geometry / Geography: encode_ewkb
+    JsonMap,       // a Connect map (hstore.handling.mode=map): encode_json_map
+    Array(Box<Kind>, bool), // array_encoder(element, bare)
 }
 
 impl Kind {
@@ -55,16 +67,41 @@ impl Kind {
             "str" => Kind::Str,
             "ts_us" => Kind::TsMicro,
             "ts_ms" => Kind::TsMilli,
+            "ts_ns" => Kind::TsNano,
             "tstz" => Kind::TsZoned,
             "date" => Kind::Date,
             "time_us" => Kind::TimeMicro,
             "time_ms" => Kind::TimeMilli,
+            "time_ns" => Kind::TimeNano,
+            "variable_decimal" => Kind::VariableDecimal,
             "numeric_text" => Kind::NumericText,
             "money_text" => Kind::MoneyText,
             "bytea" => Kind::Bytea,
+            "utf8_bytes" => Kind::Utf8Bytes,
             "interval" => Kind::Interval,
             "micro_duration" => Kind::MicroDuration,
+            "nano_duration" => Kind::NanoDuration,
+            "varbits" => Kind::VaryingBits,
+            "bit1" => Kind::SingleBit,
+            "point" => Kind::Point,
+            "ewkb" => Kind::Ewkb,
+            "json_map" => Kind::JsonMap,
             _ => {
+                if let Some(element) = code.strip_prefix("array:") {
+                    let (bare, element) = match element.split_once(':')? {
+                        ("bare", e) => (true, e),
+                        ("quoted", e) => (false, e),
+                        _ => return None,
+                    };
+                    return match Kind::parse(element)? {
+                        Kind::Array(..) => None, // Python maps no array of arrays
+                        element => Some(Kind::Array(Box::new(element), bare)),
+                    };
+                }
+                if let Some(length) = code.strip_prefix("bits:") {
+                    let length: u32 = length.parse().ok()?;
+                    return (1..=83_886_080).contains(&length).then_some(Kind::Bits(length));
+                }
                 let scale: i64 = code.strip_prefix("decimal:")?.parse().ok()?;
                 if scale.unsigned_abs() > 1000 {
                     return None;
@@ -72,6 +109,11 @@ impl Kind {
                 Kind::Decimal(scale.unsigned_abs() as u32, scale < 0)
             }
         })
+    }
+
+    /// Values that arrive as a JSON object or array: written from their raw text.
+    fn structured(&self) -> bool {
+        matches!(self, Kind::VariableDecimal | Kind::Point | Kind::Ewkb | Kind::JsonMap | Kind::Array(..))
     }
 }
 
@@ -762,45 +804,82 @@ fn base64_strict(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// int.from_bytes(data, "big", signed=True), for up to 16 bytes.
-fn signed_big_endian(data: &[u8]) -> Option<i128> {
-    if data.len() > 16 {
-        return None;
+/// The digits of |int.from_bytes(data, "big", signed=True)| appended to out; whether it is
+/// negative. Any length: up to 16 bytes in an i128, beyond that by long division.
+fn push_magnitude(out: &mut String, data: &[u8]) -> bool {
+    let negative = data.first().is_some_and(|b| b & 0x80 != 0);
+    if data.len() <= 16 {
+        let mut value: i128 = if negative { -1 } else { 0 };
+        for &b in data {
+            value = (value << 8) | i128::from(b);
+        }
+        let magnitude = value.unsigned_abs();
+        let _ = match u64::try_from(magnitude) {
+            Ok(small) => write!(out, "{}", small),
+            Err(_) => write!(out, "{}", magnitude),
+        };
+        return negative;
     }
-    if data.is_empty() {
-        return Some(0);
+    // Two's complement -> magnitude (invert and add one), as 32-bit limbs, most significant first.
+    let mut bytes: Vec<u8> = data.iter().map(|&b| if negative { !b } else { b }).collect();
+    if negative {
+        for b in bytes.iter_mut().rev() {
+            let (sum, carry) = b.overflowing_add(1);
+            *b = sum;
+            if !carry {
+                break;
+            }
+        }
     }
-    let mut value: i128 = if data[0] & 0x80 != 0 { -1 } else { 0 };
-    for &b in data {
-        value = (value << 8) | i128::from(b);
+    let pad = (4 - bytes.len() % 4) % 4;
+    let padded: Vec<u8> = std::iter::repeat_n(0, pad).chain(bytes).collect();
+    let mut limbs: Vec<u32> = padded.chunks(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let mut chunks: Vec<u32> = Vec::new(); // base 10^9, least significant first
+    while limbs.iter().any(|&l| l != 0) {
+        let mut rest: u64 = 0;
+        for limb in limbs.iter_mut() {
+            let acc = (rest << 32) | u64::from(*limb);
+            *limb = (acc / 1_000_000_000) as u32;
+            rest = acc % 1_000_000_000;
+        }
+        chunks.push(rest as u32);
+        let leading = limbs.iter().take_while(|&&l| l == 0).count();
+        limbs.drain(..leading);
     }
-    Some(value)
+    match chunks.split_last() {
+        None => out.push('0'),
+        Some((top, lower)) => {
+            let _ = write!(out, "{top}");
+            for chunk in lower.iter().rev() {
+                let _ = write!(out, "{chunk:09}");
+            }
+        }
+    }
+    negative
 }
 
-/// decimal_encoder(scale)(value)
+/// decimal_encoder(scale)(value), and _scaled for a variable scale.
 fn push_decimal(out: &mut String, text: &str, scale: u32, negative_scale: bool) -> R<()> {
-    let unscaled = signed_big_endian(&base64_strict(text).ok_or(Unhandled)?).ok_or(Unhandled)?;
-    if negative_scale || scale == 0 {
-        let factor = 10i128.checked_pow(scale).ok_or(Unhandled)?;
-        write!(out, "{}", unscaled.checked_mul(factor).ok_or(Unhandled)?)?;
-        return Ok(());
-    }
-    let width = scale as usize + 1;
-    if unscaled < 0 {
-        out.push('-');
-    }
-    // The digits written after any zeros needed, then the point put in place.
+    let bytes = base64_strict(text).ok_or(Unhandled)?;
     let start = out.len();
-    let magnitude = unscaled.unsigned_abs();
-    match u64::try_from(magnitude) {
-        Ok(small) => write!(out, "{}", small)?,
-        Err(_) => write!(out, "{}", magnitude)?,
+    let negative = push_magnitude(out, &bytes);
+    if negative_scale || scale == 0 {
+        // str(unscaled * 10**-scale)
+        if &out[start..] != "0" {
+            out.extend(std::iter::repeat_n('0', scale as usize));
+        }
+    } else {
+        // The digits, zeros before them up to scale + 1 of them, then the point put in place.
+        let digits = out.len() - start;
+        let width = scale as usize + 1;
+        if digits < width {
+            out.insert_str(start, &"0".repeat(width - digits));
+        }
+        out.insert(out.len() - scale as usize, '.');
     }
-    let digits = out.len() - start;
-    if digits < width {
-        out.insert_str(start, &"0".repeat(width - digits));
+    if negative {
+        out.insert(start, '-');
     }
-    out.insert(out.len() - scale as usize, '.');
     Ok(())
 }
 
@@ -1077,26 +1156,36 @@ fn version_of<'a>(source: &Source<'a>) -> R<Version<'a>> {
 // One message -> one line (appended to out), or Unhandled (out is then truncated by the caller).
 
 /// A JSON string value of a column (str(value), encode_float's strings, ZonedTimestamp).
-fn push_string(out: &mut String, kind: Kind, s: &str) -> R<()> {
+fn push_string(out: &mut String, kind: &Kind, s: &str) -> R<()> {
     match kind {
         Kind::Text | Kind::Str | Kind::Float => push_escaped(out, s),
         Kind::TsZoned => push_zoned_timestamp(out, s)?,
-        Kind::Decimal(scale, negative) => push_decimal(out, s, scale, negative)?,
+        Kind::Decimal(scale, negative) => push_decimal(out, s, *scale, *negative)?,
         Kind::NumericText => push_numeric_text(out, s, false)?,
         Kind::MoneyText => push_numeric_text(out, s, true)?,
         Kind::Bytea => push_bytea(out, s)?,
+        Kind::Utf8Bytes => {
+            let bytes = base64_strict(s).ok_or(Unhandled)?;
+            push_escaped(out, std::str::from_utf8(&bytes).map_err(|_| Unhandled)?); // .decode("utf-8")
+        }
         Kind::Interval => push_interval(out, s)?,
+        Kind::Bits(length) => push_bits(out, s, *length as usize)?,
+        Kind::VaryingBits => push_bits(out, s, 0)?,
         _ => return Err(Unhandled),
     }
     Ok(())
 }
 
-fn push_value(out: &mut String, kind: Kind, value: &Value) -> R<()> {
+fn push_value(out: &mut String, kind: &Kind, value: &Value) -> R<()> {
     match kind {
         Kind::Int => push_int(out, json_int(value).ok_or(Unhandled)?),
         Kind::Bool => match value {
             Value::Bool(b) => out.push(if *b { 't' } else { 'f' }),
             _ => return Err(Unhandled),
+        },
+        Kind::SingleBit => match value {
+            Value::Bool(b) => out.push(if *b { '1' } else { '0' }),
+            _ => return Err(Unhandled), // Python takes any value's truth: not reproduced
         },
         Kind::Float => match value {
             Value::String(s) => push_escaped(out, s),
@@ -1106,27 +1195,263 @@ fn push_value(out: &mut String, kind: Kind, value: &Value) -> R<()> {
             },
             _ => return Err(Unhandled),
         },
-        Kind::Text | Kind::Str => match value {
-            Value::String(s) => push_escaped(out, s),
-            _ => return Err(Unhandled),
-        },
         // Debezium's temporal values are int64 (Kafka Connect's type): beyond it, Python's.
         Kind::TsMicro => push_micro_timestamp(out, json_i64(value)?)?,
         Kind::TsMilli => push_micro_timestamp(out, json_i64(value)?.checked_mul(1000).ok_or(Unhandled)?)?,
-        Kind::TsZoned => match value {
-            Value::String(s) => push_zoned_timestamp(out, s)?,
-            _ => return Err(Unhandled),
-        },
+        Kind::TsNano => push_nano_timestamp(out, json_i64(value)?)?,
         Kind::Date => push_date(out, json_i64(value)?)?,
         Kind::TimeMicro => push_time(out, json_i64(value)?, 1_000_000, 6),
         Kind::TimeMilli => push_time(out, json_i64(value)?, 1_000, 3),
+        Kind::TimeNano => push_time(out, json_i64(value)?, 1_000_000_000, 9),
         // f"{us:+d} microseconds"
         Kind::MicroDuration => write!(out, "{:+} microseconds", json_i64(value)?)?,
-        Kind::Decimal(..) | Kind::NumericText | Kind::MoneyText | Kind::Bytea | Kind::Interval => match value {
+        Kind::NanoDuration => push_nano_duration(out, json_i64(value)?)?,
+        _ => match value {
             Value::String(s) => push_string(out, kind, s)?,
             _ => return Err(Unhandled),
         },
     }
+    Ok(())
+}
+
+/// One non-null value of a column (or an array element) from its raw JSON text.
+fn push_raw(out: &mut String, kind: &Kind, raw: &str) -> R<()> {
+    if kind.structured() && matches!(raw.as_bytes().first(), Some(b'{' | b'[')) {
+        return push_structured(out, kind, raw);
+    }
+    match cell(raw)? {
+        Cell::Null => Err(Unhandled), // encode(None): Python's error or "None"
+        Cell::Str(s) => push_string(out, kind, &s),
+        Cell::Other(v) => push_value(out, kind, &v),
+    }
+}
+
+/// encode_nano_timestamp: the µs timestamp, then the sub-µs digits (before " BC"), if any.
+fn push_nano_timestamp(out: &mut String, ns: i64) -> R<()> {
+    let (us, sub) = (ns.div_euclid(1000), ns.rem_euclid(1000));
+    let start = out.len();
+    push_micro_timestamp(out, us)?;
+    if sub != 0 {
+        let bc = out[start..].ends_with(" BC");
+        let at = if bc { out.len() - 3 } else { out.len() };
+        out.insert_str(at, &format!("{sub:03}"));
+    }
+    Ok(())
+}
+
+/// encode_nano_duration: f"{sign}{us}.{sub:03d} microseconds", or without the fraction.
+fn push_nano_duration(out: &mut String, ns: i64) -> R<()> {
+    let magnitude = ns.unsigned_abs();
+    let (us, sub) = (magnitude / 1000, magnitude % 1000);
+    let sign = if ns < 0 { '-' } else { '+' };
+    if sub != 0 {
+        write!(out, "{sign}{us}.{sub:03} microseconds")?;
+    } else {
+        write!(out, "{sign}{us} microseconds")?;
+    }
+    Ok(())
+}
+
+/// fixed_bits_encoder(length) (length > 0) and encode_varying_bits (length 0): the little-endian
+/// number's binary digits, left-padded with zeros to `length`; zero is "" when varying.
+fn push_bits(out: &mut String, text: &str, length: usize) -> R<()> {
+    let bytes = base64_strict(text).ok_or(Unhandled)?;
+    let Some(top) = bytes.iter().rposition(|&b| b != 0) else {
+        for _ in 0..length {
+            out.push('0'); // format(0, "0nb"); varying: ""
+        }
+        return Ok(());
+    };
+    let high = bytes[top];
+    let digits = top * 8 + (8 - high.leading_zeros() as usize);
+    for _ in digits..length {
+        out.push('0');
+    }
+    for bit in (0..digits).rev() {
+        out.push(if bytes[bit / 8] >> (bit % 8) & 1 == 1 { '1' } else { '0' });
+    }
+    Ok(())
+}
+
+/// A value that arrives as a JSON object or array, from its raw text.
+fn push_structured(out: &mut String, kind: &Kind, raw: &str) -> R<()> {
+    let b = raw.as_bytes();
+    match (kind, b[0]) {
+        (Kind::Array(element, bare), b'[') => {
+            // array_encoder: "{" + ",".join(NULL, or the element's text, double-quoted unless
+            // bare) + "}", the whole then COPY-escaped, as every column value is.
+            out.push('{');
+            let mut scratch = String::new();
+            let mut j = skip_ws(b, 1);
+            let mut first = true;
+            if b.get(j) != Some(&b']') {
+                loop {
+                    let end = value_end(b, j, 2)?;
+                    if !first {
+                        out.push(',');
+                    }
+                    first = false;
+                    let item = &raw[j..end];
+                    if item == "null" {
+                        out.push_str("NULL");
+                    } else if *bare {
+                        push_raw(out, element, item)?;
+                    } else {
+                        scratch.clear();
+                        push_raw(&mut scratch, element, item)?;
+                        push_quoted_escaped(out, &scratch)?;
+                    }
+                    j = skip_ws(b, end);
+                    match b.get(j) {
+                        Some(b',') => j = skip_ws(b, j + 1),
+                        Some(b']') => break,
+                        _ => return Err(Unhandled),
+                    }
+                }
+            }
+            out.push('}');
+        }
+        (Kind::Point, b'{') => {
+            // f"({encode_float(value['x'])},{encode_float(value['y'])})"
+            let (_, [x, y]) = named_fields(raw, 0, ["x", "y"])?;
+            out.push('(');
+            push_raw(out, &Kind::Float, x.ok_or(Unhandled)?)?;
+            out.push(',');
+            push_raw(out, &Kind::Float, y.ok_or(Unhandled)?)?;
+            out.push(')');
+        }
+        (Kind::Ewkb, b'{') => push_ewkb(out, raw)?,
+        (Kind::VariableDecimal, b'{') => {
+            // _scaled(int.from_bytes(a2b_base64(value["value"]), "big", signed=True), value["scale"])
+            let (_, [scale, value]) = named_fields(raw, 0, ["scale", "value"])?;
+            let scale = small_int(scale.ok_or(Unhandled)?).ok_or(Unhandled)?;
+            if scale.unsigned_abs() > 1000 {
+                return Err(Unhandled);
+            }
+            let value = raw_str(value.ok_or(Unhandled)?)?.ok_or(Unhandled)?;
+            push_decimal(out, &value, scale.unsigned_abs() as u32, scale < 0)?;
+        }
+        (Kind::JsonMap, b'{') => push_json_map(out, raw)?,
+        _ => return Err(Unhandled),
+    }
+    Ok(())
+}
+
+/// quote_element applied to an element's text, given that text already COPY-escaped: the
+/// backslash and double quote it adds are escaped for COPY too. push_escaped writes only \\, \t,
+/// \n and \r, so the escaped text reads back unambiguously.
+fn push_quoted_escaped(out: &mut String, escaped: &str) -> R<()> {
+    let b = escaped.as_bytes();
+    out.push('"');
+    let mut start = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let (skip, rep) = match b[i] {
+            b'\\' => match b.get(i + 1) {
+                Some(b'\\') => (2, "\\\\\\\\"), // a backslash: \\ in the literal, each escaped
+                Some(b't' | b'n' | b'r') => (2, &escaped[i..i + 2]),
+                _ => return Err(Unhandled),
+            },
+            b'"' => (1, "\\\\\""), // \" in the literal, its backslash escaped
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.push_str(&escaped[start..i]);
+        out.push_str(rep);
+        i += skip;
+        start = i;
+    }
+    out.push_str(&escaped[start..]);
+    out.push('"');
+    Ok(())
+}
+
+/// encode_ewkb: the WKB with the SRID folded in (PostGIS's EWKB), as bytea hex, COPY-escaped.
+fn push_ewkb(out: &mut String, raw: &str) -> R<()> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let (_, [wkb, srid]) = named_fields(raw, 0, ["wkb", "srid"])?;
+    let wkb = base64_strict(&raw_str(wkb.ok_or(Unhandled)?)?.ok_or(Unhandled)?).ok_or(Unhandled)?;
+    let srid = match srid {
+        None | Some("null") => None,
+        // int(srid).to_bytes(4, order, signed=True): an int32; anything else is Python's
+        Some(raw) => Some(i32::try_from(small_int(raw).ok_or(Unhandled)?).map_err(|_| Unhandled)?),
+    };
+    let bytes = match srid {
+        Some(srid) if wkb.len() >= 5 => {
+            let little = wkb[0] == 1;
+            let word: [u8; 4] = wkb[1..5].try_into().map_err(|_| Unhandled)?;
+            let kind = if little { u32::from_le_bytes(word) } else { u32::from_be_bytes(word) } | 0x2000_0000;
+            let mut ewkb = Vec::with_capacity(wkb.len() + 4);
+            ewkb.push(wkb[0]);
+            if little {
+                ewkb.extend_from_slice(&kind.to_le_bytes());
+                ewkb.extend_from_slice(&srid.to_le_bytes());
+            } else {
+                ewkb.extend_from_slice(&kind.to_be_bytes());
+                ewkb.extend_from_slice(&srid.to_be_bytes());
+            }
+            ewkb.extend_from_slice(&wkb[5..]);
+            ewkb
+        }
+        _ => wkb,
+    };
+    out.push_str("\\\\x");
+    for b in bytes {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    Ok(())
+}
+
+/// A string as orjson.dumps writes it.
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// encode_json_map: orjson.dumps of the map, COPY-escaped. Only maps of strings (or nulls) with
+/// distinct names, which is what an hstore is; anything else is Python's.
+fn push_json_map(out: &mut String, raw: &str) -> R<()> {
+    let b = raw.as_bytes();
+    let mut json = String::from("{");
+    let mut names: std::collections::HashSet<Cow<str>> = std::collections::HashSet::new();
+    object_fields(b, 0, 2, |name, escaped, value| {
+        let end = value_end(b, value, 2)?;
+        let name = member_name(raw, name, escaped)?;
+        if json.len() > 1 {
+            json.push(',');
+        }
+        push_json_string(&mut json, &name);
+        json.push(':');
+        match cell(&raw[value..end])? {
+            Cell::Null => json.push_str("null"),
+            Cell::Str(s) => push_json_string(&mut json, &s),
+            Cell::Other(_) => return Err(Unhandled),
+        }
+        if !names.insert(name) {
+            return Err(Unhandled); // a name given twice: its first place, its last value
+        }
+        Ok(end)
+    })?;
+    json.push('}');
+    push_escaped(out, &json);
     Ok(())
 }
 
@@ -1243,7 +1568,16 @@ fn row<'p>(
         if i > 0 {
             out.push('\t');
         }
-        let value = match if deleting && !col.in_key { None } else { found[i] } {
+        let raw = if deleting && !col.in_key { None } else { found[i] };
+        if let Some(raw) = raw.filter(|r| col.kind.structured() && matches!(r.as_bytes()[0], b'{' | b'[')) {
+            // A placeholder in a list or map form (is_unavailable's other shapes): Python's.
+            if col.varlena && MAYBE_UNAVAILABLE.iter().any(|p| raw.contains(p)) {
+                return Err(Unhandled);
+            }
+            push_structured(out, &col.kind, raw)?;
+            continue;
+        }
+        let value = match raw {
             None => Cell::Null,
             Some(raw) => cell(raw)?,
         };
@@ -1254,8 +1588,8 @@ fn row<'p>(
                 out.push_str("\\N");
                 unchanged.push(&col.name);
             }
-            Cell::Str(s) => push_string(out, col.kind, &s)?,
-            Cell::Other(v) => push_value(out, col.kind, &v)?,
+            Cell::Str(s) => push_string(out, &col.kind, &s)?,
+            Cell::Other(v) => push_value(out, &col.kind, &v)?,
         }
     }
     Ok(Meta { op, commit_lsn, lsn, ts_ms, order, table, schema })
@@ -1338,9 +1672,8 @@ fn run(prefix: &[u8], columns: &[Col], values: &[&[u8]]) -> (String, Vec<usize>)
 /// staging_lines(prefix, columns, key, values, as_bytes=False) -> (str | bytes, list[int])
 ///
 /// prefix:  the schema half of the values, up to and including `,"payload":`.
-/// columns: (name, kind, varlena) per staging column, kind one of int, bool, float, text (varlena
-///          string), str (non-varlena string), ts_us, ts_ms, tstz, date, time_us, time_ms,
-///          decimal:<scale>, numeric_text, money_text, bytea, interval, micro_duration.
+/// columns: (name, kind, varlena) per staging column, kind as Kind::parse reads it (int, text,
+///          ts_us, decimal:<scale>, bits:<n>, array:quoted:ts_us...; cdc.fastpath.kind_of).
 /// key:     the primary-key column names (the Kafka key's fields); deletes write only these.
 /// values:  whole Kafka message values.
 /// Returns the staging lines ("\n"-terminated) of the handled messages, in input order, and the
