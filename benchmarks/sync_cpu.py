@@ -5,10 +5,12 @@ one process; the staging text of every flush asserted identical.
 
 The garbage collector is set as cdc sync's loop sets it (cdc.sync.loop.collect_rarely).
 
-Stages, in µs per event: decode (EnvelopeDecoder alone, or FastDecoder + the Python decoder for
-what it leaves), buffer (Buffer.add: compaction by key), staging (staging_text: the COPY rows the
-flush sends). Kafka and PostgreSQL are not in it: benchmarks/throughput.py measures the whole.
-Also reported: the extension alone (decode_events over the same polls, the events it makes included),
+Stages, in µs per event: decode (EnvelopeDecoder alone; or the extension's decode_events, through
+FastDecoder.decode), buffer (Buffer.add: compaction by key; on the fast path, FastDecoder.feed: the
+kept messages into the buffer's FastRows, and the Python decoder for what the extension left, the
+tombstones), staging (the COPY rows the flush sends: staging_text, or FastRows.staging_text).
+Kafka and PostgreSQL are not in it: benchmarks/throughput.py measures the whole.
+Also reported: the extension alone (decode_events over the same polls),
 the part of the fast path's decode that is not per-event Python. For where its time goes inside,
 run this under `perf record -g` (the extension is built with symbols).
 
@@ -60,7 +62,9 @@ def run(messages: list[Record], fast: bool) -> tuple[dict[str, float], list[str]
         t0 = clock()
         events: list[ChangeEvent] = []
         if fast_decoder is not None:
-            events = [e for _, e in fast_decoder.events(poll) if isinstance(e, ChangeEvent)]
+            ready = fast_decoder.decode(poll)
+            t1 = clock()
+            fast_decoder.feed(poll, ready, buffer)  # the Python decoder's leftovers (tombstones) included
         else:
             for record in poll:
                 try:
@@ -69,15 +73,18 @@ def run(messages: list[Record], fast: bool) -> tuple[dict[str, float], list[str]
                     continue
                 if event is not None:
                     events.append(event)
-        t1 = clock()
-        for event in events:
-            buffer.add(event)
+            t1 = clock()
+            for event in events:
+                buffer.add(event)
         t2 = clock()
         spent["decode"] += t1 - t0
         spent["buffer"] += t2 - t1
         if len(buffer) >= FLUSH or start + POLL >= len(messages):
             t3 = clock()
             for batch in buffer.batches():
+                if batch.fast is not None:  # as the warehouse writes a batch the extension keeps
+                    texts.append(batch.fast.staging_text())
+                    continue
                 text, refused = staging_text(batch.events(), batch.schema.columns)
                 assert not refused
                 texts.append(text)
@@ -92,8 +99,7 @@ def extension_alone(messages: list[Record]) -> float:
     extension = load()
     assert extension is not None
     fast_decoder = FastDecoder(decoder, extension)
-    for _ in fast_decoder.events(messages[:POLL]):  # the Python decoder learns the shape
-        pass
+    fast_decoder.into(messages[:POLL], Buffer())  # the Python decoder learns the shape
     shape = decoder.route(messages[0].topic)
     assert shape is not None
     table = shape.table
@@ -105,7 +111,7 @@ def extension_alone(messages: list[Record]) -> float:
     for start in range(0, len(messages), POLL):
         poll = messages[start : start + POLL]
         ready: list[Any] = [None] * len(poll)
-        events += extension.decode_events(*args, poll, list(range(len(poll))), ready, make)
+        events += extension.decode_events(*args, poll, list(range(len(poll))), ready, make)[0]
     return (time.perf_counter() - started) / events * 1e6
 
 

@@ -10,6 +10,11 @@ unchanged TOASTed columns are placeholders. The buffer fills them from the old k
 holds one (the delete keeps the image it replaced), and counts key changes whose create has not
 arrived yet, so that a flush need not split the pair.
 
+Events the compiled fast path decoded stay in the extension (cdc/fastpath.py's FastRows), compacted
+there by the same rules, until a stage needs them as events: a batch holds either only those
+(`fast`) or only events, and turns into events (`spill`) as soon as anything else joins it (a
+Python-decoded event, a truncate) or a stage asks for its events.
+
 The rows of one batch share one shape. When a table's schema changes, the batch so far is sealed
 and a new one starts: an event is staged with the columns its own schema describes (a renamed or
 dropped column's values stay with the events that carry them), and the warehouse applies the
@@ -23,9 +28,12 @@ from typing import Any
 
 from cdc.decode.envelope import materialize
 from cdc.decode.toast import UNAVAILABLE, is_unavailable
-from cdc.events import ChangeEvent, Op, Origin, TableId, TableSchema, Version
+from cdc.events import ChangeEvent, Op, Origin, TableId, TableSchema, Version, new_tuple
+from cdc.fastpath import FastRows, FastRun, new_rows
 
 __all__ = ["UNAVAILABLE", "Buffer", "TableBatch"]
+
+_OPS = (Op.CREATE, Op.UPDATE, Op.READ, Op.DELETE)  # the order of FastRows.add's counts
 
 
 @dataclass(slots=True)
@@ -39,16 +47,35 @@ class TableBatch:
     # Events taken per op (Op's letter), counted before compaction: what `cdc status` and the
     # metrics call applied, as every one of them is applied in effect once the batch is.
     ops: dict[str, int] = field(default_factory=dict)
+    fast: FastRows | None = None  # the fast path's events, kept in the extension (nothing else held)
 
     @property
     def keyed(self) -> bool:
         return bool(self.schema.key)
 
     def events(self) -> list[ChangeEvent]:
+        self.spill()
         return list(self.rows.values()) if self.keyed else self.ordered
+
+    def holds_any(self) -> bool:
+        return bool(self.rows or self.ordered or self.fast)
+
+    def spill(self) -> None:
+        """The fast path's events made events, in their order, each delete with its prior image."""
+        fast, self.fast = self.fast, None
+        if fast is None:
+            return
+        for key, event, replaced in fast.events():
+            if replaced is not None:
+                materialize(replaced)
+                event.prior = replaced.after
+            self.rows[key] = event
 
     def newest(self) -> tuple[Version, int | None] | None:
         """The source position and commit time (ms) of the newest change the batch holds."""
+        if self.fast is not None:
+            found = self.fast.newest()
+            return None if found is None else (new_tuple(Version, found[0]), found[1])
         newest = max(self.events(), key=lambda e: e.version, default=None)
         if newest is not None and (self.truncated_at is None or newest.version > self.truncated_at):
             return newest.version, newest.commit_ts_ms
@@ -68,16 +95,8 @@ class Buffer:
     def add(self, event: ChangeEvent) -> None:
         self.events += 1
         self.bytes += event.size
-        batch = self.tables.get(event.table)
-        if batch is None:
-            batch = self.tables[event.table] = TableBatch(event.schema)
-        elif event.schema is not batch.schema and event.op is not Op.TRUNCATE:
-            # Schemas are interned: another object is another shape.
-            if batch.events() or batch.truncated_at is not None:
-                self.sealed.append(batch)
-                batch = self.tables[event.table] = TableBatch(event.schema)
-            else:
-                batch.schema = event.schema
+        batch = self._batch(event.table, event.schema, truncate=event.op is Op.TRUNCATE)
+        batch.spill()
         batch.ops[event.op] = batch.ops.get(event.op, 0) + 1
         if event.op is Op.TRUNCATE:
             for older in self.sealed:
@@ -93,6 +112,37 @@ class Buffer:
             _upsert(batch, event, event.key)
         else:
             batch.ordered.append(event)
+
+    def add_run(self, run: FastRun, picked: list[int]) -> None:
+        """These messages of a run the fast path decoded (FastRun.pick), as add would take each
+        one's event, in order."""
+        batch = self._batch(run.table, run.schema, truncate=False)
+        if batch.fast is None and (batch.holds_any() or batch.truncated_at is not None or not batch.schema.key):
+            for event in run.events(picked):  # the batch holds events already: these join them
+                self.add(event)
+            return
+        if batch.fast is None:
+            batch.fast = new_rows()
+        count, size, ops = batch.fast.add(run, picked)
+        self.events += count
+        self.bytes += size
+        for op, n in zip(_OPS, ops, strict=True):
+            if n:
+                batch.ops[op] = batch.ops.get(op, 0) + n
+
+    def _batch(self, table: TableId, schema: TableSchema, *, truncate: bool) -> TableBatch:
+        """The table's current batch for an event of this schema: a new one after a schema change."""
+        batch = self.tables.get(table)
+        if batch is None:
+            batch = self.tables[table] = TableBatch(schema)
+        elif schema is not batch.schema and not truncate:
+            # Schemas are interned: another object is another shape.
+            if batch.holds_any() or batch.truncated_at is not None:
+                self.sealed.append(batch)
+                batch = self.tables[table] = TableBatch(schema)
+            else:
+                batch.schema = schema
+        return batch
 
     def drop_tables(self, tables: set[TableId]) -> dict[tuple[str, int], tuple[int, TableId]]:
         """Forget every event of these tables; returns, per partition they came from, the first
@@ -172,5 +222,6 @@ def _fill_unchanged(after: dict[str, Any], older: dict[str, Any]) -> None:
 
 def _drop_older(batch: TableBatch, version: Version) -> None:
     # A truncate replayed by Debezium can be older than rows already buffered: keep those.
+    batch.spill()
     batch.rows = {k: e for k, e in batch.rows.items() if e.version > version}
     batch.ordered = [e for e in batch.ordered if e.version > version]

@@ -1,8 +1,10 @@
 """The compiled hot path (Rust, PyO3: rust/cdc_fastpath), and which columns it can write.
 
 `decode_events` (what cdc sync calls, through cdc/decode/fast.py) decodes a run of one topic's
-messages of one known table shape (with the GIL released) into ChangeEvents carrying their staging
-columns, versions, ops and keys; `staged_text` joins a flush staged whole into COPY text;
+messages of one known table shape (with the GIL released) and keeps them (FastRun): their staging
+columns, versions, ops and keys, no Python object each; `FastRows` compacts a table batch's kept
+messages by key and writes their COPY text (cdc/buffer.py), and makes them ChangeEvents only when
+a stage needs events; `staged_text` joins a flush of such events staged whole into COPY text;
 `staging_lines` writes whole staging lines (what tests and benchmarks compare with the Python
 path's StagingWriter, byte for byte). Both leave whatever is outside their subset to the
 Python path, by index. The Python path stays the reference; docs/fastpath.md says what is where.
@@ -19,9 +21,37 @@ from typing import Any, Protocol, cast
 
 from cdc.decode import structured as s
 from cdc.decode import temporal as t
-from cdc.events import Column
+from cdc.events import ChangeEvent, Column, TableId, TableSchema
 
 Kinds = list[tuple[str, str, bool]]  # (column name, kind, varlena) per staging column
+
+
+class FastRun(Protocol):
+    """The messages of one run the extension decoded and keeps (no Python object per message)."""
+
+    @property
+    def table(self) -> TableId: ...
+    @property
+    def schema(self) -> TableSchema: ...
+    def pick(self, taken: list[int], /) -> list[int]: ...
+    def events(self, picked: list[int], /) -> list[ChangeEvent]: ...
+    def __len__(self) -> int: ...
+
+
+class FastRows(Protocol):
+    """One table batch's kept messages, compacted by key in the extension (cdc/buffer.py)."""
+
+    def add(self, run: FastRun, picked: list[int], /) -> tuple[int, int, list[int]]: ...
+    def staging_text(self) -> str: ...
+    def newest(self) -> tuple[tuple[int, int], int | None] | None: ...
+    def oldest(self) -> tuple[int, int] | None: ...
+    def events(self) -> list[tuple[tuple[Any, ...], ChangeEvent, ChangeEvent | None]]: ...
+    def __len__(self) -> int: ...
+
+
+def new_rows() -> FastRows:
+    """An empty FastRows (only called for a run the extension made, so it is loaded)."""
+    return cast(FastRows, importlib.import_module("cdc_fastpath").FastRows())
 
 
 class Extension(Protocol):
@@ -42,7 +72,7 @@ class Extension(Protocol):
         ready: list[Any],
         make: tuple[Any, ...],
         /,
-    ) -> int: ...
+    ) -> tuple[int, FastRun | None]: ...
 
     def staged_text(self, events: list[Any], columns: tuple[Column, ...], /) -> str | None: ...
 

@@ -44,7 +44,7 @@ from tenacity import (
 from cdc import fastpath
 from cdc.buffer import Buffer
 from cdc.decode.envelope import EnvelopeDecoder, PoisonMessage
-from cdc.decode.fast import FastDecoder
+from cdc.decode.fast import Decoded, FastDecoder
 from cdc.errors import CdcError, TransientError
 from cdc.events import DDL_TABLE, ChangeEvent, Op, Origin, TableId, new_tuple
 from cdc.sync.consume import BATCH, Partition, Record, change_topics, topic_safe
@@ -295,10 +295,10 @@ class Sync:
         # Decoded by the compiled fast path where it can; None: the Python decoder's.
         fast = self._fast
         ready = fast.decode(records) if fast is not None else None
-        pending = fast.pending if fast is not None else None
         # Per record, so the attribute lookups are taken once per poll.
         ddl_topic, wanted, schemas, add = self._ddl_topic, self._wanted, self._schemas, self._buffer.add
         counted = taken = 0
+        kept: list[int] = []  # records taken whose messages the extension keeps, not given to the buffer yet
         for i, record in enumerate(records):
             topic = record.topic
             if not take((topic, record.partition), record.offset):
@@ -307,18 +307,16 @@ class Sync:
             if topic != ddl_topic:  # the DDL log is bookkeeping, not the tables' events
                 counted += 1
             event = ready[i] if ready is not None else None
+            if event is not None and event.__class__ is not ChangeEvent:
+                kept.append(i)  # in its FastRun: the buffer takes the run's messages at once
+                continue
             if event is None:
-                origin = new_tuple(Origin, record[:3])  # (topic, partition, offset), without NamedTuple's __new__
-                try:
-                    event = self._decoder.decode(origin, record.key, record.value, record.headers)
-                except PoisonMessage as exc:
-                    if self._topic_wanted(topic):
-                        self._dead.append(DeadLetter(origin, record.key, record.value, str(exc)))
-                    continue
-                if pending and topic in pending and fast is not None and ready is not None:
-                    fast.learned(topic, records, i, ready)  # it may have taught the decoder a new shape
+                event = self._decode(records, i, ready)
                 if event is None:
                     continue
+            if kept:
+                self._take_kept(kept)  # the buffer sees each table's changes in order
+                kept = []
             table = event.table
             if not (wanted.get(table) or self._table_wanted(table) or self._ddl_wanted(event)):
                 continue
@@ -330,10 +328,46 @@ class Sync:
                 schemas[table] = event.schema
                 self._ddl_due = True
             add(event)
+        if kept:
+            self._take_kept(kept)
         self.stats.events += counted
         if taken:
             self._mark_buffered()  # dead letters and skipped messages count: their offsets are stored too
         self._report_positions()
+
+    def _decode(self, records: list[Record], i: int, ready: list[Decoded] | None) -> ChangeEvent | None:
+        """The Python decoder's event for records[i] (None: no row change, or a dead letter)."""
+        record = records[i]
+        origin = new_tuple(Origin, record[:3])  # (topic, partition, offset), without NamedTuple's __new__
+        try:
+            event = self._decoder.decode(origin, record.key, record.value, record.headers)
+        except PoisonMessage as exc:
+            if self._topic_wanted(record.topic):
+                self._dead.append(DeadLetter(origin, record.key, record.value, str(exc)))
+            return None
+        fast = self._fast
+        if fast is not None and ready is not None and record.topic in fast.pending:
+            fast.learned(record.topic, records, i, ready)  # it may have taught the decoder a new shape
+        return event
+
+    def _take_kept(self, kept: list[int]) -> None:
+        """The buffer takes the messages the extension keeps among these records (the loop's
+        filters and schema check, per run: a run is one table and one schema)."""
+        fast = self._fast
+        if fast is None:
+            return
+        schemas = self._schemas
+        for run in fast.runs:
+            picked = run.pick(kept)
+            if not picked:
+                continue
+            table = run.table
+            if not (self._wanted.get(table) or self._table_wanted(table)):
+                continue
+            if run.schema is not schemas.get(table):
+                schemas[table] = run.schema
+                self._ddl_due = True
+            self._buffer.add_run(run, picked)
 
     def _report_positions(self) -> None:
         """Say what the poll found out about positions: a partition gone back, records of a

@@ -22,7 +22,7 @@ from cdc.backfill import handover
 from cdc.buffer import TableBatch
 from cdc.decode.toast import is_unavailable
 from cdc.errors import ConfigError, TerminalError
-from cdc.events import DDL_TABLE, ChangeEvent, Column, Op, TableId, TableSchema
+from cdc.events import DDL_TABLE, ChangeEvent, Column, Op, TableId, TableSchema, Version, new_tuple
 from cdc.schema.policy import Policies
 from cdc.warehouse import (
     DeadLetter,
@@ -219,6 +219,9 @@ class PostgresWarehouse:
         if batch.schema.table == DDL_TABLE:
             self._drift.record_ddl(cur, batch.events(), self, self._schema)
             return
+        if batch.fast is not None and batch.schema.table not in work.handovers:
+            self._apply_kept(cur, batch, work)
+            return
         backfilled, events = _met_backfill(cur, batch, work)
         target, created = self._target(cur, batch.schema)
         if batch.schema.table in work.held_tables:
@@ -255,19 +258,46 @@ class PostgresWarehouse:
             events = fresh
         self._apply_unkeyed(cur, target, schema, events, work)
 
-    def _merge(
+    def _apply_kept(self, cur: Any, batch: TableBatch, work: _Work) -> None:
+        """A keyed batch of the fast path's events kept in the extension (cdc/buffer.py), no
+        truncate among them and no backfill of the table: _apply_table's steps, with the rows'
+        COPY text written by the extension and no event made, unless a stage needs them (a held
+        table, columns changed by drift, a row the warehouse refuses)."""
+        fast = batch.fast
+        oldest = fast.oldest() if fast is not None else None
+        target, created = self._target(cur, batch.schema)
+        if batch.schema.table in work.held_tables or oldest is None:
+            work.hold(batch, batch.events())
+            return
+        schema = self._drift.resolve(cur, target, batch.schema, new_tuple(Version, oldest), created)
+        if isinstance(schema, Held):
+            work.hold(batch, batch.events())
+            return
+        work.progressed(target, batch)
+        if schema.columns is batch.schema.columns:
+            self._merge(cur, target, schema, [], work, kept=batch)
+        else:  # staged for other columns than the warehouse's now: encoded from the images
+            self._merge(cur, target, schema, batch.events(), work)
+
+    def _merge(  # noqa: PLR0917
         self,
         cur: Any,
         target: stmt.Target,
         schema: TableSchema,
         events: list[ChangeEvent],
         work: _Work,
+        kept: TableBatch | None = None,
     ) -> None:
+        """MERGE the events into the target (or, with `kept`, the rows its FastRows keeps)."""
         staging = self._staging_for(cur, target, schema.columns)
         cur.execute("SAVEPOINT cdc_rows")
         rejected: list[DeadLetter] = []  # kept only if the set is applied (a split finds them again)
         try:
-            copied = self._copy(cur, staging, schema.columns, events, rejected)
+            if kept is not None and kept.fast is not None:
+                copied = len(kept.fast)
+                self._copy_text(cur, staging, schema.columns, kept.fast.staging_text())
+            else:
+                copied = self._copy(cur, staging, schema.columns, events, rejected)
             for event in events:
                 if event.old_key is not None:
                     self._fill_from_old_key(cur, target, staging, schema, event)
@@ -277,7 +307,7 @@ class PostgresWarehouse:
             if not is_row_level(exc):
                 raise
             cur.execute("ROLLBACK TO SAVEPOINT cdc_rows")
-            self._split(cur, target, schema, events, work=work, exc=exc)
+            self._split(cur, target, schema, kept.events() if kept is not None else events, work=work, exc=exc)
             return
         cur.execute("RELEASE SAVEPOINT cdc_rows")
         work.dead.extend(rejected)
@@ -345,10 +375,13 @@ class PostgresWarehouse:
         text, rejected = staging_text(events, columns)
         for event, reason in rejected:
             dead.append(DeadLetter(event.origin, event.raw_key, event.raw_value, reason))
+        self._copy_text(cur, staging, columns, text)
+        return len(events) - len(rejected)
+
+    def _copy_text(self, cur: Any, staging: str, columns: tuple[Column, ...], text: str) -> None:
         cur.copy_expert(
             stmt.copy_into(staging, stmt.staging_columns(columns)).as_string(cur), io.BytesIO(text.encode())
         )
-        return len(events) - len(rejected)
 
     def _apply_unkeyed(
         self,

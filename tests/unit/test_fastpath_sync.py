@@ -8,6 +8,7 @@ letters with their reasons) must be identical."""
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,38 +31,56 @@ FIXTURES = Path(__file__).parent.parent / "fixtures"
 DDL_TOPIC = "cdc.cdc.schema_ddl"
 
 
-def _through(records: list[Record], polls: list[int], fast: Extension | None) -> tuple[Any, FastDecoder | None]:
+def _through(
+    records: list[Record], polls: list[int], fast: Extension | None, flush_every: int | None = 3
+) -> tuple[Any, FastDecoder | None]:
     """What sync's _take makes of the records (read in polls of these sizes): every batch the
-    buffer would hand the warehouse, described in full, and the dead letters."""
+    buffer would hand the warehouse, described in full, and the dead letters. The buffer is
+    flushed after the first poll (which teaches the decoder the shapes, so later batches start
+    with the extension's rows) and after every flush_every-th poll after it (None: only at the end)."""
     decoder = EnvelopeDecoder()
     fast_decoder = FastDecoder(decoder, fast, frozenset({DDL_TOPIC}), min_run=1) if fast is not None else None
     buffer = Buffer()
+    flushed: list[Any] = []
     dead: list[tuple[Origin, str]] = []
     start = 0
     sizes = iter(polls)
-    while start < len(records):
+    for number in itertools.count():
+        if start >= len(records):
+            break
         poll = records[start : start + max(1, next(sizes, 16))]
         start += len(poll)
         if fast_decoder is not None:
-            decoded = list(fast_decoder.events(poll))
+            refused = fast_decoder.into(poll, buffer)
+            dead.extend((new_tuple(Origin, record[:3]), str(exc)) for record, exc in refused)
         else:
-            decoded = []
             for record in poll:
                 try:
-                    decoded.append((record, decoder.decode(new_tuple(Origin, record[:3]), *record[3:])))
+                    event = decoder.decode(new_tuple(Origin, record[:3]), *record[3:])
                 except PoisonMessage as exc:
-                    decoded.append((record, exc))
-        for record, event in decoded:
-            if isinstance(event, PoisonMessage):
-                dead.append((new_tuple(Origin, record[:3]), str(event)))
-            elif event is not None:
-                buffer.add(event)
-    return ([_describe(batch) for batch in buffer.batches()], sorted(buffer.open_moves), dead), fast_decoder
+                    dead.append((new_tuple(Origin, record[:3]), str(exc)))
+                    continue
+                if event is not None:
+                    buffer.add(event)
+        if flush_every is not None and number % flush_every == 0:
+            flushed.append(_flushed(buffer))
+            buffer = Buffer()
+    flushed.append(_flushed(buffer))
+    return (flushed, dead), fast_decoder
+
+
+def _flushed(buffer: Buffer) -> Any:
+    return [_describe(batch) for batch in buffer.batches()], sorted(buffer.open_moves), buffer.events, buffer.bytes
 
 
 def _describe(batch: Any) -> dict[str, Any]:
-    events: list[ChangeEvent] = batch.events()
+    kept = batch.fast.staging_text() if batch.fast is not None else None
+    newest = batch.newest()
+    events: list[ChangeEvent] = batch.events()  # the kept rows made events, as a stage needing them would
     text, refused = staging_text(events, batch.schema.columns)
+    if kept is not None:
+        assert kept == text  # the extension's COPY text of its kept rows is the events' own
+    assert newest == batch.newest()
     return {
         "table": batch.schema.table,
         "truncated": (batch.truncated_at, batch.truncated_ts_ms, batch.truncate_origin),
@@ -81,9 +100,17 @@ def _identity(e: ChangeEvent) -> tuple[Any, ...]:
     )
 
 
-def _same(records: list[Record], polls: list[int], fast: Extension) -> FastDecoder:
-    expected, _ = _through(records, polls, None)
-    got, decoder = _through(records, polls, fast)
+def _buffered(records: list[Record], fast: Extension) -> tuple[FastDecoder, list[ChangeEvent]]:
+    """The events a buffer holds after the fast path read the records (its kept rows made events)."""
+    decoder = FastDecoder(EnvelopeDecoder(), fast, min_run=1)
+    buffer = Buffer()
+    decoder.into(records, buffer)
+    return decoder, [e for batch in buffer.batches() for e in batch.events()]
+
+
+def _same(records: list[Record], polls: list[int], fast: Extension, flush_every: int | None = 3) -> FastDecoder:
+    expected, _ = _through(records, polls, None, flush_every)
+    got, decoder = _through(records, polls, fast, flush_every)
     assert got == expected
     assert decoder is not None
     return decoder
@@ -214,10 +241,36 @@ def _stream(steps: list[tuple[str, int, dict[str, Any]]]) -> list[Record]:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps=st.lists(step, min_size=1, max_size=60), polls=st.lists(st.integers(1, 20), min_size=1, max_size=8))
-def test_generated_streams_make_the_same_batches(fast: Extension, steps: list[Any], polls: list[int]) -> None:
+@given(
+    steps=st.lists(step, min_size=1, max_size=60),
+    polls=st.lists(st.integers(1, 20), min_size=1, max_size=8),
+    flush_every=st.integers(1, 4),
+)
+def test_generated_streams_make_the_same_batches(
+    fast: Extension, steps: list[Any], polls: list[int], flush_every: int
+) -> None:
     records = _stream(steps)
-    _same(records + records, polls, fast)
+    _same(records + records, polls, fast, flush_every)
+
+
+# Streams of plain changes, as most of a busy table's are: the batches hold the extension's rows
+# (FastRows), compacted in Rust across runs and polls, until a flush or an odd event.
+plain_values = row_values.map(lambda row: row | {"note": "n" if row["note"] == UNAVAILABLE else row["note"]})
+plain_ops = st.sampled_from(["c", "u", "u", "d", "r", "replay", "tombstone"])
+plain_step = st.tuples(plain_ops, st.integers(1, 8), plain_values)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    steps=st.lists(plain_step, min_size=1, max_size=80),
+    polls=st.lists(st.integers(1, 25), min_size=1, max_size=8),
+    flush_every=st.integers(1, 4),
+)
+def test_generated_plain_streams_kept_in_the_extension_make_the_same_batches(
+    fast: Extension, steps: list[Any], polls: list[int], flush_every: int
+) -> None:
+    records = _stream(steps)
+    _same(records + records, polls, fast, flush_every)
 
 
 PLAIN_ROW = {
@@ -243,8 +296,7 @@ def test_a_plain_stream_is_decoded_by_the_fast_path(fast: Extension) -> None:
 def test_the_events_of_a_run_share_their_schema_prefix(fast: Extension) -> None:
     """A message is mostly schema: the buffer keeps one prefix object per shape, not one per event."""
     records = _stream([("c", i, PLAIN_ROW) for i in range(1, 50)])
-    decoder = FastDecoder(EnvelopeDecoder(), fast, min_run=1)
-    events = [e for _, e in decoder.events(records) if isinstance(e, ChangeEvent)]
+    decoder, events = _buffered(records, fast)
     assert decoder.decoded == 48, decoder.decoded  # all but the first, which teaches the shape
     assert len({id(e.raw_prefix) for e in events[1:]}) == 1
     assert all(e.staged is not None and e.before is None and e.after is None for e in events[1:])
@@ -272,8 +324,8 @@ def test_placeholders_are_filled_from_images_the_fast_path_decoded(fast: Extensi
     decoder = _same(records, [1] * len(records), fast)
     # The first message teaches the decoder the shape; the placeholders' messages are Python's.
     assert (decoder.decoded, decoder.left) == (6, 3)
-    described, _ = _through(records, [1] * len(records), fast)
-    lines = described[0][0]["staging"].split("\n")[:-1]
+    (flushed, _), _ = _through(records, [1] * len(records), fast, None)
+    lines = flushed[0][0][0]["staging"].split("\n")[:-1]
     assert [line.split("\t")[0] for line in lines] == ["1", "2", "12", "3", "13"]
     assert [line.split("\t")[6] for line in lines] == ["keep me", "\\N", "keep me", "\\N", "keep me"]
 
@@ -327,8 +379,8 @@ def test_what_orjson_refuses_anywhere_in_a_message_is_the_python_decoders(fast: 
     ]
     records = _records(plain + odd)
     decoder = _same(records, [4, 10], fast)
-    got, _ = _through(records, [4, 10], fast)
-    assert [origin.offset for origin, _ in got[2]] == [4, 5, 6, 7]  # the four dead letters
+    (_, dead), _ = _through(records, [4, 10], fast)
+    assert [origin.offset for origin, _ in dead] == [4, 5, 6, 7]  # the four dead letters
     # The first message teaches the shape; the three after it and the delete are the extension's.
     assert decoder.decoded == 4
 
@@ -355,11 +407,11 @@ def test_float_zero_placeholders_and_values_without_their_closing_brace_match(fa
     ]
     records = _records(messages)
     _same(records, [1, 6], fast)
-    got, _ = _through(records, [1, 6], fast)
-    staged = got[0][0]["staging"]
+    (flushed, dead), _ = _through(records, [1, 6], fast, None)
+    staged = flushed[0][0][0]["staging"]
     assert "\t0\t" in staged.split("\n")[1] and "\t-0.0\t" in staged.split("\n")[2], staged
     assert "b68a35a7-17ad-35b3-af2a-ae46edb4545b" in staged.split("\n")[0]  # filled from the image it replaced
-    assert [origin.offset for origin, _ in got[2]] == [6]  # no closing brace: not JSON
+    assert [origin.offset for origin, _ in dead] == [6]  # no closing brace: not JSON
 
 
 def test_a_decimal_scale_the_extension_refuses_keeps_the_table_on_the_python_path(fast: Extension) -> None:
@@ -495,9 +547,9 @@ def test_a_staged_flush_is_joined_as_the_staging_writer_writes_it(fast: Extensio
     """staged_text joins a flush the fast path staged whole; it reads each version at flush time (a
     backfill handover may have raised it) and leaves what it cannot print as Python does."""
     records = _stream([("c", i, PLAIN_ROW) for i in range(1, 12)] + [("d", 3, PLAIN_ROW)])
-    events = [e for _, e in FastDecoder(EnvelopeDecoder(), fast, min_run=1).events(records) if e is not None]
+    _, events = _buffered(records, fast)
     staged = [e for e in events if e.staged is not None]
-    assert len(staged) == 11
+    assert len(staged) == 10  # c2..c11, the delete of 3 in its create's place
     columns = staged[0].schema.columns
     writer = StagingWriter(columns)
 

@@ -1843,15 +1843,146 @@ fn int_or_none<'py>(py: Python<'py>, n: Option<i64>) -> PyResult<Bound<'py, PyAn
     })
 }
 
+/// A message the extension decoded and keeps, without a Python object of its own: what a
+/// ChangeEvent would hold, made only if a stage needs one (FastRun.events, FastRows.events).
+struct Kept {
+    record: usize,            // its index among the poll's records
+    staged: (usize, usize),   // its staged columns in FastRun.text
+    payload: (usize, usize),  // its value's payload in FastRun.payloads
+    key: Vec<KeyValue>,
+    canonical: Vec<u8>, // the key, typed: equal exactly when the Python key tuples are
+    op: u8,             // index into OPS
+    version: (u64, u64),
+    ts_ms: Option<i64>,
+    order: Option<i64>,
+    partition: i64,
+    offset: i64,
+    size: usize,
+    raw_key: Py<PyBytes>,
+}
+
+const OPS: [&str; 4] = ["c", "u", "r", "d"];
+const DELETE: u8 = 3;
+
+fn canonical_key(key: &[KeyValue]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24 * key.len());
+    for value in key {
+        match value {
+            KeyValue::Int(n) => {
+                out.push(b'i');
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            KeyValue::Str(s) => {
+                out.push(b's');
+                out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+                out.extend_from_slice(s.as_bytes());
+            }
+        }
+    }
+    out
+}
+
+/// The messages of one run the extension decoded and kept (cdc/decode/fast.py puts the run in
+/// the poll's list in each one's place). Immutable once made.
+#[pyclass(frozen)]
+struct FastRun {
+    text: String,
+    payloads: Vec<u8>,
+    kept: Vec<Kept>,
+    with_columns: bool,
+    topic: Py<PyAny>,
+    prefix: Py<PyBytes>,
+    make: Py<PyTuple>,
+    #[pyo3(get)]
+    table: Py<PyAny>, // the TableId
+    #[pyo3(get)]
+    schema: Py<PyAny>, // the TableSchema
+}
+
+impl FastRun {
+    /// The ChangeEvent the Python path's decoder would have made for kept[k] (staged, no images).
+    fn event<'py>(&self, py: Python<'py>, k: usize) -> PyResult<Bound<'py, PyAny>> {
+        let e = &self.kept[k];
+        let make = self.make.bind(py);
+        let tuple_new = py.get_type::<PyTuple>().getattr(intern!(py, "__new__"))?;
+        let key_values: Vec<Bound<'py, PyAny>> = e
+            .key
+            .iter()
+            .map(|k| match k {
+                KeyValue::Int(n) => py_int(py, *n),
+                KeyValue::Str(s) => PyString::new(py, s).into_any(),
+            })
+            .collect();
+        let version = tuple_new.call1((make.get_item(1)?, e.version))?;
+        let origin = tuple_new.call1((make.get_item(2)?, (self.topic.bind(py), e.partition, e.offset)))?;
+        let fields: [Bound<'py, PyAny>; 18] = [
+            make.get_item(3)?.get_item(OPS[usize::from(e.op)])?,
+            self.table.bind(py).clone(),
+            self.schema.bind(py).clone(),
+            PyTuple::new(py, key_values)?.into_any(),
+            py.None().into_bound(py),
+            py.None().into_bound(py),
+            version,
+            int_or_none(py, e.ts_ms)?,
+            origin,
+            e.size.into_pyobject(py)?.into_any(),
+            e.raw_key.bind(py).clone().into_any(),
+            PyBytes::new(py, &self.payloads[e.payload.0..e.payload.1]).into_any(),
+            self.prefix.bind(py).clone().into_any(),
+            py.None().into_bound(py),
+            false.into_pyobject(py)?.to_owned().into_any(),
+            py.None().into_bound(py),
+            int_or_none(py, e.order)?,
+            PyString::new(py, &self.text[e.staged.0..e.staged.1]).into_any(),
+        ];
+        make.get_item(0)?.call1(PyTuple::new(py, fields)?)
+    }
+
+    /// The kept messages among these record indexes (both ascending).
+    fn among(&self, taken: &[usize]) -> Vec<usize> {
+        let mut picked = Vec::new();
+        let mut t = 0;
+        for (k, e) in self.kept.iter().enumerate() {
+            while t < taken.len() && taken[t] < e.record {
+                t += 1;
+            }
+            if t < taken.len() && taken[t] == e.record {
+                picked.push(k);
+            }
+        }
+        picked
+    }
+}
+
+#[pymethods]
+impl FastRun {
+    /// pick(taken) -> list[int]: the run's messages among the poll's records taken (indexes of
+    /// the poll, ascending), as indexes into the run.
+    fn pick(&self, taken: Vec<usize>) -> Vec<usize> {
+        self.among(&taken)
+    }
+
+    /// events(picked) -> list[ChangeEvent]: those messages as the Python path's events.
+    fn events<'py>(&self, py: Python<'py>, picked: Vec<usize>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        picked.into_iter().map(|k| self.event(py, k)).collect()
+    }
+
+    fn __len__(&self) -> usize {
+        self.kept.len()
+    }
+}
+
 /// decode_events(prefix, key_prefix, columns, key, schema, table, records, indexes, ready, make)
-///     -> int (how many it decoded)
+///     -> (int, FastRun | None)
 ///
 /// records: the poll's Record tuples (topic, partition, offset, key, value, headers); indexes:
-/// the run, the records of one topic and shape. Each message it decodes becomes a ChangeEvent,
-/// put in ready[index]; a message it leaves (anything unusual, any placeholder, a value of another
-/// shape or table) keeps None there, for the Python decoder. make = (ChangeEvent, Version, Origin,
-/// {op letter: Op}, the TableId, the TableSchema, read_header, the new-key header's name):
-/// the events are what cdc/decode/fast.py would build, field for field.
+/// the run, the records of one topic and shape. A message it decodes is kept in the FastRun it
+/// returns, which goes in ready[index]; a delete that starts a key change (its headers name the
+/// new key) becomes a ChangeEvent there instead, as the buffer tracks those; a message it leaves
+/// (anything unusual, any placeholder, a value of another shape or table) keeps None there, for
+/// the Python decoder. make = (ChangeEvent, Version, Origin, {op letter: Op}, the TableId, the
+/// TableSchema, read_header, the new-key header's name): the events are what the Python decoder
+/// would build, field for field. Returns how many it decoded, and the run (None if it kept none).
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 fn decode_events<'py>(
@@ -1866,14 +1997,11 @@ fn decode_events<'py>(
     indexes: Vec<usize>,
     ready: Bound<'py, PyList>,
     make: Bound<'py, PyTuple>,
-) -> PyResult<usize> {
+) -> PyResult<(usize, Option<Bound<'py, FastRun>>)> {
     let cols = columns_of(columns, &key)?;
-    let make: [Bound<'py, PyAny>; 8] = make
-        .iter()
-        .collect::<Vec<_>>()
-        .try_into()
-        .map_err(|_| pyo3::exceptions::PyValueError::new_err("make: eight items expected"))?;
-    let [event_class, version_class, origin_class, ops, table_id, table_schema, read_header, new_key_header] = make;
+    if make.len() != 8 {
+        return Err(pyo3::exceptions::PyValueError::new_err("make: eight items expected"));
+    }
     let mut rows: Vec<Bound<'py, PyTuple>> = Vec::with_capacity(indexes.len());
     for &i in &indexes {
         rows.push(records.get_item(i)?.cast_into::<PyTuple>()?);
@@ -1890,60 +2018,214 @@ fn decode_events<'py>(
         held.iter().map(|(k, v)| (k.as_ref().map(|k| k.as_bytes()), v.as_ref().map(|v| v.as_bytes()))).collect();
     let prefix_bytes = prefix.as_bytes();
     let shape = Shape { prefix: prefix_bytes, key_prefix, columns: &cols, key: &key, schema: &schema, table: &table };
-    let (out, decoded) = py.detach(|| decode_all(&shape, &pairs));
+    let (text, decoded) = py.detach(|| decode_all(&shape, &pairs));
 
-    let tuple_new = py.get_type::<PyTuple>().getattr("__new__")?;
-    let op_objects: Vec<Bound<'py, PyAny>> =
-        ["c", "u", "r", "d"].iter().map(|letter| ops.get_item(letter)).collect::<PyResult<_>>()?;
+    let read_header = make.get_item(6)?;
+    let new_key_header = make.get_item(7)?;
+    let mut kept = Vec::new();
+    let mut payloads = Vec::new();
+    let mut moving = Vec::new(); // (index, kept position) of deletes that start a key change
     let mut count = 0;
     for (((&index, row), (raw_key, raw_value)), got) in indexes.iter().zip(&rows).zip(&held).zip(decoded) {
         let (Some(d), Some(raw_key), Some(raw_value)) = (got, raw_key, raw_value) else {
             continue;
         };
-        let op = &op_objects[match d.op {
-            "c" => 0,
-            "u" => 1,
-            "r" => 2,
-            _ => 3,
-        }];
-        let value = raw_value.as_bytes();
-        let key_values: Vec<Bound<'py, PyAny>> = d
-            .key
-            .iter()
-            .map(|k| match k {
-                KeyValue::Int(n) => py_int(py, *n),
-                KeyValue::Str(s) => PyString::new(py, s).into_any(),
-            })
-            .collect();
-        let version = tuple_new.call1((&version_class, (d.commit_lsn, d.lsn)))?;
-        let origin = tuple_new.call1((&origin_class, (row.get_item(0)?, row.get_item(1)?, row.get_item(2)?)))?;
-        let deleting = d.op == "d";
-        let headers = row.get_item(5)?;
-        let moves_away = deleting && !headers.is_none() && !read_header.call1((&headers, &new_key_header))?.is_none();
-        let fields: [Bound<'py, PyAny>; 18] = [
-            op.clone(),
-            table_id.clone(),
-            table_schema.clone(),
-            PyTuple::new(py, key_values)?.into_any(),
-            py.None().into_bound(py),
-            py.None().into_bound(py),
-            version,
-            int_or_none(py, d.ts_ms)?,
-            origin,
-            (value.len() + raw_key.as_bytes().len()).into_pyobject(py)?.into_any(),
-            raw_key.clone().into_any(),
-            PyBytes::new(py, &value[prefix_bytes.len()..value.len() - 1]).into_any(),
-            prefix.clone().into_any(),
-            py.None().into_bound(py),
-            moves_away.into_pyobject(py)?.to_owned().into_any(),
-            py.None().into_bound(py),
-            int_or_none(py, d.order)?,
-            PyString::new(py, &out[d.start..d.end]).into_any(),
-        ];
-        ready.set_item(index, event_class.call1(PyTuple::new(py, fields)?)?)?;
         count += 1;
+        let op = OPS.iter().position(|o| *o == d.op).unwrap_or(0) as u8;
+        let value = raw_value.as_bytes();
+        let start = payloads.len();
+        payloads.extend_from_slice(&value[prefix_bytes.len()..value.len() - 1]);
+        if op == DELETE {
+            let headers = row.get_item(5)?;
+            if !headers.is_none() && !read_header.call1((&headers, &new_key_header))?.is_none() {
+                moving.push((index, kept.len()));
+            }
+        }
+        kept.push(Kept {
+            record: index,
+            staged: (d.start, d.end),
+            payload: (start, payloads.len()),
+            canonical: canonical_key(&d.key),
+            key: d.key,
+            op,
+            version: (d.commit_lsn, d.lsn),
+            ts_ms: d.ts_ms,
+            order: d.order,
+            partition: row.get_item(1)?.extract()?,
+            offset: row.get_item(2)?.extract()?,
+            size: value.len() + raw_key.as_bytes().len(),
+            raw_key: raw_key.clone().unbind(),
+        });
     }
-    Ok(count)
+    let topic = match rows.first() {
+        Some(row) => row.get_item(0)?.unbind(),
+        None => return Ok((0, None)),
+    };
+    let run = FastRun {
+        text,
+        payloads,
+        kept,
+        with_columns: !cols.is_empty(),
+        topic,
+        prefix: prefix.clone().unbind(),
+        make: make.clone().unbind(),
+        table: make.get_item(4)?.unbind(),
+        schema: make.get_item(5)?.unbind(),
+    };
+    // A key change's delete is an event now: the buffer counts it among the key changes open.
+    let mut moved = Vec::with_capacity(moving.len());
+    for &(index, k) in &moving {
+        let event = run.event(py, k)?;
+        event.setattr(intern!(py, "moves_away"), true)?;
+        moved.push((index, event));
+    }
+    let mut run = run;
+    let moving_records: Vec<usize> = moving.iter().map(|(index, _)| *index).collect();
+    run.kept.retain(|e| !moving_records.contains(&e.record));
+    let run = if run.kept.is_empty() { None } else { Some(Bound::new(py, run)?) };
+    if let Some(run) = &run {
+        for e in &run.get().kept {
+            ready.set_item(e.record, run)?;
+        }
+    }
+    for (index, event) in moved {
+        ready.set_item(index, event)?;
+    }
+    Ok((count, run))
+}
+
+/// Where one kept message is: (run, position in it), and for a delete the message whose after
+/// image it replaced (what the buffer calls its prior image).
+#[derive(Clone, Copy)]
+struct Slot {
+    run: u32,
+    kept: u32,
+    prior: Option<(u32, u32)>,
+}
+
+/// One table batch's kept messages, compacted by key as cdc.buffer.Buffer compacts events: per
+/// key the newest version (the later of equal ones), in the order keys first arrived. Only for
+/// a batch that holds nothing else (cdc/buffer.py spills it into events otherwise).
+#[pyclass]
+#[derive(Default)]
+struct FastRows {
+    runs: Vec<Py<FastRun>>,
+    slots: Vec<Slot>,
+    index: HashMap<Vec<u8>, usize>,
+}
+
+impl FastRows {
+    fn kept<'a>(&'a self, py: Python<'_>, run: u32, kept: u32) -> &'a Kept {
+        let _ = py;
+        &self.runs[run as usize].get().kept[kept as usize]
+    }
+}
+
+#[pymethods]
+impl FastRows {
+    #[new]
+    fn new() -> Self {
+        FastRows::default()
+    }
+
+    /// add(run, picked) -> (events, bytes, [c, u, r, d] counts): the buffer's add for each.
+    fn add(&mut self, py: Python<'_>, run: Bound<'_, FastRun>, picked: Vec<usize>) -> (usize, usize, [usize; 4]) {
+        let r = self.runs.len() as u32;
+        self.runs.push(run.clone().unbind());
+        let data = run.get();
+        let mut size = 0;
+        let mut ops = [0usize; 4];
+        for &k in &picked {
+            let e = &data.kept[k];
+            size += e.size;
+            ops[usize::from(e.op)] += 1;
+            let slot = Slot { run: r, kept: k as u32, prior: None };
+            match self.index.get(&e.canonical) {
+                None => {
+                    self.index.insert(e.canonical.clone(), self.slots.len());
+                    self.slots.push(slot);
+                }
+                Some(&s) => {
+                    let old = self.slots[s];
+                    let older = self.kept(py, old.run, old.kept);
+                    if older.version > e.version {
+                        continue; // a replayed or duplicate event: newer state is held
+                    }
+                    let prior = if e.op != DELETE {
+                        None
+                    } else if older.op == DELETE {
+                        old.prior
+                    } else {
+                        Some((old.run, old.kept))
+                    };
+                    self.slots[s] = Slot { prior, ..slot };
+                }
+            }
+        }
+        (picked.len(), size, ops)
+    }
+
+    /// staging_text() -> str: the staging rows, as StagingWriter.line writes each event.
+    fn staging_text(&self, py: Python<'_>) -> String {
+        let mut out = String::with_capacity(self.slots.len() * 256);
+        for slot in &self.slots {
+            let run = self.runs[slot.run as usize].get();
+            let e = &run.kept[slot.kept as usize];
+            if run.with_columns {
+                out.push_str(&run.text[e.staged.0..e.staged.1]);
+                out.push('\t');
+            }
+            let _ = write!(out, "{}\t{}\t{}\t", e.version.0, e.version.1, OPS[usize::from(e.op)]);
+            match e.ts_ms {
+                Some(ts) => {
+                    let _ = write!(out, "{ts}");
+                }
+                None => out.push_str("\\N"),
+            }
+            out.push_str("\t\\N\n");
+        }
+        let _ = py;
+        out
+    }
+
+    /// newest() -> ((commit_lsn, lsn), ts_ms) | None: max(events, key=version), the first of
+    /// equal ones.
+    fn newest(&self, py: Python<'_>) -> Option<((u64, u64), Option<i64>)> {
+        let mut best: Option<&Kept> = None;
+        for slot in &self.slots {
+            let e = self.kept(py, slot.run, slot.kept);
+            if best.is_none_or(|b| e.version > b.version) {
+                best = Some(e);
+            }
+        }
+        best.map(|e| (e.version, e.ts_ms))
+    }
+
+    /// oldest() -> (commit_lsn, lsn) | None: min(e.version for e in events).
+    fn oldest(&self, py: Python<'_>) -> Option<(u64, u64)> {
+        self.slots.iter().map(|slot| self.kept(py, slot.run, slot.kept).version).min()
+    }
+
+    /// events() -> list[(key, ChangeEvent, ChangeEvent | None)]: every row as the Python path's
+    /// event, in order, each delete with the event whose after image it replaced (to be read as
+    /// its prior image).
+    #[allow(clippy::type_complexity)]
+    fn events<'py>(&self, py: Python<'py>) -> PyResult<Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>, Option<Bound<'py, PyAny>>)>> {
+        let mut out = Vec::with_capacity(self.slots.len());
+        for slot in &self.slots {
+            let event = self.runs[slot.run as usize].get().event(py, slot.kept as usize)?;
+            let prior = match slot.prior {
+                Some((run, kept)) => Some(self.runs[run as usize].get().event(py, kept as usize)?),
+                None => None,
+            };
+            out.push((event.getattr(intern!(py, "key"))?, event, prior));
+        }
+        Ok(out)
+    }
+
+    fn __len__(&self) -> usize {
+        self.slots.len()
+    }
 }
 
 /// str(n) of a Python int; None for anything else (a bool prints True in Python), or one
@@ -2010,5 +2292,7 @@ fn cdc_fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(staging_lines, m)?)?;
     m.add_function(wrap_pyfunction!(decode_events, m)?)?;
     m.add_function(wrap_pyfunction!(staged_text, m)?)?;
+    m.add_class::<FastRun>()?;
+    m.add_class::<FastRows>()?;
     Ok(())
 }
