@@ -219,7 +219,7 @@ class PostgresWarehouse:
         if batch.schema.table == DDL_TABLE:
             self._drift.record_ddl(cur, batch.events(), self, self._schema)
             return
-        if batch.fast is not None and batch.schema.table not in work.handovers:
+        if batch.fast is not None and _kept_applies(batch.fast.oldest(), work.handovers.get(batch.schema.table)):
             self._apply_kept(cur, batch, work)
             return
         backfilled, events = _met_backfill(cur, batch, work)
@@ -653,6 +653,17 @@ def _met_backfill(cur: Any, batch: TableBatch, work: _Work) -> tuple[handover.Ha
             cur.execute(handover.WRITE_EXCLUSIVE, (handover.write_lock_key(batch.schema.table),))
         backfilled.raise_versions(events)
     return backfilled, events
+
+
+def _kept_applies(oldest: tuple[int, int] | None, backfilled: handover.Handover | None) -> bool:
+    """Whether a batch the extension keeps may be written as it is: its table has no backfill,
+    or none running and every change sorts after the newest snapshot (raise_versions would change
+    no version). Otherwise its rows are made events and go the way every batch goes."""
+    if backfilled is None:
+        return True
+    if backfilled.running:
+        return False
+    return not backfilled.snapshots or (oldest is not None and oldest[0] >= backfilled.snapshots[0].lsn)
 
 
 def _held_back(offsets: dict[TopicPartition, int], held: dict[TopicPartition, Hold]) -> dict[TopicPartition, int]:

@@ -14,6 +14,7 @@ from cdc.backfill.ranges import _spread, predicate
 from cdc.backfill.snapshot import Visibility
 from cdc.decode.envelope import EnvelopeDecoder
 from cdc.events import Version
+from cdc.warehouse.postgres import _kept_applies
 from tests.unit.test_envelope import recorded
 
 P = 1_000
@@ -166,3 +167,15 @@ def test_a_failing_warehouse_side_stops_the_source_side() -> None:
     with pytest.raises(RuntimeError, match="warehouse broke"):
         copy_between(read, write)
     assert stopped.wait(5)
+
+
+def test_a_kept_batch_is_written_as_kept_only_where_no_version_would_be_raised() -> None:
+    """A batch the fast path keeps in the extension is written without events unless its table's
+    backfill could still raise a version: one running, or a snapshot newer than its oldest change."""
+    snapshot = (Taken(1_000, SNAPSHOT),)
+    assert _kept_applies((5, 1), None)  # never backfilled
+    assert _kept_applies((5, 1), Handover((), running=False))
+    assert _kept_applies((1_000, 7), Handover(snapshot, running=False))  # every change sorts after it
+    assert not _kept_applies((999, 7), Handover(snapshot, running=False))  # one may be raised
+    assert not _kept_applies((2_000, 1), Handover(snapshot, running=True))  # deleted keys to keep
+    assert not _kept_applies(None, Handover(snapshot, running=False))
