@@ -49,10 +49,15 @@ _DECIMALS: dict[int, Encoder] = {}
 def decimal_encoder(scale: int) -> Encoder:
     """org.apache.kafka.connect.data.Decimal: base64 of the big-endian two's-complement unscaled
     value; the scale is fixed by the schema."""
-    encode = _DECIMALS.get(scale)
+    return _interned(_DECIMALS, DECIMAL_SCALES, scale, _decimal_encoder)
+
+
+def _interned(made: dict[int, Encoder], known: dict[Encoder, int], n: int, make: Callable[[int], Encoder]) -> Encoder:
+    """One encoder per parameter, remembered both ways: `known` is what the fast path reads."""
+    encode = made.get(n)
     if encode is None:
-        encode = _DECIMALS[scale] = _decimal_encoder(scale)
-        DECIMAL_SCALES[encode] = scale
+        encode = made[n] = make(n)
+        known[encode] = n
     return encode
 
 
@@ -146,11 +151,7 @@ def fixed_bits_encoder(length: int) -> Encoder:
     """io.debezium.data.Bits for bit(n): base64 of java.util.BitSet.toByteArray(), little-endian,
     bit i = the i-th character from the RIGHT of the bit string, trailing zero bytes dropped (so
     B'00000000' arrives as an empty byte string). Left-padded back to n characters."""
-    encode = _BITS.get(length)
-    if encode is None:
-        encode = _BITS[length] = _fixed_bits_encoder(length)
-        BIT_LENGTHS[encode] = length
-    return encode
+    return _interned(_BITS, BIT_LENGTHS, length, _fixed_bits_encoder)
 
 
 def _fixed_bits_encoder(length: int) -> Encoder:
