@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,13 +14,18 @@ from pathlib import Path
 
 import pytest
 
+from cdc.buffer import Buffer
+from cdc.decode.envelope import EnvelopeDecoder
+from cdc.decode.fast import FastDecoder
 from cdc.errors import ConfigError, TerminalError
 from cdc.events import Origin, TableId
-from cdc.warehouse import FlushResult
+from cdc.fastpath import load
+from cdc.warehouse import Flush, FlushResult
 from cdc.warehouse.naming import NameClash
 from cdc.warehouse.postgres import PostgresWarehouse
 from tests.db import drop_database, execute, query
 from tests.flushes import Message, flush_of
+from tests.unit.test_fastpath_sync import INT64, _message, _records, _small_table
 
 RECORDED = Path(__file__).resolve().parent.parent / "fixtures" / "debezium" / "fx.no_pk.jsonl"
 
@@ -316,3 +322,37 @@ def test_a_writer_starting_beside_running_flushes_takes_no_lock_on_cdcs_tables(
         flush.close()
     thread.join(30)
     assert not waited, "the starting writer's bootstrap waited for the running flush's locks"
+
+
+def test_a_row_refused_in_a_batch_the_fast_path_kept_is_dead_lettered_alone(writer: Writer, warehouse_url: str) -> None:
+    """A batch the compiled fast path kept (its rows in the extension, written from its COPY text)
+    with a row the warehouse refuses (a NUL byte, which PostgreSQL's text cannot hold): the batch
+    is made events and halved until the row is found, which is dead-lettered with the warehouse's
+    reason; every other row is stored."""
+    extension = load()
+    if extension is None:
+        if os.environ.get("CI"):
+            pytest.fail("the fast path extension is not built: make install builds it (needs cargo)")
+        pytest.skip("the fast path extension is not built (make install, with cargo)")
+    prefix, key_prefix = _small_table([INT64, {"type": "string", "optional": True, "field": "name"}], "t")
+    names = {n: "nul \u0000 byte" if n == 16 else f"row {n}" for n in range(1, 32)}
+    records = _records(
+        [(key_prefix + b'{"id":%d}}' % n, _message(prefix, "c", n, {"name": name}, 8 * n)) for n, name in names.items()]
+    )
+    decoder = FastDecoder(EnvelopeDecoder(), extension)
+    schema = f"wh_replays_{uuid.uuid4().hex[:8]}"
+    w = writer(schema)
+    taught = Buffer()
+    decoder.into(records[:1], taught)  # the first message teaches the decoder the table's shape
+    assert counts(w.apply(Flush(taught.batches(), {}))) == (1, 0, 0)
+    kept = Buffer()
+    decoder.into(records[1:], kept)
+    (batch,) = kept.batches()
+    assert batch.fast is not None and len(batch.fast) == 30  # kept in the extension, no event made
+    result = w.apply(Flush(kept.batches(), {}))
+    assert counts(result) == (29, 0, 1)
+    assert result.dead_origins == (Origin("cdc.public.t", 0, 15),)
+    reason = query(warehouse_url, "SELECT reason FROM cdc.dead_letter WHERE consumer_group = %s", ("g_" + schema,))
+    assert len(reason) == 1 and "the warehouse cannot store this row" in reason[0][0], reason
+    stored = query(warehouse_url, f'SELECT id, name FROM "{schema}"."public__t" ORDER BY id')
+    assert stored == [(n, name) for n, name in names.items() if n != 16]
