@@ -11,6 +11,7 @@ import pytest
 
 from cdc.connect_api import ConnectClient
 from cdc.errors import CdcError
+from cdc.fastpath import Extension, load, turned_off
 from cdc.settings import Settings
 from cdc.stack.kafka import broker_answers
 from cdc.stack.state import load_local_settings
@@ -97,3 +98,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "kafka_client" in metafunc.fixturenames and not chosen:
         both = metafunc.definition.get_closest_marker("both_clients") is not None
         metafunc.parametrize("kafka_client", KAFKA_CLIENTS if both else KAFKA_CLIENTS[:1], ids=lambda c: c)
+
+
+@pytest.fixture(scope="module")
+def fast() -> Extension:
+    """The compiled fast path. In CI it must be built (make install builds it where cargo is);
+    elsewhere its tests are skipped without it, as they are under CDC_FASTPATH=off."""
+    if turned_off():
+        pytest.skip("CDC_FASTPATH=off: the Python path only")
+    extension = load()
+    if extension is None:
+        if os.environ.get("CI"):
+            pytest.fail("the fast path extension is not built: make install builds it (needs cargo)")
+        pytest.skip("the fast path extension is not built (make install, with cargo)")
+    return extension

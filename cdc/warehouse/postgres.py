@@ -219,8 +219,9 @@ class PostgresWarehouse:
         if batch.schema.table == DDL_TABLE:
             self._drift.record_ddl(cur, batch.events(), self, self._schema)
             return
-        if batch.fast is not None and _kept_applies(batch.fast.oldest(), work.handovers.get(batch.schema.table)):
-            self._apply_kept(cur, batch, work)
+        oldest = batch.fast.oldest() if batch.fast is not None else None
+        if oldest is not None and _kept_applies(oldest, work.handovers.get(batch.schema.table)):
+            self._apply_kept(cur, batch, oldest, work)
             return
         backfilled, events = _met_backfill(cur, batch, work)
         target, created = self._target(cur, batch.schema)
@@ -258,15 +259,13 @@ class PostgresWarehouse:
             events = fresh
         self._apply_unkeyed(cur, target, schema, events, work)
 
-    def _apply_kept(self, cur: Any, batch: TableBatch, work: _Work) -> None:
+    def _apply_kept(self, cur: Any, batch: TableBatch, oldest: tuple[int, int], work: _Work) -> None:
         """A keyed batch of the fast path's events kept in the extension (cdc/buffer.py), no
         truncate among them and no backfill of the table: _apply_table's steps, with the rows'
         COPY text written by the extension and no event made, unless a stage needs them (a held
         table, columns changed by drift, a row the warehouse refuses)."""
-        fast = batch.fast
-        oldest = fast.oldest() if fast is not None else None
         target, created = self._target(cur, batch.schema)
-        if batch.schema.table in work.held_tables or oldest is None:
+        if batch.schema.table in work.held_tables:
             work.hold(batch, batch.events())
             return
         schema = self._drift.resolve(cur, target, batch.schema, new_tuple(Version, oldest), created)

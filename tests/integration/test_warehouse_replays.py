@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +18,7 @@ from cdc.decode.envelope import EnvelopeDecoder
 from cdc.decode.fast import FastDecoder
 from cdc.errors import ConfigError, TerminalError
 from cdc.events import Origin, TableId
-from cdc.fastpath import load
+from cdc.fastpath import Extension
 from cdc.warehouse import Flush, FlushResult
 from cdc.warehouse.naming import NameClash
 from cdc.warehouse.postgres import PostgresWarehouse
@@ -324,22 +323,19 @@ def test_a_writer_starting_beside_running_flushes_takes_no_lock_on_cdcs_tables(
     assert not waited, "the starting writer's bootstrap waited for the running flush's locks"
 
 
-def test_a_row_refused_in_a_batch_the_fast_path_kept_is_dead_lettered_alone(writer: Writer, warehouse_url: str) -> None:
+def test_a_row_refused_in_a_batch_the_fast_path_kept_is_dead_lettered_alone(
+    writer: Writer, warehouse_url: str, fast: Extension
+) -> None:
     """A batch the compiled fast path kept (its rows in the extension, written from its COPY text)
     with a row the warehouse refuses (a NUL byte, which PostgreSQL's text cannot hold): the batch
     is made events and halved until the row is found, which is dead-lettered with the warehouse's
     reason; every other row is stored."""
-    extension = load()
-    if extension is None:
-        if os.environ.get("CI"):
-            pytest.fail("the fast path extension is not built: make install builds it (needs cargo)")
-        pytest.skip("the fast path extension is not built (make install, with cargo)")
     prefix, key_prefix = _small_table([INT64, {"type": "string", "optional": True, "field": "name"}], "t")
     names = {n: "nul \u0000 byte" if n == 16 else f"row {n}" for n in range(1, 32)}
     records = _records(
         [(key_prefix + b'{"id":%d}}' % n, _message(prefix, "c", n, {"name": name}, 8 * n)) for n, name in names.items()]
     )
-    decoder = FastDecoder(EnvelopeDecoder(), extension)
+    decoder = FastDecoder(EnvelopeDecoder(), fast)
     schema = f"wh_replays_{uuid.uuid4().hex[:8]}"
     w = writer(schema)
     taught = Buffer()

@@ -1938,19 +1938,10 @@ impl FastRun {
         make.get_item(0)?.call1(PyTuple::new(py, fields)?)
     }
 
-    /// The kept messages among these record indexes (both ascending).
+    /// The kept messages among these record indexes (both ascending): a binary search per
+    /// index, since the loop asks every run again at each event the Python decoder made.
     fn among(&self, taken: &[usize]) -> Vec<usize> {
-        let mut picked = Vec::new();
-        let mut t = 0;
-        for (k, e) in self.kept.iter().enumerate() {
-            while t < taken.len() && taken[t] < e.record {
-                t += 1;
-            }
-            if t < taken.len() && taken[t] == e.record {
-                picked.push(k);
-            }
-        }
-        picked
+        taken.iter().filter_map(|&record| self.kept.binary_search_by_key(&record, |e| e.record).ok()).collect()
     }
 }
 
@@ -2061,7 +2052,7 @@ fn decode_events<'py>(
         Some(row) => row.get_item(0)?.unbind(),
         None => return Ok((0, None)),
     };
-    let run = FastRun {
+    let mut run = FastRun {
         text,
         payloads,
         kept,
@@ -2079,9 +2070,9 @@ fn decode_events<'py>(
         event.setattr(intern!(py, "moves_away"), true)?;
         moved.push((index, event));
     }
-    let mut run = run;
+    // Ascending, as the run's records are.
     let moving_records: Vec<usize> = moving.iter().map(|(index, _)| *index).collect();
-    run.kept.retain(|e| !moving_records.contains(&e.record));
+    run.kept.retain(|e| moving_records.binary_search(&e.record).is_err());
     let run = if run.kept.is_empty() { None } else { Some(Bound::new(py, run)?) };
     if let Some(run) = &run {
         for e in &run.get().kept {
@@ -2115,8 +2106,7 @@ struct FastRows {
 }
 
 impl FastRows {
-    fn kept<'a>(&'a self, py: Python<'_>, run: u32, kept: u32) -> &'a Kept {
-        let _ = py;
+    fn kept(&self, run: u32, kept: u32) -> &Kept {
         &self.runs[run as usize].get().kept[kept as usize]
     }
 }
@@ -2129,7 +2119,7 @@ impl FastRows {
     }
 
     /// add(run, picked) -> (events, bytes, [c, u, r, d] counts): the buffer's add for each.
-    fn add(&mut self, py: Python<'_>, run: Bound<'_, FastRun>, picked: Vec<usize>) -> (usize, usize, [usize; 4]) {
+    fn add(&mut self, run: Bound<'_, FastRun>, picked: Vec<usize>) -> (usize, usize, [usize; 4]) {
         let r = self.runs.len() as u32;
         self.runs.push(run.clone().unbind());
         let data = run.get();
@@ -2147,7 +2137,7 @@ impl FastRows {
                 }
                 Some(&s) => {
                     let old = self.slots[s];
-                    let older = self.kept(py, old.run, old.kept);
+                    let older = self.kept(old.run, old.kept);
                     if older.version > e.version {
                         continue; // a replayed or duplicate event: newer state is held
                     }
@@ -2166,7 +2156,7 @@ impl FastRows {
     }
 
     /// staging_text() -> str: the staging rows, as StagingWriter.line writes each event.
-    fn staging_text(&self, py: Python<'_>) -> String {
+    fn staging_text(&self) -> String {
         let mut out = String::with_capacity(self.slots.len() * 256);
         for slot in &self.slots {
             let run = self.runs[slot.run as usize].get();
@@ -2184,16 +2174,15 @@ impl FastRows {
             }
             out.push_str("\t\\N\n");
         }
-        let _ = py;
         out
     }
 
     /// newest() -> ((commit_lsn, lsn), ts_ms) | None: max(events, key=version), the first of
     /// equal ones.
-    fn newest(&self, py: Python<'_>) -> Option<((u64, u64), Option<i64>)> {
+    fn newest(&self) -> Option<((u64, u64), Option<i64>)> {
         let mut best: Option<&Kept> = None;
         for slot in &self.slots {
-            let e = self.kept(py, slot.run, slot.kept);
+            let e = self.kept(slot.run, slot.kept);
             if best.is_none_or(|b| e.version > b.version) {
                 best = Some(e);
             }
@@ -2202,8 +2191,8 @@ impl FastRows {
     }
 
     /// oldest() -> (commit_lsn, lsn) | None: min(e.version for e in events).
-    fn oldest(&self, py: Python<'_>) -> Option<(u64, u64)> {
-        self.slots.iter().map(|slot| self.kept(py, slot.run, slot.kept).version).min()
+    fn oldest(&self) -> Option<(u64, u64)> {
+        self.slots.iter().map(|slot| self.kept(slot.run, slot.kept).version).min()
     }
 
     /// events() -> list[(key, ChangeEvent, ChangeEvent | None)]: every row as the Python path's
