@@ -254,7 +254,7 @@ class Sync:
             try:
                 if self._in_flight is not None and self._in_flight[0].done():
                     self._await_flush()  # a failure surfaces now, not when the next flush is due
-                if self._due(now):
+                if self._due(now, idle=not records):
                     self._flush(wait=False)
             except TransientError:
                 if not self._stop.is_set():
@@ -424,7 +424,7 @@ class Sync:
         name = topic.split(".", 1)[1] if "." in topic else topic
         return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(name, topic_safe(p)) for p in patterns)
 
-    def _due(self, now: float) -> bool:
+    def _due(self, now: float, *, idle: bool = False) -> bool:
         if self._first_buffered is None:
             return False
         if self._awaiting_ddl(now):
@@ -435,7 +435,10 @@ class Sync:
             # applied together the old key's row is still there to fill unchanged TOAST values from.
             return False
         return (
-            len(self._buffer) >= self.options.flush_rows
+            # A poll that found nothing: waiting out the interval would batch nothing more, only
+            # delay what is buffered (unless a flush is still in flight: then the next one waits).
+            (idle and self._in_flight is None)
+            or len(self._buffer) >= self.options.flush_rows
             or self._buffer.bytes >= self.options.flush_bytes
             or age >= self.options.flush_interval
         )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+from pathlib import Path
+
 import psycopg2
 import pytest
 
@@ -9,7 +13,8 @@ from cdc import connector, fastpath
 from cdc.settings import Settings
 from tests.compare import assert_same_rows
 from tests.db import execute
-from tests.syncing import Lane, number_before, run_sync, stopped_counts, target_of, wait_for_events
+from tests.processes import assert_converges, assert_stopped_cleanly, wait_for_log
+from tests.syncing import Lane, number_before, run_sync, start_sync, stopped_counts, target_of, wait_for_events
 
 pytestmark = pytest.mark.stack
 
@@ -120,6 +125,25 @@ def test_soft_delete_mode_marks_deleted_and_truncated_rows(stack: Settings, lane
             assert cur.fetchone() == (5, "t")
     finally:
         conn.close()
+
+
+def test_what_was_read_is_flushed_as_soon_as_a_poll_finds_nothing_new(
+    stack: Settings, lane: Lane, processes: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    s = lane.source_schema
+    src = stack.require_source_url()
+    execute(src, f"CREATE SCHEMA {s}; CREATE TABLE {s}.items (id integer PRIMARY KEY, v text);")
+    connector.apply(stack, None, lambda _: None)
+    log = tmp_path / "sync.log"
+    # An interval far beyond the test's patience, and far more rows per flush than it writes:
+    # only the quiet poll after them can flush them in time.
+    proc = start_sync(stack, lane, log=log, CDC_FLUSH_INTERVAL_MS="600000")
+    processes.append(proc)
+    wait_for_log(log, proc, lambda text: "assigned" in text, timeout=60)
+    execute(src, f"INSERT INTO {s}.items SELECT g, 'v' || g FROM generate_series(1, 50) g")
+    execute(src, f"UPDATE {s}.items SET v = 'changed' WHERE id <= 10; DELETE FROM {s}.items WHERE id > 40")
+    assert_converges(stack, lane, 60, running=[proc], tables=["items"])
+    assert_stopped_cleanly(proc, signal.SIGTERM, log)
 
 
 def test_json_log_format_writes_one_object_per_line(stack: Settings, lane: Lane) -> None:
