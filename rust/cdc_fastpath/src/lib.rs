@@ -1806,7 +1806,9 @@ fn decode_all(shape: &Shape, pairs: &[(Option<&[u8]>, Option<&[u8]>)]) -> (Strin
         placeholders: MAYBE_UNAVAILABLE.iter().map(|p| memchr::memmem::Finder::new(p.as_bytes())).collect(),
         found: Vec::new(),
     };
-    let mut out = String::with_capacity(pairs.len() * 128);
+    // Sized for the whole run at once: growing it by doubling reallocated and faulted new pages.
+    let payload: usize = pairs.iter().map(|(_, v)| v.map_or(0, |v| v.len().saturating_sub(shape.prefix.len()))).sum();
+    let mut out = String::with_capacity(payload / 3);
     let decoded = pairs
         .iter()
         .map(|(k, v)| match (k, v) {
@@ -2013,8 +2015,10 @@ fn decode_events<'py>(
 
     let read_header = make.get_item(6)?;
     let new_key_header = make.get_item(7)?;
-    let mut kept = Vec::new();
-    let mut payloads = Vec::new();
+    let mut kept = Vec::with_capacity(decoded.len());
+    let payload_bytes: usize =
+        held.iter().map(|(_, v)| v.as_ref().map_or(0, |v| v.as_bytes().len().saturating_sub(prefix_bytes.len()))).sum();
+    let mut payloads = Vec::with_capacity(payload_bytes);
     let mut moving = Vec::new(); // (index, kept position) of deletes that start a key change
     let mut count = 0;
     for (((&index, row), (raw_key, raw_value)), got) in indexes.iter().zip(&rows).zip(&held).zip(decoded) {
