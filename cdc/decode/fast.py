@@ -113,6 +113,8 @@ class FastDecoder:
                 taken.append(i)  # kept in its run
                 continue
             if event is None:
+                if record.value is None:
+                    continue  # a tombstone: the decoder would say None (as cdc sync's loop skips it)
                 try:
                     event = self._decoder.decode(
                         new_tuple(Origin, record[:3]), record.key, record.value, record.headers

@@ -311,6 +311,8 @@ class Sync:
                 kept.append(i)  # in its FastRun: the buffer takes the run's messages at once
                 continue
             if event is None:
+                if record.value is None:
+                    continue  # a tombstone, for log compaction only: the decoder would say None too
                 event = self._decode(records, i, ready)
                 if event is None:
                     continue
