@@ -44,6 +44,7 @@ from cdc.warehouse.drift import HELD, Drift, Held, announce
 from cdc.warehouse.errors import describe, is_row_level, translate
 
 log = logging.getLogger(__name__)
+COPY_CHUNK = 1 << 20  # bytes psycopg2 hands to libpq per call while it COPYs a staging table
 
 _T = TypeVar("_T")
 _TABLE_MAP_LOCK = 7_241_001  # advisory lock serialising target-name choices across sync processes
@@ -294,7 +295,7 @@ class PostgresWarehouse:
         try:
             if kept is not None and kept.fast is not None:
                 copied = len(kept.fast)
-                self._copy_text(cur, staging, schema.columns, kept.fast.staging_text())
+                self._copy_text(cur, staging, schema.columns, kept.fast.staging_bytes())
             else:
                 copied = self._copy(cur, staging, schema.columns, events, rejected)
             for event in events:
@@ -377,9 +378,12 @@ class PostgresWarehouse:
         self._copy_text(cur, staging, columns, text)
         return len(events) - len(rejected)
 
-    def _copy_text(self, cur: Any, staging: str, columns: tuple[Column, ...], text: str) -> None:
+    def _copy_text(self, cur: Any, staging: str, columns: tuple[Column, ...], text: str | bytes) -> None:
+        data = text if isinstance(text, bytes) else text.encode()
+        # psycopg2 reads the file in `size` chunks, taking the GIL back for each: its default of
+        # 8 KiB meant hundreds of hand-overs with the loop's thread per flush.
         cur.copy_expert(
-            stmt.copy_into(staging, stmt.staging_columns(columns)).as_string(cur), io.BytesIO(text.encode())
+            stmt.copy_into(staging, stmt.staging_columns(columns)).as_string(cur), io.BytesIO(data), size=COPY_CHUNK
         )
 
     def _apply_unkeyed(

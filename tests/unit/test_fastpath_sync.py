@@ -75,11 +75,13 @@ def _flushed(buffer: Buffer) -> Any:
 
 def _describe(batch: Any) -> dict[str, Any]:
     kept = batch.fast.staging_text() if batch.fast is not None else None
+    sent = batch.fast.staging_bytes() if batch.fast is not None else None  # as the flush sends it
     newest = batch.newest()
     events: list[ChangeEvent] = batch.events()  # the kept rows made events, as a stage needing them would
     text, refused = staging_text(events, batch.schema.columns)
     if kept is not None:
         assert kept == text  # the extension's COPY text of its kept rows is the events' own
+        assert sent == text.encode()
     assert newest == batch.newest()
     return {
         "table": batch.schema.table,

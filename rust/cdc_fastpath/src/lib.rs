@@ -2113,6 +2113,28 @@ impl FastRows {
     fn kept(&self, run: u32, kept: u32) -> &Kept {
         &self.runs[run as usize].get().kept[kept as usize]
     }
+
+    /// The staging rows, as StagingWriter.line writes each event.
+    fn staging(&self) -> String {
+        let mut out = String::with_capacity(self.slots.len() * 256);
+        for slot in &self.slots {
+            let run = self.runs[slot.run as usize].get();
+            let e = &run.kept[slot.kept as usize];
+            if run.with_columns {
+                out.push_str(&run.text[e.staged.0..e.staged.1]);
+                out.push('\t');
+            }
+            let _ = write!(out, "{}\t{}\t{}\t", e.version.0, e.version.1, OPS[usize::from(e.op)]);
+            match e.ts_ms {
+                Some(ts) => {
+                    let _ = write!(out, "{ts}");
+                }
+                None => out.push_str("\\N"),
+            }
+            out.push_str("\t\\N\n");
+        }
+        out
+    }
 }
 
 #[pymethods]
@@ -2160,25 +2182,15 @@ impl FastRows {
     }
 
     /// staging_text() -> str: the staging rows, as StagingWriter.line writes each event.
-    fn staging_text(&self) -> String {
-        let mut out = String::with_capacity(self.slots.len() * 256);
-        for slot in &self.slots {
-            let run = self.runs[slot.run as usize].get();
-            let e = &run.kept[slot.kept as usize];
-            if run.with_columns {
-                out.push_str(&run.text[e.staged.0..e.staged.1]);
-                out.push('\t');
-            }
-            let _ = write!(out, "{}\t{}\t{}\t", e.version.0, e.version.1, OPS[usize::from(e.op)]);
-            match e.ts_ms {
-                Some(ts) => {
-                    let _ = write!(out, "{ts}");
-                }
-                None => out.push_str("\\N"),
-            }
-            out.push_str("\t\\N\n");
-        }
-        out
+    fn staging_text(&self, py: Python<'_>) -> String {
+        py.detach(|| self.staging())
+    }
+
+    /// staging_bytes() -> bytes: staging_text() encoded, as the flush's COPY sends it. Built
+    /// with the GIL released: the flush thread runs it while the loop decodes the next poll.
+    fn staging_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let text = py.detach(|| self.staging());
+        PyBytes::new(py, text.as_bytes())
     }
 
     /// newest() -> ((commit_lsn, lsn), ts_ms) | None: max(events, key=version), the first of
