@@ -10,7 +10,7 @@ DEMO_RATE ?= 50
 
 # The compiled hot path (rust/cdc_fastpath) is built where cargo is present; without it cdc sync
 # runs on the Python path (cdc/fastpath.py says which path runs).
-$(BIN)/.installed: pyproject.toml rust/cdc_fastpath/Cargo.toml rust/cdc_fastpath/Cargo.lock rust/cdc_fastpath/src/lib.rs
+$(BIN)/.installed: pyproject.toml rust/cdc_fastpath/Cargo.toml rust/cdc_fastpath/Cargo.lock $(wildcard rust/cdc_fastpath/src/*.rs)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev,confluent]'

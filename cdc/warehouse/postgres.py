@@ -23,6 +23,7 @@ from cdc.buffer import TableBatch
 from cdc.decode.toast import is_unavailable
 from cdc.errors import ConfigError, TerminalError
 from cdc.events import DDL_TABLE, ChangeEvent, Column, Op, TableId, TableSchema, Version, new_tuple
+from cdc.fastpath import FastRows, load
 from cdc.schema.policy import Policies
 from cdc.warehouse import (
     DeadLetter,
@@ -39,6 +40,7 @@ from cdc.warehouse import (
     naming,
 )
 from cdc.warehouse import statements as stmt
+from cdc.warehouse.binary_copy import binary_codes
 from cdc.warehouse.copy import staging_text
 from cdc.warehouse.drift import HELD, Drift, Held, announce
 from cdc.warehouse.errors import describe, is_row_level, translate
@@ -295,7 +297,7 @@ class PostgresWarehouse:
         try:
             if kept is not None and kept.fast is not None:
                 copied = len(kept.fast)
-                self._copy_text(cur, staging, schema.columns, kept.fast.staging_bytes())
+                self._copy_kept(cur, staging, schema.columns, kept.fast)
             else:
                 copied = self._copy(cur, staging, schema.columns, events, rejected)
             for event in events:
@@ -378,13 +380,29 @@ class PostgresWarehouse:
         self._copy_text(cur, staging, columns, text)
         return len(events) - len(rejected)
 
-    def _copy_text(self, cur: Any, staging: str, columns: tuple[Column, ...], text: str | bytes) -> None:
-        data = text if isinstance(text, bytes) else text.encode()
+    def _copy_kept(self, cur: Any, staging: str, columns: tuple[Column, ...], rows: FastRows) -> None:
+        codes = binary_codes(columns)
+        data = rows.staging_binary(codes) if codes is not None else None
+        if data is not None:
+            self._copy_data(cur, staging, columns, data, binary=True)
+        else:
+            self._copy_data(cur, staging, columns, rows.staging_bytes(), binary=False)
+
+    def _copy_text(self, cur: Any, staging: str, columns: tuple[Column, ...], text: str) -> None:
+        extension = load()
+        codes = binary_codes(columns) if extension is not None else None
+        data = extension.copy_binary(codes, text) if extension is not None and codes is not None else None
+        if data is not None:
+            self._copy_data(cur, staging, columns, data, binary=True)
+        else:
+            self._copy_data(cur, staging, columns, text.encode(), binary=False)
+
+    def _copy_data(self, cur: Any, staging: str, columns: tuple[Column, ...], data: bytes, *, binary: bool) -> None:
+        """COPY the staging rows (cdc/warehouse/binary_copy.py says when in binary)."""
         # psycopg2 reads the file in `size` chunks, taking the GIL back for each: its default of
         # 8 KiB meant hundreds of hand-overs with the loop's thread per flush.
-        cur.copy_expert(
-            stmt.copy_into(staging, stmt.staging_columns(columns)).as_string(cur), io.BytesIO(data), size=COPY_CHUNK
-        )
+        command = stmt.copy_into(staging, stmt.staging_columns(columns), binary=binary).as_string(cur)
+        cur.copy_expert(command, io.BytesIO(data), size=COPY_CHUNK)
 
     def _apply_unkeyed(
         self,

@@ -83,9 +83,10 @@ def create_staging(name: str, columns: Sequence[Column]) -> sql.Composed:
     )
 
 
-def copy_into(name: str | sql.Composable, columns: Sequence[str]) -> sql.Composed:
+def copy_into(name: str | sql.Composable, columns: Sequence[str], *, binary: bool = False) -> sql.Composed:
     table = sql.Identifier(name) if isinstance(name, str) else name
-    return sql.SQL("COPY {} ({}) FROM STDIN").format(table, sql.SQL(", ").join(map(sql.Identifier, columns)))
+    form = sql.SQL(" WITH (FORMAT binary)" if binary else "")
+    return sql.SQL("COPY {} ({}) FROM STDIN{}").format(table, sql.SQL(", ").join(map(sql.Identifier, columns)), form)
 
 
 def staging_columns(columns: Sequence[Column]) -> list[str]:

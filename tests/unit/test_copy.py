@@ -9,6 +9,7 @@ from typing import Any
 from cdc.decode.envelope import EnvelopeDecoder
 from cdc.decode.toast import UNAVAILABLE
 from cdc.events import ChangeEvent, Column, Op, Origin, TableId, TableSchema, Version
+from cdc.warehouse.binary_copy import binary_codes, code_of
 from cdc.warehouse.copy import escape, staging_line, staging_text, text_array
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -114,3 +115,16 @@ def test_each_event_is_encoded_by_its_own_schema_when_a_batch_mixes_two() -> Non
     assert dict(zip(new_names, mixed.splitlines()[0].split("\t"), strict=False))["c_numeric"] == (
         "3.14159265358979323846"
     )
+
+
+def test_each_column_type_has_a_binary_code_or_the_table_is_copied_as_text() -> None:
+    columns = [Column(n, t, True, False) for n, t in (("a", "bigint"), ("b", "varchar(20)"), ("c", "numeric(12,2)"))]
+    columns += [Column("d", "timestamp(3) with time zone", True, False), Column("e", "jsonb", True, True)]
+    # then the staging metadata: version, op, commit time, the unchanged-TOAST list (NULL only)
+    meta = ("int8", "int8", "text", "int8", "null")
+    assert binary_codes(columns) == ("int8", "text", "numeric", "timestamptz", "jsonb", *meta)
+    assert binary_codes([*columns, Column("p", "point", True, False)]) is None  # no code: text
+    assert code_of("numeric(5,-2)") == "numeric"
+    assert code_of("timestamp without time zone") == "timestamp"
+    assert code_of("interval") is None
+    assert code_of("varchar") is None  # no such type is mapped; what is not known goes as text

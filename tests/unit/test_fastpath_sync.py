@@ -23,8 +23,9 @@ from cdc.buffer import Buffer
 from cdc.decode.envelope import EnvelopeDecoder, PoisonMessage
 from cdc.decode.fast import FastDecoder
 from cdc.events import ChangeEvent, Origin, Version, new_tuple
-from cdc.fastpath import Extension
+from cdc.fastpath import Extension, load
 from cdc.sync.consume import Record
+from cdc.warehouse.binary_copy import binary_codes
 from cdc.warehouse.copy import StagingWriter, staging_text
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -73,15 +74,25 @@ def _flushed(buffer: Buffer) -> Any:
     return [_describe(batch) for batch in buffer.batches()], sorted(buffer.open_moves), buffer.events, buffer.bytes
 
 
+def extension() -> Extension:
+    loaded = load()
+    assert loaded is not None  # a batch keeps rows only when the extension made them
+    return loaded
+
+
 def _describe(batch: Any) -> dict[str, Any]:
     kept = batch.fast.staging_text() if batch.fast is not None else None
     sent = batch.fast.staging_bytes() if batch.fast is not None else None  # as the flush sends it
+    codes = binary_codes(batch.schema.columns)
+    binary = batch.fast.staging_binary(codes) if batch.fast is not None and codes is not None else None
     newest = batch.newest()
     events: list[ChangeEvent] = batch.events()  # the kept rows made events, as a stage needing them would
     text, refused = staging_text(events, batch.schema.columns)
     if kept is not None:
         assert kept == text  # the extension's COPY text of its kept rows is the events' own
         assert sent == text.encode()
+        if codes is not None:  # the binary COPY of the kept rows is that of the events' text
+            assert binary == extension().copy_binary(codes, text)
     assert newest == batch.newest()
     return {
         "table": batch.schema.table,

@@ -11,6 +11,8 @@
 //! the supported subset is *not* guessed at: the message is left to the Python path, which
 //! decides what is poison and why.
 
+mod binary;
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -2186,6 +2188,15 @@ impl FastRows {
         py.detach(|| self.staging())
     }
 
+    /// staging_binary(codes) -> bytes | None: the staging rows in COPY's binary format, one
+    /// code per staging column (cdc.fastpath.binary_codes), or None where the text must be sent
+    /// (copy_binary). Built with the GIL released.
+    fn staging_binary<'py>(&self, py: Python<'py>, codes: Vec<String>) -> Option<Bound<'py, PyBytes>> {
+        let kinds = binary_kinds(&codes)?;
+        let data = py.detach(|| binary::from_text(&kinds, &self.staging()))?;
+        Some(PyBytes::new(py, &data))
+    }
+
     /// staging_bytes() -> bytes: staging_text() encoded, as the flush's COPY sends it. Built
     /// with the GIL released: the flush thread runs it while the loop decodes the next poll.
     fn staging_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
@@ -2292,11 +2303,28 @@ fn staged_text<'py>(py: Python<'py>, events: Bound<'py, PyList>, columns: Bound<
     Ok(Some(out))
 }
 
+fn binary_kinds(codes: &[String]) -> Option<Vec<binary::Bin>> {
+    codes.iter().map(|c| binary::Bin::parse(c)).collect()
+}
+
+/// copy_binary(codes, text) -> bytes | None
+///
+/// A staging text (COPY text lines, as staging_text writes them) in COPY's binary format, one
+/// code per column (int2 int4 int8 float4 float8 bool text jsonb numeric date timestamp
+/// timestamptz uuid null; cdc.fastpath.binary_codes), or None if a code is unknown or a field
+/// is not read exactly (the text is then sent as it is).
+#[pyfunction]
+fn copy_binary<'py>(py: Python<'py>, codes: Vec<String>, text: &str) -> Option<Bound<'py, PyBytes>> {
+    let kinds = binary_kinds(&codes)?;
+    binary::from_text(&kinds, text).map(|data| PyBytes::new(py, &data))
+}
+
 #[pymodule]
 fn cdc_fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(staging_lines, m)?)?;
     m.add_function(wrap_pyfunction!(decode_events, m)?)?;
     m.add_function(wrap_pyfunction!(staged_text, m)?)?;
+    m.add_function(wrap_pyfunction!(copy_binary, m)?)?;
     m.add_class::<FastRun>()?;
     m.add_class::<FastRows>()?;
     Ok(())
