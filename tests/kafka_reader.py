@@ -73,7 +73,9 @@ def read_topic(
                     f"topics {topics}: condition not met after {timeout}s with {len(messages)} messages"
                 )
             for records in consumer.poll(timeout_ms=500).values():
-                messages.extend(RawMessage(r.topic, r.partition, r.offset, r.key, r.value, tuple(r.headers or ())) for r in records)
+                messages.extend(
+                    RawMessage(r.topic, r.partition, r.offset, r.key, r.value, tuple(r.headers or ())) for r in records
+                )
         return messages
     finally:
         consumer.close()
