@@ -32,7 +32,6 @@ _EXACT = {
     "numeric": "numeric",
     "date": "date",
     "uuid": "uuid",
-    "text[]": "null",  # the unchanged-TOAST list: only its NULL is sent in binary
 }
 _PATTERNS = (
     (re.compile(r"(?:varchar|char)\(\d+\)"), "text"),
@@ -50,6 +49,12 @@ def code_of(pg_type: str) -> str | None:
     return next((code for pattern, code in _PATTERNS if pattern.fullmatch(pg_type)), None)
 
 
+# The staging metadata's codes. Its unchanged-TOAST list (text[]) is NULL in every kept row: only
+# that NULL is sent in binary, and a list makes the flush go as text. A table's own array columns
+# have no code at all.
+_META_CODES = tuple("null" if name == "_cdc_unchanged" else code_of(pg_type) for name, pg_type in STAGING_META)
+
+
 def binary_codes(columns: Sequence[Column]) -> tuple[str, ...] | None:
     """One code per staging column (the table's, then STAGING_META), or None if one of the
     table's types has none."""
@@ -58,5 +63,5 @@ def binary_codes(columns: Sequence[Column]) -> tuple[str, ...] | None:
 
 @functools.lru_cache(maxsize=1024)
 def _codes(pg_types: tuple[str, ...]) -> tuple[str, ...] | None:
-    codes = [code_of(t) for t in (*pg_types, *(t for _, t in STAGING_META))]
+    codes = [*map(code_of, pg_types), *_META_CODES]
     return None if None in codes else tuple(c for c in codes if c is not None)
